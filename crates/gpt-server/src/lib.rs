@@ -1,0 +1,1 @@
+//! The HTTP layer over `gpt`'s inference API (issue "Serve"): not built yet.

@@ -1,0 +1,44 @@
+//! Plain, portable kernels: the reference twins of the SIMD ones and the fallback path.
+
+use super::quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, QK};
+
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// sum over blocks of d_w * d_a * sum((q_w - 8) * q_a)
+pub fn dot_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
+    let mut acc = 0f32;
+    for (bw, ba) in w.iter().zip(a) {
+        let mut s = 0i32;
+        for j in 0..QK / 2 {
+            s += ((bw.qs[j] & 0x0f) as i32 - 8) * ba.qs[j] as i32;
+            s += ((bw.qs[j] >> 4) as i32 - 8) * ba.qs[j + QK / 2] as i32;
+        }
+        acc += bw.d.to_f32() * ba.d.to_f32() * s as f32;
+    }
+    acc
+}
+
+/// sum over blocks of d_w * d_a * sum(q_w * q_a) + m_w * s_a
+pub fn dot_q4_1_q8_1(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
+    let mut acc = 0f32;
+    for (bw, ba) in w.iter().zip(a) {
+        let mut s = 0i32;
+        for j in 0..QK / 2 {
+            s += (bw.qs[j] & 0x0f) as i32 * ba.qs[j] as i32;
+            s += (bw.qs[j] >> 4) as i32 * ba.qs[j + QK / 2] as i32;
+        }
+        acc += bw.d.to_f32() * ba.d * s as f32 + bw.m.to_f32() * ba.s;
+    }
+    acc
+}
+
+pub fn dot_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
+    let mut acc = 0f32;
+    for (bw, ba) in w.iter().zip(a) {
+        let s: i32 = bw.qs.iter().zip(&ba.qs).map(|(&x, &y)| x as i32 * y as i32).sum();
+        acc += bw.d.to_f32() * ba.d.to_f32() * s as f32;
+    }
+    acc
+}
