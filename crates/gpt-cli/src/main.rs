@@ -1,1 +1,54 @@
-fn main() {}
+//! `gpt`: run, inspect and benchmark GPT models on the CPU.
+
+mod commands;
+mod common;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "gpt", version, about = "Run, train and explain GPT models on the CPU", long_about = None)]
+#[command(after_help = "Examples:\n  gpt generate \"The cat sat on the\"\n  gpt chat --message \"What is the capital of France?\"\n  gpt tokenize \"Tokens are not words\"\n  gpt inspect logits \"The capital of France is\" --top 10\n  gpt bench --model smollm2-135m-instruct")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Continue a prompt, streaming tokens as they are generated.
+    Generate(commands::generate::Args),
+    /// Chat with an instruction-tuned model (interactive, or one-shot with --message).
+    Chat(commands::chat::Args),
+    /// Cut text into tokens: each piece with its id.
+    Tokenize(commands::tokenize::Args),
+    /// Turn token ids back into text.
+    Detokenize(commands::tokenize::DetokArgs),
+    /// Look inside the model.
+    Inspect(commands::inspect::Args),
+    /// Fetch a known model into the cache.
+    Pull(commands::models::PullArgs),
+    /// List the known models and whether they are cached.
+    Models,
+    /// Measure prompt processing and generation speed.
+    Bench(commands::bench::Args),
+}
+
+fn main() {
+    common::init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(a) => commands::generate::run(a),
+        Command::Chat(a) => commands::chat::run(a),
+        Command::Tokenize(a) => commands::tokenize::run(a),
+        Command::Detokenize(a) => commands::tokenize::run_detok(a),
+        Command::Inspect(a) => commands::inspect::run(a),
+        Command::Pull(a) => commands::models::pull(a),
+        Command::Models => commands::models::list(),
+        Command::Bench(a) => commands::bench::run(a),
+    };
+    if let Err(e) = result {
+        let msg = format!("{e:#}");
+        eprintln!("error: {msg}");
+        std::process::exit(1);
+    }
+}

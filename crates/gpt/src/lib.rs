@@ -10,6 +10,7 @@
 pub mod error;
 pub mod formats;
 pub mod hub;
+pub mod inspect;
 pub mod infer;
 pub mod kernels;
 pub mod model;

@@ -149,3 +149,53 @@ impl std::fmt::Debug for Bytes {
         write!(f, "Bytes({} bytes)", self.len)
     }
 }
+
+/// A 2-D weight matrix of `rows` rows of `cols` elements, row-major in `dtype`
+/// (a PyTorch `nn.Linear` weight of shape (out, in), or an embedding table (V, C)).
+#[derive(Clone, Debug)]
+pub struct Matrix {
+    pub name: String,
+    pub dtype: DType,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Bytes,
+}
+
+impl Matrix {
+    /// Checks that `data` holds exactly `rows` x `cols` elements of `dtype`.
+    pub fn new(name: &str, dtype: DType, rows: usize, cols: usize, data: Bytes) -> crate::Result<Matrix> {
+        let expected = (rows as u64)
+            .checked_mul(cols as u64)
+            .filter(|_| cols % dtype.block_size() == 0)
+            .and_then(|n| dtype.bytes_for(n));
+        if expected != Some(data.len() as u64) {
+            return Err(crate::Error::Tensor {
+                name: name.to_string(),
+                msg: format!(
+                    "expected ({rows}, {cols}) of {dtype} ({} bytes) but the data has {} bytes",
+                    expected.map_or("overflow".to_string(), |e| e.to_string()),
+                    data.len()
+                ),
+            });
+        }
+        Ok(Matrix { name: name.to_string(), dtype, rows, cols, data })
+    }
+
+    /// An f32 matrix owning its values.
+    pub fn from_f32(name: &str, rows: usize, cols: usize, values: &[f32]) -> crate::Result<Matrix> {
+        Matrix::new(name, DType::F32, rows, cols, Bytes::from_vec(bytemuck::cast_slice(values).to_vec()))
+    }
+
+    pub fn as_ref(&self) -> crate::kernels::MatRef<'_> {
+        crate::kernels::MatRef { dtype: self.dtype, rows: self.rows, cols: self.cols, data: &self.data }
+    }
+
+    /// Row `r` as f32 (C).
+    pub fn row_f32(&self, r: usize, out: &mut [f32]) {
+        self.as_ref().dequantize_row(r, out)
+    }
+
+    pub fn n_elements(&self) -> usize {
+        self.rows * self.cols
+    }
+}

@@ -86,6 +86,24 @@ impl GgufFile {
     pub fn get(&self, key: &str) -> Option<&Value> {
         todo!()
     }
+    pub fn get_u64(&self, key: &str) -> Result<u64> {
+        todo!()
+    }
+    pub fn get_f64(&self, key: &str) -> Result<f64> {
+        todo!()
+    }
+    pub fn get_f64_opt(&self, key: &str) -> Option<f64> {
+        todo!()
+    }
+    pub fn get_str(&self, key: &str) -> Result<&str> {
+        todo!()
+    }
+    pub fn get_str_array(&self, key: &str) -> Result<Vec<String>> {
+        todo!()
+    }
+    pub fn architecture(&self) -> Result<&str> {
+        todo!()
+    }
     pub fn tensor_info(&self, name: &str) -> Option<&TensorInfo> {
         todo!()
     }

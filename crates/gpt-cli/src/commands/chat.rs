@@ -1,0 +1,77 @@
+use super::generate::SamplingArgs;
+use crate::common::{load, ModelArgs};
+use anyhow::{anyhow, Result};
+use gpt::infer::chat_template::{ChatTemplate, Message, CHATML};
+use gpt::infer::Generator;
+use std::io::{BufRead, Write};
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  gpt chat                                   (interactive; /reset clears, /quit or Ctrl-D leaves)\n  gpt chat --message \"What is the capital of France?\" --temperature 0\n  gpt chat --system \"You are a pirate.\" --message \"Hello\"")]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// A system message (otherwise the template's default, if any).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Send one message, print the reply and exit.
+    #[arg(long)]
+    pub message: Option<String>,
+    /// Print the rendered prompt (the template's output) to stderr.
+    #[arg(long)]
+    pub show_prompt: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let m = load(&a.model)?;
+    let template = m.chat_template.clone().unwrap_or_else(|| {
+        tracing::warn!("the model has no chat template; using ChatML");
+        ChatTemplate::new(CHATML, "", "")
+    });
+    let opts = a.sampling.options(&m.stop_ids);
+    let mut g = Generator::new(&m.transformer, &m.tokenizer);
+    let mut history: Vec<Message> = a.system.iter().map(|s| Message::new("system", s)).collect();
+    let mut turn = |history: &mut Vec<Message>, text: &str| -> Result<()> {
+        history.push(Message::new("user", text));
+        let prompt = template.render(history, true)?;
+        if a.show_prompt {
+            eprintln!("{prompt}");
+        }
+        let ids = m.tokenizer.encode(&prompt, true);
+        let mut out = std::io::stdout().lock();
+        let r = g.generate(&ids, &opts, &mut |piece| {
+            let _ = write!(out, "{piece}");
+            let _ = out.flush();
+            true
+        })?;
+        writeln!(out)?;
+        history.push(Message::new("assistant", &r.text));
+        Ok(())
+    };
+    if let Some(msg) = &a.message {
+        return turn(&mut history, msg);
+    }
+    let stdin = std::io::stdin();
+    let base = history.clone();
+    eprintln!("{} — type a message; /reset to start over, /quit to leave.", m.description);
+    loop {
+        eprint!("> ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).map_err(|e| anyhow!("reading stdin: {e}"))? == 0 {
+            return Ok(());
+        }
+        match line.trim() {
+            "" => continue,
+            "/quit" | "/exit" => return Ok(()),
+            "/reset" => history = base.clone(),
+            text => {
+                if let Err(e) = turn(&mut history, text) {
+                    eprintln!("error: {e:#}");
+                    history.pop();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+pub mod bench;
+pub mod chat;
+pub mod generate;
+pub mod inspect;
+pub mod models;
+pub mod tokenize;

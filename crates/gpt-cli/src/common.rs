@@ -1,0 +1,76 @@
+//! What every subcommand shares: finding and loading the model, threads, logging.
+
+use anyhow::{Context, Result};
+use gpt::kernels::Precision;
+use gpt::model::LoadedModel;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+
+/// Options for choosing and loading a model.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A known model name (see `gpt models`), a GGUF file, or a model folder.
+    #[arg(long, short = 'm', default_value = gpt::hub::DEFAULT_MODEL)]
+    pub model: String,
+    /// Threads for the matrix products (default: all cores).
+    #[arg(long, short = 't')]
+    pub threads: Option<usize>,
+    /// `fast` quantizes activations to 8 bits against quantized weights (as llama.cpp);
+    /// `f32` multiplies dequantized weights with f32 activations (reference math).
+    #[arg(long, default_value = "fast", value_parser = parse_precision)]
+    pub precision: Precision,
+}
+
+fn parse_precision(s: &str) -> Result<Precision, String> {
+    match s {
+        "fast" => Ok(Precision::Fast),
+        "f32" => Ok(Precision::F32),
+        _ => Err(format!("unknown precision '{s}' (fast, f32)")),
+    }
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GPT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub fn init_threads(threads: Option<usize>) {
+    if let Some(n) = threads {
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global();
+    }
+}
+
+/// A progress callback drawing an indicatif bar on stderr when it is a terminal.
+pub fn progress_bar() -> impl FnMut(&str, u64, u64) {
+    let mut bar: Option<ProgressBar> = None;
+    move |what: &str, done: u64, total: u64| {
+        if !std::io::stderr().is_terminal() {
+            return;
+        }
+        let b = bar.get_or_insert_with(|| {
+            let b = ProgressBar::new(total);
+            b.set_style(
+                ProgressStyle::with_template("{msg:>10} [{bar:40}] {bytes}/{total_bytes} ({eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            b.set_message(what.to_string());
+            b
+        });
+        b.set_position(done);
+        if done >= total {
+            b.finish();
+        }
+    }
+}
+
+/// Resolves (fetching if needed) and loads the model.
+pub fn load(args: &ModelArgs) -> Result<LoadedModel> {
+    init_threads(args.threads);
+    let mut progress = progress_bar();
+    let path = gpt::hub::resolve(&args.model, &mut progress)?;
+    let mut m = LoadedModel::open(&path).with_context(|| format!("loading {}", path.display()))?;
+    m.transformer.precision = args.precision;
+    Ok(m)
+}

@@ -1,0 +1,80 @@
+//! Chat templates: the Jinja template a model ships (GGUF's `tokenizer.chat_template`, or
+//! `chat_template` in tokenizer_config.json) turns a conversation into the exact text the model
+//! was fine-tuned on, rendered with minijinja as Hugging Face's `apply_chat_template` does.
+
+use crate::{Error, Result};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: &str, content: &str) -> Message {
+        Message { role: role.into(), content: content.into() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatTemplate {
+    source: String,
+    pub bos_token: String,
+    pub eos_token: String,
+}
+
+impl ChatTemplate {
+    pub fn new(source: &str, bos_token: &str, eos_token: &str) -> ChatTemplate {
+        ChatTemplate { source: source.into(), bos_token: bos_token.into(), eos_token: eos_token.into() }
+    }
+
+    /// Renders the conversation; with `add_generation_prompt`, ends with the header of the
+    /// assistant's turn so that the model continues as the assistant.
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        let mut env = minijinja::Environment::new();
+        // Hugging Face renders with trim_blocks and lstrip_blocks.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        // Templates call Python string methods (.strip(), .startswith(), ...).
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+        });
+        env.add_template("chat", &self.source).map_err(|e| Error::Template(e.to_string()))?;
+        let tmpl = env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
+        tmpl.render(minijinja::context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        })
+        .map_err(|e| Error::Template(e.to_string()))
+    }
+}
+
+/// ChatML, for models that ship no template.
+pub const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chatml_by_hand() {
+        let t = ChatTemplate::new(CHATML, "", "");
+        let s = t.render(&[Message::new("user", "Hi")], true).unwrap();
+        assert_eq!(s, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    }
+
+    #[test]
+    fn python_string_methods_and_raise_exception_work() {
+        let t = ChatTemplate::new(
+            "{% if messages[0]['role'] != 'user' %}{{ raise_exception('user first') }}{% endif %}{{ messages[0]['content'].strip() }}",
+            "",
+            "",
+        );
+        assert_eq!(t.render(&[Message::new("user", "  x ")], false).unwrap(), "x");
+        assert!(t.render(&[Message::new("system", "x")], false).unwrap_err().to_string().contains("user first"));
+    }
+}

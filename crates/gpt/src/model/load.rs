@@ -1,0 +1,295 @@
+//! Building a [`Transformer`] from a model file: a map from the file's tensor names to the
+//! model's parts, with every shape checked.
+
+use super::attention::Attention;
+use super::config::{Arch, Config};
+use super::embedding::Embedding;
+use super::linear::Linear;
+use super::mlp::Mlp;
+use super::norm::Norm;
+use super::rope::{Rope, RopePairs};
+use super::transformer::{Block, Transformer};
+use super::unembedding::Unembedding;
+use crate::formats::gguf::GgufFile;
+use crate::kernels::Precision;
+use crate::tensor::Matrix;
+use crate::{Error, Result};
+
+/// Reads GGUF tensors by llama.cpp's names (`blk.N.attn_q.weight`, ...).
+struct GgufTensors<'a> {
+    g: &'a GgufFile,
+}
+
+impl GgufTensors<'_> {
+    fn info(&self, name: &str) -> Result<&crate::formats::gguf::TensorInfo> {
+        self.g.tensor_info(name).ok_or_else(|| Error::Tensor {
+            name: name.into(),
+            msg: format!("missing from {}", self.g.name),
+        })
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.g.tensor_info(name).is_some()
+    }
+
+    /// A (rows, cols) matrix; GGUF lists dims innermost first, so its dims are [cols, rows].
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        let info = self.info(name)?;
+        let dims: Vec<u64> = info.dims.clone();
+        if dims != [cols as u64, rows as u64] {
+            return Err(Error::Tensor {
+                name: name.into(),
+                msg: format!(
+                    "expected shape ({rows}, {cols}) but {} has {:?} (GGUF order, innermost first)",
+                    self.g.name, dims
+                ),
+            });
+        }
+        Matrix::new(name, info.dtype, rows, cols, self.g.tensor_data(info))
+    }
+
+    /// A vector of `len` values, dequantized to f32.
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
+        let m = {
+            let info = self.info(name)?;
+            if info.dims.iter().product::<u64>() != len as u64 || info.dims[0] != len as u64 {
+                return Err(Error::Tensor {
+                    name: name.into(),
+                    msg: format!("expected shape ({len}) but {} has {:?}", self.g.name, info.dims),
+                });
+            }
+            Matrix::new(name, info.dtype, 1, len, self.g.tensor_data(info))?
+        };
+        let mut v = vec![0f32; len];
+        m.row_f32(0, &mut v);
+        Ok(v)
+    }
+
+    fn linear(&self, name: &str, rows: usize, cols: usize) -> Result<Linear> {
+        let bias_name = name.replace(".weight", ".bias");
+        let bias = if self.has(&bias_name) { Some(self.vector(&bias_name, rows)?) } else { None };
+        Ok(Linear::new(self.matrix(name, rows, cols)?, bias))
+    }
+
+    fn norm(&self, prefix: &str, c: &Config) -> Result<Norm> {
+        let weight = self.vector(&format!("{prefix}.weight"), c.d_model)?;
+        Ok(match c.arch {
+            Arch::Llama => Norm::Rms { weight, eps: c.norm_eps },
+            Arch::Gpt2 => Norm::Layer {
+                weight,
+                bias: self.vector(&format!("{prefix}.bias"), c.d_model)?,
+                eps: c.norm_eps,
+            },
+        })
+    }
+}
+
+/// Splits a fused (3C, C) QKV projection into its q, k and v row blocks.
+fn split_rows(l: &Linear, parts: &[usize]) -> Result<Vec<Linear>> {
+    let mut out = Vec::new();
+    let mut r0 = 0;
+    let row_bytes = l.weight.as_ref().row_bytes();
+    for (i, &rows) in parts.iter().enumerate() {
+        let data = l.weight.data.slice(r0 * row_bytes, rows * row_bytes).ok_or_else(|| {
+            Error::Tensor { name: l.weight.name.clone(), msg: "fused matrix too small to split".into() }
+        })?;
+        let name = format!("{}[{}]", l.weight.name, ["q", "k", "v"][i.min(2)]);
+        let w = Matrix::new(&name, l.weight.dtype, rows, l.weight.cols, data)?;
+        let b = l.bias.as_ref().map(|b| b[r0..r0 + rows].to_vec());
+        out.push(Linear::new(w, b));
+        r0 += rows;
+    }
+    Ok(out)
+}
+
+impl Transformer {
+    /// Builds the model from a parsed GGUF file (weights stay memory-mapped).
+    pub fn from_gguf(g: &GgufFile) -> Result<Transformer> {
+        let config = Config::from_gguf(g)?;
+        let f = GgufTensors { g };
+        let c = &config;
+        let (dm, qd, kvd) = (c.d_model, c.n_head * c.head_dim, c.kv_dim());
+        let token_embedding = Embedding { table: f.matrix("token_embd.weight", c.vocab_size, dm)? };
+        let position_embedding = match c.arch {
+            Arch::Gpt2 => {
+                let info = f.info("position_embd.weight")?;
+                let n_pos = info.dims.get(1).copied().unwrap_or(0) as usize;
+                Some(Embedding { table: f.matrix("position_embd.weight", n_pos, dm)? })
+            }
+            Arch::Llama => None,
+        };
+        let mut blocks = Vec::with_capacity(c.n_layer);
+        for l in 0..c.n_layer {
+            let p = |s: &str| format!("blk.{l}.{s}");
+            let (wq, wk, wv) = if f.has(&p("attn_qkv.weight")) {
+                let fused = f.linear(&p("attn_qkv.weight"), qd + 2 * kvd, dm)?;
+                let mut parts = split_rows(&fused, &[qd, kvd, kvd])?.into_iter();
+                (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap())
+            } else {
+                (
+                    f.linear(&p("attn_q.weight"), qd, dm)?,
+                    f.linear(&p("attn_k.weight"), kvd, dm)?,
+                    f.linear(&p("attn_v.weight"), kvd, dm)?,
+                )
+            };
+            let attn = Attention {
+                wq,
+                wk,
+                wv,
+                wo: f.linear(&p("attn_output.weight"), dm, qd)?,
+                n_head: c.n_head,
+                n_kv_head: c.n_kv_head,
+                head_dim: c.head_dim,
+                // GGUF's Q/K rows are permuted for llama.cpp's adjacent-pair rotation.
+                rope: c.rope_theta.map(|th| Rope::new(c.rope_dim, th, RopePairs::Adjacent)),
+            };
+            let mlp = match c.arch {
+                Arch::Llama => Mlp::SwiGlu {
+                    gate: f.linear(&p("ffn_gate.weight"), c.d_ff, dm)?,
+                    up: f.linear(&p("ffn_up.weight"), c.d_ff, dm)?,
+                    down: f.linear(&p("ffn_down.weight"), dm, c.d_ff)?,
+                },
+                Arch::Gpt2 => Mlp::Gelu {
+                    fc: f.linear(&p("ffn_up.weight"), c.d_ff, dm)?,
+                    proj: f.linear(&p("ffn_down.weight"), dm, c.d_ff)?,
+                },
+            };
+            blocks.push(Block {
+                attn_norm: f.norm(&p("attn_norm"), c)?,
+                attn,
+                mlp_norm: f.norm(&p("ffn_norm"), c)?,
+                mlp,
+            });
+        }
+        let final_norm = f.norm("output_norm", c)?;
+        let unembedding = if f.has("output.weight") {
+            Unembedding { linear: f.linear("output.weight", c.vocab_size, dm)?, tied: false }
+        } else {
+            Unembedding { linear: Linear::new(token_embedding.table.clone(), None), tied: true }
+        };
+        Ok(Transformer {
+            config,
+            token_embedding,
+            position_embedding,
+            blocks,
+            final_norm,
+            unembedding,
+            precision: Precision::default(),
+        })
+    }
+}
+
+/// A model ready to use: the transformer, its tokenizer and its chat template.
+pub struct LoadedModel {
+    /// The file or folder it came from.
+    pub source: std::path::PathBuf,
+    pub transformer: Transformer,
+    pub tokenizer: crate::tokenizer::Tokenizer,
+    pub chat_template: Option<crate::infer::chat_template::ChatTemplate>,
+    /// Ids that end generation (EOS, and end-of-turn where the file names one).
+    pub stop_ids: Vec<u32>,
+    /// Metadata for display (architecture, name, file type...).
+    pub description: String,
+}
+
+impl LoadedModel {
+    /// Opens a GGUF file.
+    pub fn open(path: &std::path::Path) -> Result<LoadedModel> {
+        if path.is_dir() {
+            return Err(Error::Invalid(format!(
+                "{}: model folders (config.json + model.safetensors) are not supported yet; pass a GGUF file",
+                path.display()
+            )));
+        }
+        let g = GgufFile::open(path)?;
+        let transformer = Transformer::from_gguf(&g)?;
+        let spec = tokenizer_spec_from_gguf(&g)?;
+        let tokenizer = crate::tokenizer::Tokenizer::from_spec(spec)?;
+        if tokenizer.vocab_size() != transformer.config.vocab_size {
+            return Err(Error::Field {
+                file: g.name.clone(),
+                field: "tokenizer.ggml.tokens".into(),
+                msg: format!(
+                    "{} tokens but the embedding has {} rows",
+                    tokenizer.vocab_size(),
+                    transformer.config.vocab_size
+                ),
+            });
+        }
+        let tok_text = |id: Option<u32>| {
+            id.and_then(|i| tokenizer.token_str(i)).unwrap_or_default().to_string()
+        };
+        let chat_template = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(|s| {
+            crate::infer::chat_template::ChatTemplate::new(
+                s,
+                &tok_text(tokenizer.bos_id()),
+                &tok_text(tokenizer.eos_id()),
+            )
+        });
+        let mut stop_ids: Vec<u32> = tokenizer.eos_id().into_iter().collect();
+        if let Some(eot) = g.get("tokenizer.ggml.eot_token_id").and_then(|v| v.as_u64()) {
+            if !stop_ids.contains(&(eot as u32)) {
+                stop_ids.push(eot as u32);
+            }
+        }
+        let c = &transformer.config;
+        let name = g.get("general.name").and_then(|v| v.as_str()).unwrap_or("unnamed");
+        let description = format!(
+            "{name} ({:?}, GGUF v{}): {} layers, d_model {}, {} heads ({} kv), vocab {}, context {}",
+            c.arch, g.version, c.n_layer, c.d_model, c.n_head, c.n_kv_head, c.vocab_size, c.context_length
+        );
+        Ok(LoadedModel {
+            source: path.to_path_buf(),
+            transformer,
+            tokenizer,
+            chat_template,
+            stop_ids,
+            description,
+        })
+    }
+
+    /// Encodes a prompt as the model expects raw text: BOS first only if the tokenizer says so.
+    pub fn encode_prompt(&self, text: &str, allow_special: bool) -> Vec<u32> {
+        let mut ids = Vec::new();
+        if self.tokenizer.add_bos() {
+            ids.extend(self.tokenizer.bos_id());
+        }
+        ids.extend(self.tokenizer.encode(text, allow_special));
+        ids
+    }
+}
+
+/// The tokenizer described by GGUF's `tokenizer.ggml.*` keys.
+pub fn tokenizer_spec_from_gguf(g: &GgufFile) -> Result<crate::tokenizer::TokenizerSpec> {
+    let field = |k: &str, msg: String| Error::Field { file: g.name.clone(), field: k.into(), msg };
+    let model = g.get_str("tokenizer.ggml.model")?;
+    if model != "gpt2" {
+        return Err(field(
+            "tokenizer.ggml.model",
+            format!("tokenizer model '{model}' is not supported (supported: gpt2, byte-level BPE)"),
+        ));
+    }
+    let id = |k: &str| g.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
+    let token_types = match g.get("tokenizer.ggml.token_type") {
+        Some(v) => Some(
+            v.as_array()
+                .ok_or_else(|| field("tokenizer.ggml.token_type", "not an array".into()))?
+                .iter()
+                .map(|t| t.as_u64().map(|x| x as i32))
+                .collect::<Option<Vec<i32>>>()
+                .ok_or_else(|| field("tokenizer.ggml.token_type", "not integers".into()))?,
+        ),
+        None => None,
+    };
+    Ok(crate::tokenizer::TokenizerSpec {
+        tokens: g.get_str_array("tokenizer.ggml.tokens")?,
+        token_types,
+        merges: g.get_str_array("tokenizer.ggml.merges")?,
+        pre: g.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("gpt2").to_string(),
+        bos_id: id("tokenizer.ggml.bos_token_id"),
+        eos_id: id("tokenizer.ggml.eos_token_id"),
+        unk_id: id("tokenizer.ggml.unknown_token_id"),
+        pad_id: id("tokenizer.ggml.padding_token_id"),
+        add_bos: g.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false),
+    })
+}

@@ -1,0 +1,86 @@
+//! Rotary position embeddings (RoPE): position enters attention by rotating each pair of a
+//! query's and key's dimensions by an angle proportional to the position, so that the score
+//! q·k depends on the distance between the two positions.
+
+/// Which dimensions form a rotated pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopePairs {
+    /// (2i, 2i+1): llama.cpp's "normal" RoPE. GGUF files store Q and K rows permuted so that
+    /// this layout computes the same scores as Hugging Face's.
+    Adjacent,
+    /// (i, i + d/2): Hugging Face's `rotate_half` (GPT-NeoX style), for unpermuted weights.
+    Halves,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rope {
+    /// Rotated dimensions per head (the first `dim` of HS).
+    pub dim: usize,
+    pub pairs: RopePairs,
+    /// theta^(-2i/dim) for i in 0..dim/2
+    inv_freq: Vec<f32>,
+}
+
+impl Rope {
+    pub fn new(dim: usize, theta: f32, pairs: RopePairs) -> Rope {
+        let inv_freq = (0..dim / 2)
+            .map(|i| (theta as f64).powf(-2.0 * i as f64 / dim as f64) as f32)
+            .collect();
+        Rope { dim, pairs, inv_freq }
+    }
+
+    /// The (cos, sin) of every pair's angle at `pos`: (dim/2) each.
+    pub fn angles(&self, pos: usize) -> (Vec<f32>, Vec<f32>) {
+        self.inv_freq
+            .iter()
+            .map(|f| {
+                // Angle in f32 as Hugging Face computes it (position * inv_freq in float32).
+                let a = pos as f32 * f;
+                (a.cos(), a.sin())
+            })
+            .unzip()
+    }
+
+    /// Rotates each head of x: (n_heads * HS) in place, given the angles of its position.
+    pub fn rotate(&self, x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+        let half = self.dim / 2;
+        for head in x.chunks_exact_mut(head_dim) {
+            for i in 0..half {
+                let (a, b) = match self.pairs {
+                    RopePairs::Adjacent => (2 * i, 2 * i + 1),
+                    RopePairs::Halves => (i, i + half),
+                };
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = x0 * cos[i] - x1 * sin[i];
+                head[b] = x0 * sin[i] + x1 * cos[i];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_preserves_norm_and_relative_position() {
+        // q·k after rotation depends only on the distance between positions.
+        let rope = Rope::new(4, 10000.0, RopePairs::Adjacent);
+        let q = [0.3f32, -1.2, 0.7, 2.0];
+        let k = [1.1f32, 0.4, -0.5, 0.9];
+        let score = |pq: usize, pk: usize| {
+            let (mut a, mut b) = (q, k);
+            let (c, s) = rope.angles(pq);
+            rope.rotate(&mut a, 4, &c, &s);
+            let (c, s) = rope.angles(pk);
+            rope.rotate(&mut b, 4, &c, &s);
+            a.iter().zip(&b).map(|(x, y)| x * y).sum::<f32>()
+        };
+        assert!((score(5, 2) - score(13, 10)).abs() < 1e-4);
+        let (c, s) = rope.angles(7);
+        let mut a = q;
+        rope.rotate(&mut a, 4, &c, &s);
+        let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>();
+        assert!((n(&a) - n(&q)).abs() < 1e-5);
+    }
+}
