@@ -80,7 +80,7 @@ pub enum Value {
     F32(f32),
     Bool(bool),
     String(String),
-    /// Elements of one type in the file (the reader does not re-check that; the writer does).
+    /// Elements all of one type: GGUF arrays are homogeneous (the writer rejects mixed ones).
     Array(Vec<Value>),
     U64(u64),
     I64(i64),
@@ -581,7 +581,7 @@ impl<'a> Cursor<'a> {
             Some(need) if need <= left => Ok(()),
             _ => Err(Fault::Invalid(format!(
                 "{what} {count} at offset {} is impossible: {count} x at least {min_bytes} bytes \
-                 do not fit in the {left} bytes left",
+                 do not fit in the {left} bytes left (truncated or corrupt file)",
                 self.pos
             ))),
         }
@@ -593,7 +593,8 @@ impl<'a> Cursor<'a> {
         let left = self.remaining();
         if len > left as u64 {
             return Err(Fault::Invalid(format!(
-                "{what} at offset {at} has length {len}, more than the {left} bytes left"
+                "{what} at offset {at} has length {len}, more than the {left} bytes left \
+                 (truncated or corrupt file)"
             )));
         }
         let bytes = self.take(len, what)?;
@@ -906,7 +907,8 @@ impl Parser<'_> {
                 "{ctx}: the byte size of {n} {dtype} elements overflows"
             ))
         })?;
-        if r.offset % alignment != 0 {
+        // `alignment` is a power of two (checked when it was read).
+        if r.offset & (alignment - 1) != 0 {
             return Err(self.err(format!(
                 "{ctx}: data offset {} is not a multiple of the alignment {alignment}",
                 r.offset
