@@ -92,7 +92,7 @@ impl Config {
         let (norm_key, rope_theta) = match arch {
             Arch::Llama => (
                 "attention.layer_norm_rms_epsilon",
-                Some(g.get_f64_opt(&key("rope.freq_base")).unwrap_or(10000.0) as f32),
+                Some(g.get_f64_opt(&key("rope.freq_base"))?.unwrap_or(10000.0) as f32),
             ),
             Arch::Gpt2 => ("attention.layer_norm_epsilon", None),
         };

@@ -282,9 +282,9 @@ pub fn tokenizer_spec_from_gguf(g: &GgufFile) -> Result<crate::tokenizer::Tokeni
         None => None,
     };
     Ok(crate::tokenizer::TokenizerSpec {
-        tokens: g.get_str_array("tokenizer.ggml.tokens")?,
+        tokens: g.get_str_array("tokenizer.ggml.tokens")?.into_iter().map(String::from).collect(),
         token_types,
-        merges: g.get_str_array("tokenizer.ggml.merges")?,
+        merges: g.get_str_array("tokenizer.ggml.merges")?.into_iter().map(String::from).collect(),
         pre: g.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("gpt2").to_string(),
         bos_id: id("tokenizer.ggml.bos_token_id"),
         eos_id: id("tokenizer.ggml.eos_token_id"),
