@@ -55,7 +55,7 @@ pub struct TokenizerSpec {
 }
 
 /// A byte-level BPE tokenizer. Immutable once built, so one instance can be shared by threads.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Tokenizer {
     /// Vocabulary strings as stored, indexed by id.
     tokens: Vec<String>,
@@ -353,6 +353,23 @@ impl Tokenizer {
 
     pub fn is_special(&self, id: u32) -> bool {
         self.special.get(id as usize).copied().unwrap_or(false)
+    }
+}
+
+/// A summary: the full vocabulary would print tens of thousands of entries.
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("vocab_size", &self.tokens.len())
+            .field(
+                "special_tokens",
+                &self.special.iter().filter(|&&s| s).count(),
+            )
+            .field("pre", &self.pre)
+            .field("bos_id", &self.bos_id)
+            .field("eos_id", &self.eos_id)
+            .field("add_bos", &self.add_bos)
+            .finish_non_exhaustive()
     }
 }
 
