@@ -1,0 +1,304 @@
+//! Reading tokenizer files into a [`TokenizerSpec`]: GPT-2's original `encoder.json` +
+//! `vocab.bpe`, and Hugging Face's `tokenizer.json`. (GGUF vocabularies are read with the rest of
+//! the GGUF metadata in `formats::gguf`.) Every problem is an [`Error::Tokenizer`] naming the file.
+
+use super::{Pretokenizer, TokenizerSpec, TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED};
+use crate::{Error, Result};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// GGUF token type of an ordinary token.
+const TOKEN_TYPE_NORMAL: i32 = 1;
+
+/// GPT-2's only special token; in `encoder.json` it is the last id, 50256.
+pub const GPT2_END_OF_TEXT: &str = "<|endoftext|>";
+
+fn file_err(path: &Path, msg: impl std::fmt::Display) -> Error {
+    Error::Tokenizer(format!("{}: {msg}", path.display()))
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| file_err(path, format!("not UTF-8: {e}")))
+}
+
+/// Token strings indexed by id from `(string, id)` pairs, which must cover 0..n exactly once.
+fn tokens_by_id(
+    path: &Path,
+    pairs: impl IntoIterator<Item = (String, u32)>,
+) -> Result<Vec<String>> {
+    let mut slots: Vec<Option<String>> = Vec::new();
+    for (tok, id) in pairs {
+        let i = id as usize;
+        if i >= slots.len() {
+            slots.resize(i + 1, None);
+        }
+        if let Some(prev) = &slots[i] {
+            if *prev != tok {
+                return Err(file_err(
+                    path,
+                    format!("id {id} is given to both {prev:?} and {tok:?}"),
+                ));
+            }
+        }
+        slots[i] = Some(tok);
+    }
+    if slots.is_empty() {
+        return Err(file_err(path, "the vocabulary is empty"));
+    }
+    slots
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| t.ok_or_else(|| file_err(path, format!("no token has id {i}"))))
+        .collect()
+}
+
+/// GPT-2's `encoder.json` (token string -> id) and `vocab.bpe` (a `#version` line, then one merge
+/// "a b" per line in rank order). `<|endoftext|>` is the special token and both BOS and EOS.
+pub fn gpt2_spec(encoder_json: &Path, vocab_bpe: &Path) -> Result<TokenizerSpec> {
+    let text = read_text(encoder_json)?;
+    let map: HashMap<String, u32> = serde_json::from_str(&text).map_err(|e| {
+        file_err(
+            encoder_json,
+            format!("expected a JSON object of token -> id: {e}"),
+        )
+    })?;
+    let tokens = tokens_by_id(encoder_json, map)?;
+
+    let text = read_text(vocab_bpe)?;
+    let mut merges = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if (i == 0 && line.starts_with("#version")) || line.is_empty() {
+            continue;
+        }
+        if line.split(' ').count() != 2 {
+            return Err(file_err(
+                vocab_bpe,
+                format!("line {}: expected a merge \"a b\", found {line:?}", i + 1),
+            ));
+        }
+        merges.push(line.to_owned());
+    }
+
+    let eot = tokens
+        .iter()
+        .position(|t| t == GPT2_END_OF_TEXT)
+        .map(|i| i as u32);
+    let token_types = tokens
+        .iter()
+        .map(|t| {
+            if t == GPT2_END_OF_TEXT {
+                TOKEN_TYPE_CONTROL
+            } else {
+                TOKEN_TYPE_NORMAL
+            }
+        })
+        .collect();
+    Ok(TokenizerSpec {
+        tokens,
+        token_types: Some(token_types),
+        merges,
+        pre: "gpt2".into(),
+        bos_id: eot,
+        eos_id: eot,
+        unk_id: None,
+        pad_id: None,
+        add_bos: false,
+    })
+}
+
+/// What a `tokenizer.json` says beyond the spec.
+pub(super) struct TokenizerJson {
+    pub spec: TokenizerSpec,
+    pub pre: Pretokenizer,
+    pub ignore_merges: bool,
+}
+
+/// The Llama 3 split pattern as Hugging Face stores it.
+const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// A Hugging Face `tokenizer.json` with a byte-level BPE model.
+pub(super) fn tokenizer_json_spec(path: &Path) -> Result<TokenizerJson> {
+    let text = read_text(path)?;
+    let v: Value =
+        serde_json::from_str(&text).map_err(|e| file_err(path, format!("invalid JSON: {e}")))?;
+    let model = v
+        .get("model")
+        .ok_or_else(|| file_err(path, "no \"model\" section"))?;
+    let model_type = model.get("type").and_then(Value::as_str).unwrap_or("BPE");
+    if model_type != "BPE" {
+        return Err(file_err(
+            path,
+            format!("unsupported tokenizer.json model type {model_type} (only byte-level BPE)"),
+        ));
+    }
+    for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
+        if let Some(s) = model.get(key).and_then(Value::as_str) {
+            if !s.is_empty() {
+                return Err(file_err(
+                    path,
+                    format!("unsupported BPE option {key} = {s:?} (not byte-level BPE)"),
+                ));
+            }
+        }
+    }
+    let pre_tok = v.get("pre_tokenizer").unwrap_or(&Value::Null);
+    let steps: Vec<&Value> = match pre_tok.get("type").and_then(Value::as_str) {
+        Some("Sequence") => pre_tok
+            .get("pretokenizers")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().collect())
+            .unwrap_or_default(),
+        Some(_) => vec![pre_tok],
+        None => vec![],
+    };
+    if !steps
+        .iter()
+        .any(|s| s.get("type").and_then(Value::as_str) == Some("ByteLevel"))
+    {
+        return Err(file_err(
+            path,
+            "unsupported tokenizer.json: BPE without a ByteLevel pre-tokenizer \
+             (SentencePiece-style BPE is not byte-level)",
+        ));
+    }
+    if steps
+        .iter()
+        .any(|s| s.get("add_prefix_space").and_then(Value::as_bool) == Some(true))
+    {
+        return Err(file_err(
+            path,
+            "unsupported tokenizer.json: ByteLevel with add_prefix_space = true",
+        ));
+    }
+    let pre = detect_pretokenizer(&steps).unwrap_or_else(|| {
+        tracing::warn!(
+            file = %path.display(),
+            "unrecognised tokenizer.json pre_tokenizer; falling back to the GPT-2 split pattern"
+        );
+        Pretokenizer::Gpt2
+    });
+
+    let vocab = model
+        .get("vocab")
+        .and_then(Value::as_object)
+        .ok_or_else(|| file_err(path, "model.vocab is not an object of token -> id"))?;
+    let mut pairs = Vec::with_capacity(vocab.len());
+    for (tok, id) in vocab {
+        let id = id
+            .as_u64()
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| file_err(path, format!("model.vocab[{tok:?}] is not a token id")))?;
+        pairs.push((tok.clone(), id));
+    }
+    let mut types: HashMap<u32, i32> = HashMap::new();
+    if let Some(added) = v.get("added_tokens").and_then(Value::as_array) {
+        for (i, a) in added.iter().enumerate() {
+            let id = a
+                .get("id")
+                .and_then(Value::as_u64)
+                .and_then(|i| u32::try_from(i).ok());
+            let content = a.get("content").and_then(Value::as_str);
+            let (Some(id), Some(content)) = (id, content) else {
+                return Err(file_err(
+                    path,
+                    format!("added_tokens[{i}] lacks an id or content"),
+                ));
+            };
+            let special = a.get("special").and_then(Value::as_bool).unwrap_or(false);
+            types.insert(
+                id,
+                if special {
+                    TOKEN_TYPE_CONTROL
+                } else {
+                    TOKEN_TYPE_USER_DEFINED
+                },
+            );
+            pairs.retain(|(_, j)| *j != id);
+            pairs.push((content.to_owned(), id));
+        }
+    }
+    let tokens = tokens_by_id(path, pairs)?;
+    let token_types = (0..tokens.len() as u32)
+        .map(|id| types.get(&id).copied().unwrap_or(TOKEN_TYPE_NORMAL))
+        .collect();
+
+    let merges_json = model
+        .get("merges")
+        .and_then(Value::as_array)
+        .ok_or_else(|| file_err(path, "model.merges is not a list"))?;
+    let mut merges = Vec::with_capacity(merges_json.len());
+    for (i, m) in merges_json.iter().enumerate() {
+        // Older files write "a b", newer ones ["a", "b"].
+        let line = match m {
+            Value::String(s) => s.clone(),
+            Value::Array(a) => match (a.first().and_then(Value::as_str), a.get(1)) {
+                (Some(l), Some(Value::String(r))) if a.len() == 2 => format!("{l} {r}"),
+                _ => return Err(file_err(path, format!("model.merges[{i}] is not a pair"))),
+            },
+            _ => return Err(file_err(path, format!("model.merges[{i}] is not a merge"))),
+        };
+        merges.push(line);
+    }
+
+    let unk_id = model
+        .get("unk_token")
+        .and_then(Value::as_str)
+        .and_then(|u| tokens.iter().position(|t| t == u))
+        .map(|i| i as u32);
+    let ignore_merges = model
+        .get("ignore_merges")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let pre_name = match pre {
+        Pretokenizer::Gpt2 => "gpt2",
+        Pretokenizer::Smollm => "smollm",
+        Pretokenizer::Llama3 => "llama-bpe",
+    };
+    Ok(TokenizerJson {
+        spec: TokenizerSpec {
+            tokens,
+            token_types: Some(token_types),
+            merges,
+            pre: pre_name.into(),
+            // BOS/EOS and add_bos live in tokenizer_config.json / the model config, not here.
+            bos_id: None,
+            eos_id: None,
+            unk_id,
+            pad_id: None,
+            add_bos: false,
+        },
+        pre,
+        ignore_merges,
+    })
+}
+
+/// Which of our split patterns a `tokenizer.json` pre-tokenizer sequence is, if any.
+fn detect_pretokenizer(steps: &[&Value]) -> Option<Pretokenizer> {
+    let ty = |s: &Value| {
+        s.get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let byte_level_regex = |s: &Value| s.get("use_regex").and_then(Value::as_bool).unwrap_or(true);
+    let kinds: Vec<String> = steps.iter().map(|s| ty(s)).collect();
+    match kinds.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["ByteLevel"] if byte_level_regex(steps[0]) => Some(Pretokenizer::Gpt2),
+        ["Digits", "ByteLevel"]
+            if steps[0].get("individual_digits").and_then(Value::as_bool) == Some(true)
+                && byte_level_regex(steps[1]) =>
+        {
+            Some(Pretokenizer::Smollm)
+        }
+        ["Split", "ByteLevel"] if !byte_level_regex(steps[1]) => {
+            let pattern = steps[0]
+                .get("pattern")
+                .and_then(|p| p.get("Regex"))
+                .and_then(Value::as_str)?;
+            (pattern == LLAMA3_PATTERN).then_some(Pretokenizer::Llama3)
+        }
+        _ => None,
+    }
+}
