@@ -190,7 +190,7 @@ impl Tokenizer {
             }
         }
         if missing > 0 {
-            tracing::warn!(
+            tracing::debug!(
                 missing,
                 "the vocabulary lacks some of the 256 byte tokens; such bytes encode as the \
                  unknown token, or are dropped if there is none"
