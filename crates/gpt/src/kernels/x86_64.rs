@@ -43,10 +43,19 @@ unsafe fn hsum256_i32(v: __m256i) -> i32 {
 }
 
 /// One IEEE half at `p` (any alignment) as f32, with F16C: exact, like `half::f16::to_f32`.
+/// The half is broadcast before converting: a scalar insert would merge into (and wait for)
+/// whatever register the compiler picks, which it did, stalling a loop on its accumulator.
 #[inline(always)]
 unsafe fn f16_at(p: *const u8) -> f32 {
-    let bits = read_unaligned(p as *const u16);
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(read_unaligned(
+        p as *const i16,
+    ))))
+}
+
+/// The half at `p` as f32 in all 8 lanes.
+#[inline(always)]
+unsafe fn f16_splat(p: *const u8) -> __m256 {
+    _mm256_cvtph_ps(_mm_set1_epi16(read_unaligned(p as *const i16)))
 }
 
 /// The 16 bytes of packed nibbles at `p` as 32 bytes 0..15 in ggml's element order: low
@@ -241,7 +250,7 @@ pub(super) unsafe fn dequantize_q4_0_avx2(w: &[u8], out: &mut [f32]) {
     debug_assert!(w.len() >= kb * Q4_0_BYTES);
     for b in 0..kb {
         let p = w.as_ptr().add(b * Q4_0_BYTES);
-        let d = _mm256_set1_ps(f16_at(p));
+        let d = f16_splat(p);
         let q = _mm256_sub_epi8(unpack_nibbles(p.add(2)), _mm256_set1_epi8(8));
         store_i8x32_scaled(
             q,
@@ -260,8 +269,8 @@ pub(super) unsafe fn dequantize_q4_1_avx2(w: &[u8], out: &mut [f32]) {
     debug_assert!(w.len() >= kb * Q4_1_BYTES);
     for b in 0..kb {
         let p = w.as_ptr().add(b * Q4_1_BYTES);
-        let d = _mm256_set1_ps(f16_at(p));
-        let m = _mm256_set1_ps(f16_at(p.add(2)));
+        let d = f16_splat(p);
+        let m = f16_splat(p.add(2));
         let q = unpack_nibbles(p.add(4));
         store_i8x32_scaled(q, d, m, out.as_mut_ptr().add(b * QK), true);
     }
@@ -274,7 +283,7 @@ pub(super) unsafe fn dequantize_q8_0_avx2(w: &[u8], out: &mut [f32]) {
     debug_assert!(w.len() >= kb * Q8_0_BYTES);
     for b in 0..kb {
         let p = w.as_ptr().add(b * Q8_0_BYTES);
-        let d = _mm256_set1_ps(f16_at(p));
+        let d = f16_splat(p);
         let q = _mm256_loadu_si256(p.add(2) as *const __m256i);
         store_i8x32_scaled(
             q,
@@ -328,13 +337,18 @@ unsafe fn quantize_block(x: *const f32, q: *mut i8) -> (f32, i32) {
         _mm256_loadu_ps(x.add(16)),
         _mm256_loadu_ps(x.add(24)),
     ];
-    let abs = |a: __m256| _mm256_andnot_ps(_mm256_set1_ps(-0.0), a);
-    let m01 = _mm256_max_ps(abs(v[0]), abs(v[1]));
-    let m23 = _mm256_max_ps(abs(v[2]), abs(v[3]));
+    // No closures here: they would not inherit the caller's target features, and their
+    // intrinsics would become calls.
+    let sign = _mm256_set1_ps(-0.0);
+    let m01 = _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1]));
+    let m23 = _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3]));
     let amax = hmax256(_mm256_max_ps(m01, m23));
     let d = amax / 127.0;
     let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-    let i = v.map(|a| _mm256_cvtps_epi32(round_half_away(_mm256_mul_ps(a, id))));
+    let mut i = [_mm256_setzero_si256(); 4];
+    for j in 0..4 {
+        i[j] = _mm256_cvtps_epi32(round_half_away(_mm256_mul_ps(v[j], id)));
+    }
     let sum = hsum256_i32(_mm256_add_epi32(
         _mm256_add_epi32(i[0], i[1]),
         _mm256_add_epi32(i[2], i[3]),
@@ -420,18 +434,22 @@ unsafe fn q4_0_q8_0<const N: usize, const VNNI: bool>(
     let mut acc = [_mm256_setzero_ps(); N];
     for b in 0..kb {
         let wb = w.add(b * Q4_0_BYTES);
-        let dw = f16_at(wb);
+        let dw = f16_splat(wb);
         let x = _mm256_sub_epi8(unpack_nibbles(wb.add(2)), _mm256_set1_epi8(8));
         let ax = _mm256_sign_epi8(x, x);
         for i in 0..N {
             let ab = a[i].add(b) as *const u8;
-            let dd = _mm256_set1_ps(dw * f16_at(ab));
+            let dd = _mm256_mul_ps(dw, f16_splat(ab));
             let y = _mm256_loadu_si256(ab.add(2) as *const __m256i);
             let s = mul_sum_u8_i8::<VNNI>(ax, _mm256_sign_epi8(y, x));
             acc[i] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(s), acc[i]);
         }
     }
-    acc.map(|v| hsum256(v))
+    let mut out = [0f32; N];
+    for i in 0..N {
+        out[i] = hsum256(acc[i]);
+    }
+    out
 }
 
 /// Q8_0 weights x Q8_0 activations, with the sign trick of [`q4_0_q8_0`]. A weight of -128
@@ -445,18 +463,22 @@ unsafe fn q8_0_q8_0<const N: usize, const VNNI: bool>(
     let mut acc = [_mm256_setzero_ps(); N];
     for b in 0..kb {
         let wb = w.add(b * Q8_0_BYTES);
-        let dw = f16_at(wb);
+        let dw = f16_splat(wb);
         let x = _mm256_loadu_si256(wb.add(2) as *const __m256i);
         let ax = _mm256_sign_epi8(x, x);
         for i in 0..N {
             let ab = a[i].add(b) as *const u8;
-            let dd = _mm256_set1_ps(dw * f16_at(ab));
+            let dd = _mm256_mul_ps(dw, f16_splat(ab));
             let y = _mm256_loadu_si256(ab.add(2) as *const __m256i);
             let s = mul_sum_u8_i8::<VNNI>(ax, _mm256_sign_epi8(y, x));
             acc[i] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(s), acc[i]);
         }
     }
-    acc.map(|v| hsum256(v))
+    let mut out = [0f32; N];
+    for i in 0..N {
+        out[i] = hsum256(acc[i]);
+    }
+    out
 }
 
 /// Instantiates one quantized kernel for N tokens, for AVX2 and for AVX-512 VNNI.
