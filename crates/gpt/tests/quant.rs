@@ -430,8 +430,10 @@ fn run(isa: Isa, w: MatRef, x: &[f32], t: usize, precision: Precision) -> Vec<f3
     out
 }
 
+/// A token's result does not depend on the batch it is in, up to the order of f32 sums: T = 1
+/// runs row kernels, larger T (on AVX-512 VNNI) packed panels that scale 16 rows at once.
 #[test]
-fn matmul_of_t_tokens_equals_t_single_token_calls() {
+fn matmul_of_t_tokens_matches_t_single_token_calls() {
     let mut rng = Rng(7);
     for (n, k) in SHAPES {
         for dtype in DTYPES {
@@ -442,18 +444,25 @@ fn matmul_of_t_tokens_equals_t_single_token_calls() {
                 cols: k,
                 data: &buf[1..],
             };
+            let mut wf = vec![0f32; k];
             for isa in supported() {
                 for precision in [Precision::Fast, Precision::F32] {
                     for t in [1, 3, 7] {
                         let x = rng.vec(t * k, 1.0);
                         let all = run(isa, w, &x, t, precision);
                         for ti in 0..t {
-                            let one = run(isa, w, &x[ti * k..(ti + 1) * k], 1, precision);
-                            assert_eq!(
-                                &all[ti * n..(ti + 1) * n],
-                                &one[..],
+                            let xt = &x[ti * k..(ti + 1) * k];
+                            let one = run(isa, w, xt, 1, precision);
+                            let tol: Vec<f32> = (0..n)
+                                .map(|r| {
+                                    w.dequantize_row(r, &mut wf);
+                                    SUM_ORDER_REL_TOL * 1.01 * magnitude(&wf, xt)
+                                })
+                                .collect();
+                            let what = format!(
                                 "{isa:?} {dtype} {precision:?} ({n}, {k}) T={t} token {ti}"
                             );
+                            check_close(&what, &all[ti * n..(ti + 1) * n], &one, |r| tol[r]);
                         }
                     }
                 }

@@ -145,6 +145,12 @@ impl Isa {
         }
         let isa = self.usable();
         let kb = k / QK;
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512Vnni && t >= PANEL_MIN_TOKENS && precision == Precision::Fast {
+            if let Some(ty) = panel_type(w.dtype) {
+                return panel_matmul(ty, w, x, t, out);
+            }
+        }
         match (precision, w.dtype) {
             (Precision::Fast, DType::Q4_1) => with_scratch(&Q8_1_SCRATCH, t * kb, |acts| {
                 isa.quantize_q8_1(x, acts);
@@ -482,7 +488,15 @@ impl OutBand<'_> {
 
 /// Splits the N rows of `out (T, N)` into bands and runs `band` on each, on rayon's pool.
 /// `macs` is the call's total work, which decides whether threads pay off.
-fn for_each_band(n: usize, t: usize, macs: usize, out: &mut [f32], band: impl Fn(OutBand) + Sync) {
+/// Bands other than the last have a multiple of `row_multiple` rows.
+fn for_each_band(
+    n: usize,
+    t: usize,
+    macs: usize,
+    row_multiple: usize,
+    out: &mut [f32],
+    band: impl Fn(OutBand) + Sync,
+) {
     let shared = SharedOut {
         ptr: out.as_mut_ptr(),
         n,
@@ -501,6 +515,7 @@ fn for_each_band(n: usize, t: usize, macs: usize, out: &mut [f32], band: impl Fn
     } else {
         n.div_ceil(threads * 8).clamp(4, 64)
     };
+    let rows_per_band = rows_per_band.next_multiple_of(row_multiple);
     let bands = n.div_ceil(rows_per_band);
     (0..bands).into_par_iter().for_each(|b| {
         let rows = b * rows_per_band..((b + 1) * rows_per_band).min(n);
@@ -515,7 +530,7 @@ fn quant_matmul<A: Sync>(kern: &QuantKernel<A>, w: MatRef, acts: &[A], t: usize,
     let (n, kb) = (w.rows, w.cols / QK);
     assert_eq!(acts.len(), t * kb);
     let act = |ti: usize| acts[ti * kb..].as_ptr();
-    for_each_band(n, t, n * w.cols * t, out, |band| {
+    for_each_band(n, t, n * w.cols * t, 1, out, |band| {
         for t0 in (0..t).step_by(TOKEN_TILE) {
             let t1 = (t0 + TOKEN_TILE).min(t);
             for r in band.rows.clone() {
@@ -542,13 +557,111 @@ fn quant_matmul<A: Sync>(kern: &QuantKernel<A>, w: MatRef, acts: &[A], t: usize,
     });
 }
 
+/// From this many tokens on, AVX-512 VNNI repacks weights into panels (see `x86_64`): packing
+/// costs about as much as one token's row kernel, and the panel kernel is several times faster
+/// per token.
+#[cfg(target_arch = "x86_64")]
+const PANEL_MIN_TOKENS: usize = 4;
+
+#[cfg(target_arch = "x86_64")]
+fn panel_type(dtype: DType) -> Option<x86_64::PanelType> {
+    match dtype {
+        DType::Q4_1 => Some(x86_64::PanelType::Q4_1),
+        DType::Q4_0 => Some(x86_64::PanelType::Q4_0),
+        DType::Q8_0 => Some(x86_64::PanelType::Q8_0),
+        _ => None,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    static PANEL_SCRATCH: Cell<x86_64::Panel> = Cell::new(x86_64::Panel::default());
+    static ACT_SUM_SCRATCH: Cell<Vec<x86_64::ActSum>> = const { Cell::new(Vec::new()) };
+}
+
+/// Fast path for T >= [`PANEL_MIN_TOKENS`] on AVX-512 VNNI: `out (T, N)` from quantized
+/// weights `w (N, K)` and activations x (T, K), 16 rows at a time. The caller checked the CPU.
+#[cfg(target_arch = "x86_64")]
+fn panel_matmul(ty: x86_64::PanelType, w: MatRef, x: &[f32], t: usize, out: &mut [f32]) {
+    use x86_64::{ActSum, PanelType, PANEL_ROWS};
+    let (n, kb) = (w.rows, w.cols / QK);
+    let isa = Isa::Avx512Vnni;
+    // Activations as raw blocks (T, kb), plus each block's scale and sum for Q8_0.
+    let run = |acts: &[u8], block_bytes: usize, sums: &[ActSum], out: &mut [f32]| {
+        let act = |ti: usize| acts[ti * kb * block_bytes..].as_ptr();
+        let sum = |ti: usize| sums.get(ti * kb..).map_or(std::ptr::null(), |s| s.as_ptr());
+        for_each_band(n, t, n * w.cols * t, PANEL_ROWS, out, |band| {
+            let mut panel = PANEL_SCRATCH.take();
+            let mut r0 = band.rows.start;
+            while r0 < band.rows.end {
+                let r1 = (r0 + PANEL_ROWS).min(band.rows.end);
+                let mut rows: [&[u8]; PANEL_ROWS] = [&[]; PANEL_ROWS];
+                for (slot, r) in rows.iter_mut().zip(r0..r1) {
+                    *slot = w.row(r);
+                }
+                // SAFETY: the caller checked AVX-512 VNNI; each row holds kb blocks of `ty`.
+                unsafe { x86_64::pack_panel(ty, &rows[..r1 - r0], kb, &mut panel) };
+                let mut ti = 0;
+                while ti < t {
+                    let res: &[[f32; PANEL_ROWS]] = if ti + 4 <= t {
+                        let a = [act(ti), act(ti + 1), act(ti + 2), act(ti + 3)];
+                        let s = [sum(ti), sum(ti + 1), sum(ti + 2), sum(ti + 3)];
+                        // SAFETY: the panel holds kb packed blocks; each token's activations
+                        // (and sums, for Q8_0) hold kb blocks.
+                        &unsafe { x86_64::panel_dots::<4>(ty, &panel, kb, a, s) }
+                    } else {
+                        // SAFETY: as above.
+                        &unsafe { x86_64::panel_dots::<1>(ty, &panel, kb, [act(ti)], [sum(ti)]) }
+                    };
+                    for (i, vals) in res.iter().enumerate() {
+                        for (j, &v) in vals[..r1 - r0].iter().enumerate() {
+                            band.set(ti + i, r0 + j, v);
+                        }
+                    }
+                    ti += res.len();
+                }
+                r0 = r1;
+            }
+            PANEL_SCRATCH.set(panel);
+        });
+    };
+    match ty {
+        PanelType::Q4_1 => with_scratch(&Q8_1_SCRATCH, t * kb, |acts| {
+            isa.quantize_q8_1(x, acts);
+            run(
+                bytemuck::cast_slice(acts),
+                std::mem::size_of::<BlockQ8_1>(),
+                &[],
+                out,
+            );
+        }),
+        PanelType::Q4_0 | PanelType::Q8_0 => with_scratch(&Q8_0_SCRATCH, t * kb, |acts| {
+            isa.quantize_q8_0(x, acts);
+            with_scratch(&ACT_SUM_SCRATCH, t * kb, |sums| {
+                for (s, a) in sums.iter_mut().zip(acts.iter()) {
+                    *s = ActSum {
+                        d: a.d.to_f32(),
+                        sum: a.qs.iter().map(|&q| q as i32).sum(),
+                    };
+                }
+                run(
+                    bytemuck::cast_slice(acts),
+                    std::mem::size_of::<BlockQ8_0>(),
+                    sums,
+                    out,
+                );
+            })
+        }),
+    }
+}
+
 /// F32 precision, or float weights: each row is widened to f32 once per band and dotted with
 /// every token in f32. f32 rows, and f16/bf16 rows for a single token, are dotted in place.
 fn float_matmul(isa: Isa, w: MatRef, x: &[f32], t: usize, out: &mut [f32]) {
     let (n, k) = (w.rows, w.cols);
     let in_place = isa != Isa::Reference
         && (w.dtype == DType::F32 || (t == 1 && matches!(w.dtype, DType::F16 | DType::BF16)));
-    for_each_band(n, t, n * k * t, out, |band| {
+    for_each_band(n, t, n * k * t, 1, out, |band| {
         if in_place {
             for r in band.rows.clone() {
                 for ti in 0..t {

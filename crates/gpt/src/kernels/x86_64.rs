@@ -632,3 +632,173 @@ pub(super) unsafe fn softmax_avx2(x: &mut [f32]) {
     }
     scale_avx2(1.0 / sum, x);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Prompt processing (T > 1) on AVX-512 VNNI: weight panels with rows in lanes.
+//
+// The row kernels above spend most of their work per (row, block, token) on float scaling:
+// convert 8 partial sums, multiply, add. Here 16 rows are repacked so that one vpdpbusd adds
+// 4 elements of each of 16 rows into 16 lanes, with the activation's 4 bytes broadcast; after
+// 8 of them each lane holds its row's exact integer block sum, and one convert and one FMA
+// scale all 16 rows at once. A panel is packed once per band and reused for every token, which
+// amortizes the packing when T is more than a few tokens.
+
+/// Rows per panel: the i32 lanes of one zmm register.
+pub(super) const PANEL_ROWS: usize = 16;
+
+/// Bytes of one packed block column: 8 groups of 4 elements x 16 rows.
+const PANEL_BLOCK_BYTES: usize = QK * PANEL_ROWS;
+
+/// Up to 16 weight rows, packed. Rows past the matrix's end are zero.
+#[derive(Default)]
+pub(super) struct Panel {
+    /// (kb, 8, 16, 4): for block b and group g, element 4g+e of row j at [b][g][j][e], as u8:
+    /// q for Q4_1 and Q4_0 (0..15), q + 128 for Q8_0.
+    q: Vec<u8>,
+    /// (kb, 16): each row's block scale d.
+    d: Vec<f32>,
+    /// (kb, 16): each row's block min m (Q4_1 only).
+    m: Vec<f32>,
+}
+
+/// The weight types a panel holds, with the offset their u8 storage adds to q.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum PanelType {
+    /// value = d*q + m.
+    Q4_1,
+    /// value = d*(q - 8).
+    Q4_0,
+    /// value = d*q, stored as q + 128.
+    Q8_0,
+}
+
+impl PanelType {
+    fn offset(self) -> i32 {
+        match self {
+            PanelType::Q4_1 => 0,
+            PanelType::Q4_0 => 8,
+            PanelType::Q8_0 => 128,
+        }
+    }
+}
+
+/// Packs `rows` (at most 16 weight rows of `kb` blocks of type `ty`) into `panel`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel: &mut Panel) {
+    assert!(rows.len() <= PANEL_ROWS);
+    let block_bytes = match ty {
+        PanelType::Q4_1 => Q4_1_BYTES,
+        PanelType::Q4_0 => Q4_0_BYTES,
+        PanelType::Q8_0 => Q8_0_BYTES,
+    };
+    panel.q.clear();
+    panel.q.resize(kb * PANEL_BLOCK_BYTES, 0);
+    panel.d.clear();
+    panel.d.resize(kb * PANEL_ROWS, 0.0);
+    panel.m.clear();
+    panel.m.resize(kb * PANEL_ROWS, 0.0);
+    // Dword g of a row's 32 bytes goes to group g: 16 dwords apart.
+    let groups = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
+    for (j, row) in rows.iter().enumerate() {
+        assert!(row.len() >= kb * block_bytes);
+        let index = _mm256_add_epi32(groups, _mm256_set1_epi32(j as i32));
+        for b in 0..kb {
+            let p = row.as_ptr().add(b * block_bytes);
+            let q = match ty {
+                PanelType::Q4_1 => unpack_nibbles(p.add(4)),
+                PanelType::Q4_0 => unpack_nibbles(p.add(2)),
+                PanelType::Q8_0 => _mm256_xor_si256(
+                    _mm256_loadu_si256(p.add(2) as *const __m256i),
+                    _mm256_set1_epi8(-128),
+                ),
+            };
+            let dst = panel.q.as_mut_ptr().add(b * PANEL_BLOCK_BYTES);
+            _mm256_i32scatter_epi32::<4>(dst as *mut i32, index, q);
+            panel.d[b * PANEL_ROWS + j] = f16_at(p);
+            if ty == PanelType::Q4_1 {
+                panel.m[b * PANEL_ROWS + j] = f16_at(p.add(2));
+            }
+        }
+    }
+}
+
+/// One activation block's scale and integer sum, for Q8_0 activations (Q8_1 blocks carry
+/// theirs): the panel kernels subtract offset * sum to undo the weights' u8 offset.
+#[derive(Clone, Copy, Default, Debug, bytemuck::Zeroable)]
+pub(super) struct ActSum {
+    pub d: f32,
+    pub sum: i32,
+}
+
+/// out[i][j] = dot(panel row j, token i) for N tokens.
+/// Q4_1: `acts[i]` points at the token's `kb` Q8_1 blocks, `sums` is unused.
+/// Q4_0 / Q8_0: `acts[i]` points at `kb` Q8_0 blocks and `sums[i]` at their `kb` [`ActSum`]s.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn panel_dots<const N: usize>(
+    ty: PanelType,
+    panel: &Panel,
+    kb: usize,
+    acts: [*const u8; N],
+    sums: [*const ActSum; N],
+) -> [[f32; PANEL_ROWS]; N] {
+    assert!(panel.q.len() >= kb * PANEL_BLOCK_BYTES && panel.d.len() >= kb * PANEL_ROWS);
+    // The type is a const parameter inside, so the loop carries no branches on it.
+    match ty {
+        PanelType::Q4_1 => panel_dots_impl::<N, true>(0, panel, kb, acts, sums),
+        _ => panel_dots_impl::<N, false>(ty.offset(), panel, kb, acts, sums),
+    }
+}
+
+#[inline(always)]
+unsafe fn panel_dots_impl<const N: usize, const Q4_1: bool>(
+    offset: i32,
+    panel: &Panel,
+    kb: usize,
+    acts: [*const u8; N],
+    sums: [*const ActSum; N],
+) -> [[f32; PANEL_ROWS]; N] {
+    let (block_bytes, qs_at) = if Q4_1 {
+        (std::mem::size_of::<BlockQ8_1>(), 8)
+    } else {
+        (std::mem::size_of::<BlockQ8_0>(), 2)
+    };
+    let offset = _mm512_set1_epi32(offset);
+    let mut acc = [_mm512_setzero_ps(); N];
+    let mut acc_m = [_mm512_setzero_ps(); N];
+    for b in 0..kb {
+        let wq = panel.q.as_ptr().add(b * PANEL_BLOCK_BYTES);
+        let mut w = [_mm512_setzero_si512(); 8];
+        for (g, wg) in w.iter_mut().enumerate() {
+            *wg = _mm512_loadu_si512(wq.add(64 * g) as *const _);
+        }
+        let d = _mm512_loadu_ps(panel.d.as_ptr().add(b * PANEL_ROWS));
+        for i in 0..N {
+            let ab = acts[i].add(b * block_bytes);
+            let qs = ab.add(qs_at);
+            let mut isum = _mm512_setzero_si512();
+            for (g, wg) in w.iter().enumerate() {
+                let a4 = _mm512_set1_epi32(read_unaligned(qs.add(4 * g) as *const i32));
+                isum = _mm512_dpbusd_epi32(isum, *wg, a4);
+            }
+            let (da, sa) = if Q4_1 {
+                let blk = &*(ab as *const BlockQ8_1);
+                (blk.d, blk.s)
+            } else {
+                let s = *sums[i].add(b);
+                isum = _mm512_sub_epi32(isum, _mm512_mullo_epi32(offset, _mm512_set1_epi32(s.sum)));
+                (s.d, 0.0)
+            };
+            let dd = _mm512_mul_ps(d, _mm512_set1_ps(da));
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dd, acc[i]);
+            if Q4_1 {
+                let m = _mm512_loadu_ps(panel.m.as_ptr().add(b * PANEL_ROWS));
+                acc_m[i] = _mm512_fmadd_ps(m, _mm512_set1_ps(sa), acc_m[i]);
+            }
+        }
+    }
+    let mut out = [[0f32; PANEL_ROWS]; N];
+    for i in 0..N {
+        _mm512_storeu_ps(out[i].as_mut_ptr(), _mm512_add_ps(acc[i], acc_m[i]));
+    }
+    out
+}
