@@ -1,6 +1,6 @@
 //! Compute kernels: the only home of SIMD and `unsafe` in gpt.
 //!
-//! Every fast kernel has a plain twin in [`reference`]; CPU features are detected once at run
+//! Every fast kernel has a plain twin in [`reference`](mod@reference); CPU features are detected once at run
 //! time ([`cpu`]), and tests check that the two paths agree.
 //!
 //! The central operation is [`matmul`]: `out (T, N) = x (T, K) @ w^T` for a weight matrix
@@ -11,6 +11,19 @@
 //! (capped by the `GPT_RS_KERNELS` environment variable); the same operations are methods of
 //! [`Isa`], so tests and benchmarks can run every set the CPU supports side by side. Each method
 //! checks [`Isa::usable`] before it calls a SIMD kernel, which keeps the `unsafe` calls sound.
+//!
+//! How [`matmul`] runs, by case:
+//! - Quantized weights, [`Precision::Fast`]: activations are quantized once per call (Q8_1
+//!   against Q4_1, Q8_0 against Q4_0/Q8_0) and block products run in integers. T = 1 (generation)
+//!   uses row kernels, one band of rows per thread; T >= 4 on AVX-512 VNNI repacks 16 rows at a
+//!   time into panels (see `x86_64.rs`), several times faster per token; otherwise one unpacked
+//!   weight block serves 4 tokens.
+//! - Float weights, or [`Precision::F32`]: each weight row is widened to f32 once per band and
+//!   dotted with every token.
+//!
+//! Threads: call the kernels from inside the rayon pool (`ThreadPool::install` around the
+//! forward pass). From a foreign thread every matmul hands its work to the pool and sleeps until
+//! it is done, about 10 us per call on a 2-core machine, more than a small matmul itself.
 #![allow(unsafe_code)]
 
 pub mod cpu;
@@ -74,7 +87,7 @@ pub fn matmul(w: MatRef, x: &[f32], t: usize, out: &mut [f32], precision: Precis
     Isa::detected().matmul(w, x, t, out, precision)
 }
 
-/// sum(a[i] * b[i]); a, b: (K).
+/// `sum(a[i] * b[i])`; a, b: (K).
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     Isa::detected().dot_f32(a, b)
 }
@@ -129,7 +142,8 @@ impl Isa {
     /// With [`Precision::Fast`] and quantized weights, each token's activations are quantized
     /// once (Q8_1 against Q4_1, Q8_0 against Q4_0/Q8_0) and every block product runs in
     /// integers. Otherwise each weight row is widened to f32 once and dotted with all T tokens.
-    /// A token's result does not depend on T: a (T, K) call equals T calls with T = 1.
+    /// A token's result depends on T only through the order of f32 sums (T = 1 and T > 1 run
+    /// different kernels); integer block sums are exact either way.
     pub fn matmul(self, w: MatRef, x: &[f32], t: usize, out: &mut [f32], precision: Precision) {
         let (n, k) = (w.rows, w.cols);
         assert_eq!(x.len(), t * k, "matmul: x is not (T, K)");
@@ -168,7 +182,7 @@ impl Isa {
         }
     }
 
-    /// sum(a[i] * b[i]); a, b: (K).
+    /// `sum(a[i] * b[i])`; a, b: (K).
     pub fn dot_f32(self, a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len(), "dot_f32: lengths differ");
         self.dot_float_row(DType::F32, bytemuck::cast_slice(a), b)
