@@ -1,17 +1,46 @@
 //! Compute kernels: the only home of SIMD and `unsafe` in gpt.
 //!
-//! Every fast kernel has a plain twin in [`reference`]; CPU features are detected once at run
+//! Every fast kernel has a plain twin in [`reference`](mod@reference); CPU features are detected once at run
 //! time ([`cpu`]), and tests check that the two paths agree.
 //!
 //! The central operation is [`matmul`]: `out (T, N) = x (T, K) @ w^T` for a weight matrix
 //! `w (N, K)` stored row-major in any [`DType`]. Output rows are split across rayon's threads.
+//!
+//! Dispatch: [`Isa`] names a kernel set (reference, AVX2, AVX-512 VNNI). The free functions here
+//! ([`matmul`], [`dot_f32`], [`softmax`], ...) run on [`Isa::detected`], chosen once per process
+//! (capped by the `GPT_RS_KERNELS` environment variable); the same operations are methods of
+//! [`Isa`], so tests and benchmarks can run every set the CPU supports side by side. Each method
+//! checks [`Isa::usable`] before it calls a SIMD kernel, which keeps the `unsafe` calls sound.
+//!
+//! How [`matmul`] runs, by case:
+//! - Quantized weights, [`Precision::Fast`]: activations are quantized once per call (Q8_1
+//!   against Q4_1, Q8_0 against Q4_0/Q8_0) and block products run in integers. T = 1 (generation)
+//!   uses row kernels, one band of rows per thread; T >= 4 on AVX-512 VNNI repacks 16 rows at a
+//!   time into panels (see `x86_64.rs`), several times faster per token; otherwise one unpacked
+//!   weight block serves 4 tokens.
+//! - Float weights, or [`Precision::F32`]: each weight row is widened to f32 once per band and
+//!   dotted with every token.
+//!
+//! Threads: call the kernels from inside the rayon pool (`ThreadPool::install` around the
+//! forward pass). From a foreign thread every matmul hands its work to the pool and sleeps until
+//! it is done, about 10 us per call on a 2-core machine, more than a small matmul itself.
+#![allow(unsafe_code)]
 
+pub mod cpu;
 pub mod quant;
 pub mod reference;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+pub use cpu::{Isa, KERNELS_ENV};
 
 use crate::tensor::DType;
+use bytemuck::Zeroable;
 use quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, QK};
 use rayon::prelude::*;
+use std::cell::Cell;
+use std::ops::Range;
+use std::thread::LocalKey;
 
 /// How a matmul against quantized weights treats the activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,97 +79,624 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// Activations prepared for one weight type: kept in f32 or quantized per token.
-enum Prepared {
-    F32,
-    Q8_0(Vec<BlockQ8_0>),
-    Q8_1(Vec<BlockQ8_1>),
+// ---------------------------------------------------------------------------------------------
+// The public operations, on the detected kernel set.
+
+/// `out (T, N) = x (T, K) @ w^T` with `w (N, K)`, on [`Isa::detected`].
+pub fn matmul(w: MatRef, x: &[f32], t: usize, out: &mut [f32], precision: Precision) {
+    Isa::detected().matmul(w, x, t, out, precision)
 }
 
-fn prepare(dtype: DType, precision: Precision, x: &[f32]) -> Prepared {
-    match (precision, dtype) {
-        (Precision::Fast, DType::Q4_0 | DType::Q8_0) => {
-            let mut q = vec![BlockQ8_0::zeroed(); x.len() / QK];
-            quant::quantize_q8_0(x, &mut q);
-            Prepared::Q8_0(q)
+/// `sum(a[i] * b[i])`; a, b: (K).
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    Isa::detected().dot_f32(a, b)
+}
+
+/// x (n) = softmax(x) = e^(x - max) / sum, stable for large x. Needs one finite value.
+pub fn softmax(x: &mut [f32]) {
+    Isa::detected().softmax(x)
+}
+
+/// y (n) += a * x (n): one step of attention's weighted sum of values.
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    Isa::detected().axpy(a, x, y)
+}
+
+/// x (n) *= a.
+pub fn scale(a: f32, x: &mut [f32]) {
+    Isa::detected().scale(a, x)
+}
+
+/// Quantizes activations x (32 * out.len()) to Q8_0 blocks, bit-exact with
+/// [`quant::quantize_q8_0`].
+pub fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
+    Isa::detected().quantize_q8_0(x, out)
+}
+
+/// Quantizes activations x (32 * out.len()) to Q8_1 blocks, bit-exact with
+/// [`quant::quantize_q8_1`].
+pub fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
+    Isa::detected().quantize_q8_1(x, out)
+}
+
+/// The quantized dot products, as [`reference::dot_q4_0_q8_0`] and its siblings compute them
+/// (up to the order of float sums).
+pub fn dot_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
+    Isa::detected().dot_q4_0_q8_0(w, a)
+}
+
+pub fn dot_q4_1_q8_1(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
+    Isa::detected().dot_q4_1_q8_1(w, a)
+}
+
+pub fn dot_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
+    Isa::detected().dot_q8_0_q8_0(w, a)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same operations on a chosen kernel set.
+
+impl Isa {
+    /// `out (T, N) = x (T, K) @ w^T` with `w (N, K)`.
+    ///
+    /// With [`Precision::Fast`] and quantized weights, each token's activations are quantized
+    /// once (Q8_1 against Q4_1, Q8_0 against Q4_0/Q8_0) and every block product runs in
+    /// integers. Otherwise each weight row is widened to f32 once and dotted with all T tokens.
+    /// A token's result depends on T only through the order of f32 sums (T = 1 and T > 1 run
+    /// different kernels); integer block sums are exact either way.
+    pub fn matmul(self, w: MatRef, x: &[f32], t: usize, out: &mut [f32], precision: Precision) {
+        let (n, k) = (w.rows, w.cols);
+        assert_eq!(x.len(), t * k, "matmul: x is not (T, K)");
+        assert_eq!(out.len(), t * n, "matmul: out is not (T, N)");
+        assert_eq!(w.data.len(), n * w.row_bytes(), "matmul: w is not (N, K)");
+        assert_eq!(
+            k % w.dtype.block_size(),
+            0,
+            "matmul: K is not a multiple of the block size"
+        );
+        if t == 0 || n == 0 {
+            return;
         }
-        (Precision::Fast, DType::Q4_1) => {
-            let mut q = vec![BlockQ8_1::zeroed(); x.len() / QK];
-            quant::quantize_q8_1(x, &mut q);
-            Prepared::Q8_1(q)
+        let isa = self.usable();
+        let kb = k / QK;
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512Vnni && t >= PANEL_MIN_TOKENS && precision == Precision::Fast {
+            if let Some(ty) = panel_type(w.dtype) {
+                return panel_matmul(ty, w, x, t, out);
+            }
         }
-        _ => Prepared::F32,
+        match (precision, w.dtype) {
+            (Precision::Fast, DType::Q4_1) => with_scratch(&Q8_1_SCRATCH, t * kb, |acts| {
+                isa.quantize_q8_1(x, acts);
+                quant_matmul(&QuantKernel::q4_1(isa), w, acts, t, out);
+            }),
+            (Precision::Fast, DType::Q4_0) => with_scratch(&Q8_0_SCRATCH, t * kb, |acts| {
+                isa.quantize_q8_0(x, acts);
+                quant_matmul(&QuantKernel::q4_0(isa), w, acts, t, out);
+            }),
+            (Precision::Fast, DType::Q8_0) => with_scratch(&Q8_0_SCRATCH, t * kb, |acts| {
+                isa.quantize_q8_0(x, acts);
+                quant_matmul(&QuantKernel::q8_0(isa), w, acts, t, out);
+            }),
+            _ => float_matmul(isa, w, x, t, out),
+        }
+    }
+
+    /// `sum(a[i] * b[i])`; a, b: (K).
+    pub fn dot_f32(self, a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len(), "dot_f32: lengths differ");
+        self.dot_float_row(DType::F32, bytemuck::cast_slice(a), b)
+    }
+
+    /// Dot of one float row `w` (x.len() elements of `dtype`: F32, F16 or BF16, any alignment)
+    /// with x (K), without widening the row first.
+    fn dot_float_row(self, dtype: DType, w: &[u8], x: &[f32]) -> f32 {
+        assert!(w.len() >= x.len() * dtype.type_size());
+        match self.usable() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: usable() checked the CPU has AVX-512; w holds x.len() elements.
+            Isa::Avx512Vnni => unsafe {
+                match dtype {
+                    DType::F32 => x86_64::dot_row_avx512::<x86_64::F32Row>(w, x),
+                    DType::F16 => x86_64::dot_row_avx512::<x86_64::F16Row>(w, x),
+                    DType::BF16 => x86_64::dot_row_avx512::<x86_64::Bf16Row>(w, x),
+                    _ => unreachable!("dot_float_row: {dtype} is not a float type"),
+                }
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: usable() checked the CPU has AVX2, FMA and F16C; w holds x.len() elements.
+            Isa::Avx2 => unsafe {
+                match dtype {
+                    DType::F32 => x86_64::dot_row_avx2::<x86_64::F32Row>(w, x),
+                    DType::F16 => x86_64::dot_row_avx2::<x86_64::F16Row>(w, x),
+                    DType::BF16 => x86_64::dot_row_avx2::<x86_64::Bf16Row>(w, x),
+                    _ => unreachable!("dot_float_row: {dtype} is not a float type"),
+                }
+            },
+            _ => {
+                let mut row = vec![0f32; x.len()];
+                quant::dequantize_row(dtype, w, &mut row);
+                reference::dot_f32(&row, x)
+            }
+        }
+    }
+
+    /// Dequantizes one row stored as `dtype` in `bytes` into out (K), bit-exact with
+    /// [`quant::dequantize_row`].
+    pub fn dequantize_row(self, dtype: DType, bytes: &[u8], out: &mut [f32]) {
+        assert_eq!(
+            bytes.len(),
+            out.len() / dtype.block_size() * dtype.type_size()
+        );
+        assert_eq!(out.len() % dtype.block_size(), 0);
+        if self.usable() == Isa::Reference {
+            return quant::dequantize_row(dtype, bytes, out);
+        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: usable() checked the CPU has at least AVX2, FMA and F16C; the asserts above
+        // checked that bytes holds out.len() elements.
+        unsafe {
+            match dtype {
+                DType::F32 => x86_64::widen_row_avx2::<x86_64::F32Row>(bytes, out),
+                DType::F16 => x86_64::widen_row_avx2::<x86_64::F16Row>(bytes, out),
+                DType::BF16 => x86_64::widen_row_avx2::<x86_64::Bf16Row>(bytes, out),
+                DType::Q4_0 => x86_64::dequantize_q4_0_avx2(bytes, out),
+                DType::Q4_1 => x86_64::dequantize_q4_1_avx2(bytes, out),
+                DType::Q8_0 => x86_64::dequantize_q8_0_avx2(bytes, out),
+            }
+        }
+    }
+
+    /// x (32 * out.len()) -> Q8_0 blocks, bit-exact with [`quant::quantize_q8_0`].
+    pub fn quantize_q8_0(self, x: &[f32], out: &mut [BlockQ8_0]) {
+        assert_eq!(
+            x.len(),
+            out.len() * QK,
+            "quantize_q8_0: x is not 32 * blocks"
+        );
+        match self.usable() {
+            Isa::Reference => quant::quantize_q8_0(x, out),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: usable() checked the CPU has AVX2, FMA and F16C.
+            _ => unsafe { x86_64::quantize_q8_0_avx2(x, out) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => quant::quantize_q8_0(x, out),
+        }
+    }
+
+    /// x (32 * out.len()) -> Q8_1 blocks, bit-exact with [`quant::quantize_q8_1`].
+    pub fn quantize_q8_1(self, x: &[f32], out: &mut [BlockQ8_1]) {
+        assert_eq!(
+            x.len(),
+            out.len() * QK,
+            "quantize_q8_1: x is not 32 * blocks"
+        );
+        match self.usable() {
+            Isa::Reference => quant::quantize_q8_1(x, out),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: usable() checked the CPU has AVX2, FMA and F16C.
+            _ => unsafe { x86_64::quantize_q8_1_avx2(x, out) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => quant::quantize_q8_1(x, out),
+        }
+    }
+
+    pub fn dot_q4_0_q8_0(self, w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
+        assert_eq!(w.len(), a.len(), "dot_q4_0_q8_0: block counts differ");
+        // SAFETY: both slices hold w.len() blocks; the kernel set is usable().
+        unsafe {
+            (QuantKernel::q4_0(self.usable()).one)(w.as_ptr().cast(), [a.as_ptr()], w.len())[0]
+        }
+    }
+
+    pub fn dot_q4_1_q8_1(self, w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
+        assert_eq!(w.len(), a.len(), "dot_q4_1_q8_1: block counts differ");
+        // SAFETY: both slices hold w.len() blocks; the kernel set is usable().
+        unsafe {
+            (QuantKernel::q4_1(self.usable()).one)(w.as_ptr().cast(), [a.as_ptr()], w.len())[0]
+        }
+    }
+
+    pub fn dot_q8_0_q8_0(self, w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
+        assert_eq!(w.len(), a.len(), "dot_q8_0_q8_0: block counts differ");
+        // SAFETY: both slices hold w.len() blocks; the kernel set is usable().
+        unsafe {
+            (QuantKernel::q8_0(self.usable()).one)(w.as_ptr().cast(), [a.as_ptr()], w.len())[0]
+        }
+    }
+
+    /// x (n) = softmax(x), as [`softmax`].
+    pub fn softmax(self, x: &mut [f32]) {
+        match self.usable() {
+            Isa::Reference => reference::softmax(x),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: usable() checked the CPU has AVX2, FMA and F16C.
+            _ => unsafe { x86_64::softmax_avx2(x) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => reference::softmax(x),
+        }
+    }
+
+    /// y (n) += a * x (n).
+    pub fn axpy(self, a: f32, x: &[f32], y: &mut [f32]) {
+        assert_eq!(x.len(), y.len(), "axpy: lengths differ");
+        match self.usable() {
+            Isa::Reference => reference::axpy(a, x, y),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: usable() checked the CPU has AVX2, FMA and F16C.
+            _ => unsafe { x86_64::axpy_avx2(a, x, y) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => reference::axpy(a, x, y),
+        }
+    }
+
+    /// x (n) *= a.
+    pub fn scale(self, a: f32, x: &mut [f32]) {
+        match self.usable() {
+            Isa::Reference => reference::scale(a, x),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: usable() checked the CPU has AVX2, FMA and F16C.
+            _ => unsafe { x86_64::scale_avx2(a, x) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => reference::scale(a, x),
+        }
     }
 }
 
-use bytemuck::Zeroable;
+// ---------------------------------------------------------------------------------------------
+// Quantized kernels behind one signature, so matmul picks them once per call.
 
-/// `out (T, N) = x (T, K) @ w^T` with `w (N, K)`.
-pub fn matmul(w: MatRef, x: &[f32], t: usize, out: &mut [f32], precision: Precision) {
-    let (n, k) = (w.rows, w.cols);
-    assert_eq!(x.len(), t * k, "matmul: x is not (T, K)");
-    assert_eq!(out.len(), t * n, "matmul: out is not (T, N)");
-    assert_eq!(w.data.len(), n * w.row_bytes(), "matmul: w is not (N, K)");
-    let prepared = prepare(w.dtype, precision, x);
-    let kb = k / QK;
+/// One weight row (`kb` blocks at the `*const u8`) against the activation rows of N tokens
+/// (`kb` blocks at each pointer), for N = 1 and N = 4.
+/// Safety: the pointers must be valid for those reads, and the kernel set usable on this CPU.
+type RowKernel<A, const N: usize> = unsafe fn(*const u8, [*const A; N], usize) -> [f32; N];
 
-    // Each task computes a band of output rows for every token, so a weight row is read once
-    // from memory and reused T times from cache.
-    const ROWS_PER_TASK: usize = 16;
-    let bands: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(ROWS_PER_TASK))
-        .into_par_iter()
-        .map(|band| {
-            let r0 = band * ROWS_PER_TASK;
-            let r1 = (r0 + ROWS_PER_TASK).min(n);
-            let mut res = vec![0f32; (r1 - r0) * t];
-            let mut row_f32 = Vec::new();
-            for r in r0..r1 {
-                let wr = w.row(r);
-                match &prepared {
-                    Prepared::F32 => {
-                        row_f32.resize(k, 0.0);
-                        quant::dequantize_row(w.dtype, wr, &mut row_f32);
-                        for ti in 0..t {
-                            res[(r - r0) * t + ti] =
-                                reference::dot_f32(&row_f32, &x[ti * k..(ti + 1) * k]);
-                        }
+struct QuantKernel<A> {
+    one: RowKernel<A, 1>,
+    four: RowKernel<A, 4>,
+}
+
+/// Wraps a reference dot product in the [`RowKernel`] signature.
+macro_rules! reference_kernel {
+    ($name:ident, $w:ty, $a:ty, $dot:path) => {
+        /// Safety: `w` holds `kb` weight blocks, each `a[i]` `kb` activation blocks.
+        unsafe fn $name<const N: usize>(w: *const u8, a: [*const $a; N], kb: usize) -> [f32; N] {
+            let bytes = std::slice::from_raw_parts(w, kb * std::mem::size_of::<$w>());
+            let wb = quant::blocks::<$w>(bytes);
+            a.map(|ai| $dot(&wb, std::slice::from_raw_parts(ai, kb)))
+        }
+    };
+}
+
+reference_kernel!(ref_q4_0, BlockQ4_0, BlockQ8_0, reference::dot_q4_0_q8_0);
+reference_kernel!(ref_q4_1, BlockQ4_1, BlockQ8_1, reference::dot_q4_1_q8_1);
+reference_kernel!(ref_q8_0, BlockQ8_0, BlockQ8_0, reference::dot_q8_0_q8_0);
+
+impl QuantKernel<BlockQ8_1> {
+    /// `isa` must be usable().
+    fn q4_1(isa: Isa) -> Self {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => QuantKernel {
+                one: x86_64::q4_1_q8_1_vnni::<1>,
+                four: x86_64::q4_1_q8_1_vnni::<4>,
+            },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => QuantKernel {
+                one: x86_64::q4_1_q8_1_avx2::<1>,
+                four: x86_64::q4_1_q8_1_avx2::<4>,
+            },
+            _ => QuantKernel {
+                one: ref_q4_1::<1>,
+                four: ref_q4_1::<4>,
+            },
+        }
+    }
+}
+
+impl QuantKernel<BlockQ8_0> {
+    /// `isa` must be usable().
+    fn q4_0(isa: Isa) -> Self {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => QuantKernel {
+                one: x86_64::q4_0_q8_0_vnni::<1>,
+                four: x86_64::q4_0_q8_0_vnni::<4>,
+            },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => QuantKernel {
+                one: x86_64::q4_0_q8_0_avx2::<1>,
+                four: x86_64::q4_0_q8_0_avx2::<4>,
+            },
+            _ => QuantKernel {
+                one: ref_q4_0::<1>,
+                four: ref_q4_0::<4>,
+            },
+        }
+    }
+
+    /// `isa` must be usable().
+    fn q8_0(isa: Isa) -> Self {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => QuantKernel {
+                one: x86_64::q8_0_q8_0_vnni::<1>,
+                four: x86_64::q8_0_q8_0_vnni::<4>,
+            },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => QuantKernel {
+                one: x86_64::q8_0_q8_0_avx2::<1>,
+                four: x86_64::q8_0_q8_0_avx2::<4>,
+            },
+            _ => QuantKernel {
+                one: ref_q8_0::<1>,
+                four: ref_q8_0::<4>,
+            },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The matmul drivers: bands of output rows on rayon's pool, scratch reused across calls.
+
+thread_local! {
+    static Q8_0_SCRATCH: Cell<Vec<BlockQ8_0>> = const { Cell::new(Vec::new()) };
+    static Q8_1_SCRATCH: Cell<Vec<BlockQ8_1>> = const { Cell::new(Vec::new()) };
+    static ROW_SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's scratch buffer of `len` elements, allocated once and kept. The
+/// buffer is taken out while `f` runs, so a nested call (a rayon worker running another matmul
+/// while it waits) gets a fresh buffer instead of a double borrow.
+fn with_scratch<T: Zeroable + Clone, R>(
+    key: &'static LocalKey<Cell<Vec<T>>>,
+    len: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    let mut buf = key.take();
+    buf.resize(len, T::zeroed());
+    let r = f(&mut buf[..len]);
+    key.set(buf);
+    r
+}
+
+/// Below this many multiply-adds a matmul runs on the calling thread: waking a second thread
+/// costs more than it saves.
+const MIN_PARALLEL_MACS: usize = 1 << 16;
+
+/// Tokens whose activations stay in L1 while a band's weight rows are reused for them.
+const TOKEN_TILE: usize = 16;
+
+/// `out (T, N)` seen by bands of rows: each band writes only its own rows.
+struct SharedOut {
+    ptr: *mut f32,
+    n: usize,
+    t: usize,
+}
+
+// SAFETY: bands write disjoint elements (see `band`), so sharing the pointer across threads
+// cannot race.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// Safety: no two live `OutBand`s may have overlapping rows.
+    unsafe fn band(&self, rows: Range<usize>) -> OutBand<'_> {
+        OutBand { out: self, rows }
+    }
+}
+
+struct OutBand<'a> {
+    out: &'a SharedOut,
+    rows: Range<usize>,
+}
+
+impl OutBand<'_> {
+    /// out[ti, r] = v, for r in this band's rows.
+    #[inline]
+    fn set(&self, ti: usize, r: usize, v: f32) {
+        assert!(ti < self.out.t && self.rows.contains(&r));
+        // SAFETY: in bounds (checked above), and only this band writes row r.
+        unsafe { *self.out.ptr.add(ti * self.out.n + r) = v }
+    }
+}
+
+/// Splits the N rows of `out (T, N)` into bands and runs `band` on each, on rayon's pool.
+/// `macs` is the call's total work, which decides whether threads pay off.
+/// Bands other than the last have a multiple of `row_multiple` rows.
+fn for_each_band(
+    n: usize,
+    t: usize,
+    macs: usize,
+    row_multiple: usize,
+    out: &mut [f32],
+    band: impl Fn(OutBand) + Sync,
+) {
+    let shared = SharedOut {
+        ptr: out.as_mut_ptr(),
+        n,
+        t,
+    };
+    let threads = rayon::current_num_threads();
+    if threads == 1 || macs < MIN_PARALLEL_MACS {
+        // SAFETY: the only band.
+        return band(unsafe { shared.band(0..n) });
+    }
+    // Generation (T = 1): one band per thread, since each task costs a wake-up and a join, and
+    // the rows are uniform work. Prompts: smaller bands balance the load; each re-reads the
+    // tokens' activations, which stay in L2.
+    let rows_per_band = if t == 1 {
+        n.div_ceil(threads)
+    } else {
+        n.div_ceil(threads * 8).clamp(4, 64)
+    };
+    let rows_per_band = rows_per_band.next_multiple_of(row_multiple);
+    let bands = n.div_ceil(rows_per_band);
+    (0..bands).into_par_iter().for_each(|b| {
+        let rows = b * rows_per_band..((b + 1) * rows_per_band).min(n);
+        // SAFETY: bands b are disjoint ranges of rows.
+        band(unsafe { shared.band(rows) })
+    });
+}
+
+/// Fast path: `out (T, N)` from quantized weights `w (N, K)` and quantized activations
+/// `acts (T, K/32)` blocks.
+fn quant_matmul<A: Sync>(kern: &QuantKernel<A>, w: MatRef, acts: &[A], t: usize, out: &mut [f32]) {
+    let (n, kb) = (w.rows, w.cols / QK);
+    assert_eq!(acts.len(), t * kb);
+    let act = |ti: usize| acts[ti * kb..].as_ptr();
+    for_each_band(n, t, n * w.cols * t, 1, out, |band| {
+        for t0 in (0..t).step_by(TOKEN_TILE) {
+            let t1 = (t0 + TOKEN_TILE).min(t);
+            for r in band.rows.clone() {
+                let wr = w.row(r).as_ptr();
+                let mut ti = t0;
+                while ti + 4 <= t1 {
+                    let ptrs = [act(ti), act(ti + 1), act(ti + 2), act(ti + 3)];
+                    // SAFETY: row r holds kb blocks, each token's activations kb blocks; the
+                    // kernel set was checked usable() when `kern` was chosen.
+                    let res = unsafe { (kern.four)(wr, ptrs, kb) };
+                    for (i, v) in res.into_iter().enumerate() {
+                        band.set(ti + i, r, v);
                     }
-                    Prepared::Q8_0(a) => {
-                        for ti in 0..t {
-                            let ab = &a[ti * kb..(ti + 1) * kb];
-                            res[(r - r0) * t + ti] = match w.dtype {
-                                DType::Q4_0 => reference::dot_q4_0_q8_0(
-                                    &quant::blocks::<BlockQ4_0>(wr),
-                                    ab,
-                                ),
-                                _ => reference::dot_q8_0_q8_0(&quant::blocks::<BlockQ8_0>(wr), ab),
-                            };
-                        }
-                    }
-                    Prepared::Q8_1(a) => {
-                        for ti in 0..t {
-                            let ab = &a[ti * kb..(ti + 1) * kb];
-                            res[(r - r0) * t + ti] =
-                                reference::dot_q4_1_q8_1(&quant::blocks::<BlockQ4_1>(wr), ab);
-                        }
-                    }
+                    ti += 4;
+                }
+                while ti < t1 {
+                    // SAFETY: as above.
+                    let [v] = unsafe { (kern.one)(wr, [act(ti)], kb) };
+                    band.set(ti, r, v);
+                    ti += 1;
                 }
             }
-            (r0, res)
-        })
-        .collect();
-    for (r0, res) in bands {
-        let rows = res.len() / t;
-        for i in 0..rows {
-            for ti in 0..t {
-                out[ti * n + r0 + i] = res[i * t + ti];
-            }
         }
+    });
+}
+
+/// From this many tokens on, AVX-512 VNNI repacks weights into panels (see `x86_64`): packing
+/// costs about as much as one token's row kernel, and the panel kernel is several times faster
+/// per token.
+#[cfg(target_arch = "x86_64")]
+const PANEL_MIN_TOKENS: usize = 4;
+
+#[cfg(target_arch = "x86_64")]
+fn panel_type(dtype: DType) -> Option<x86_64::PanelType> {
+    match dtype {
+        DType::Q4_1 => Some(x86_64::PanelType::Q4_1),
+        DType::Q4_0 => Some(x86_64::PanelType::Q4_0),
+        DType::Q8_0 => Some(x86_64::PanelType::Q8_0),
+        _ => None,
     }
 }
 
-pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    reference::dot_f32(a, b)
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    static PANEL_SCRATCH: Cell<x86_64::Panel> = Cell::new(x86_64::Panel::default());
+    static ACT_SUM_SCRATCH: Cell<Vec<x86_64::ActSum>> = const { Cell::new(Vec::new()) };
+}
+
+/// Fast path for T >= [`PANEL_MIN_TOKENS`] on AVX-512 VNNI: `out (T, N)` from quantized
+/// weights `w (N, K)` and activations x (T, K), 16 rows at a time. The caller checked the CPU.
+#[cfg(target_arch = "x86_64")]
+fn panel_matmul(ty: x86_64::PanelType, w: MatRef, x: &[f32], t: usize, out: &mut [f32]) {
+    use x86_64::{ActSum, PanelType, PANEL_ROWS};
+    let (n, kb) = (w.rows, w.cols / QK);
+    let isa = Isa::Avx512Vnni;
+    // Activations as raw blocks (T, kb), plus each block's scale and sum for Q8_0.
+    let run = |acts: &[u8], block_bytes: usize, sums: &[ActSum], out: &mut [f32]| {
+        let act = |ti: usize| acts[ti * kb * block_bytes..].as_ptr();
+        let sum = |ti: usize| sums.get(ti * kb..).map_or(std::ptr::null(), |s| s.as_ptr());
+        for_each_band(n, t, n * w.cols * t, PANEL_ROWS, out, |band| {
+            let mut panel = PANEL_SCRATCH.take();
+            let mut r0 = band.rows.start;
+            while r0 < band.rows.end {
+                let r1 = (r0 + PANEL_ROWS).min(band.rows.end);
+                let mut rows: [&[u8]; PANEL_ROWS] = [&[]; PANEL_ROWS];
+                for (slot, r) in rows.iter_mut().zip(r0..r1) {
+                    *slot = w.row(r);
+                }
+                // SAFETY: the caller checked AVX-512 VNNI; each row holds kb blocks of `ty`.
+                unsafe { x86_64::pack_panel(ty, &rows[..r1 - r0], kb, &mut panel) };
+                let mut ti = 0;
+                while ti < t {
+                    let res: &[[f32; PANEL_ROWS]] = if ti + 4 <= t {
+                        let a = [act(ti), act(ti + 1), act(ti + 2), act(ti + 3)];
+                        let s = [sum(ti), sum(ti + 1), sum(ti + 2), sum(ti + 3)];
+                        // SAFETY: the panel holds kb packed blocks; each token's activations
+                        // (and sums, for Q8_0) hold kb blocks.
+                        &unsafe { x86_64::panel_dots::<4>(ty, &panel, kb, a, s) }
+                    } else {
+                        // SAFETY: as above.
+                        &unsafe { x86_64::panel_dots::<1>(ty, &panel, kb, [act(ti)], [sum(ti)]) }
+                    };
+                    for (i, vals) in res.iter().enumerate() {
+                        for (j, &v) in vals[..r1 - r0].iter().enumerate() {
+                            band.set(ti + i, r0 + j, v);
+                        }
+                    }
+                    ti += res.len();
+                }
+                r0 = r1;
+            }
+            PANEL_SCRATCH.set(panel);
+        });
+    };
+    match ty {
+        PanelType::Q4_1 => with_scratch(&Q8_1_SCRATCH, t * kb, |acts| {
+            isa.quantize_q8_1(x, acts);
+            run(
+                bytemuck::cast_slice(acts),
+                std::mem::size_of::<BlockQ8_1>(),
+                &[],
+                out,
+            );
+        }),
+        PanelType::Q4_0 | PanelType::Q8_0 => with_scratch(&Q8_0_SCRATCH, t * kb, |acts| {
+            isa.quantize_q8_0(x, acts);
+            with_scratch(&ACT_SUM_SCRATCH, t * kb, |sums| {
+                for (s, a) in sums.iter_mut().zip(acts.iter()) {
+                    *s = ActSum {
+                        d: a.d.to_f32(),
+                        sum: a.qs.iter().map(|&q| q as i32).sum(),
+                    };
+                }
+                run(
+                    bytemuck::cast_slice(acts),
+                    std::mem::size_of::<BlockQ8_0>(),
+                    sums,
+                    out,
+                );
+            })
+        }),
+    }
+}
+
+/// F32 precision, or float weights: each row is widened to f32 once per band and dotted with
+/// every token in f32. f32 rows, and f16/bf16 rows for a single token, are dotted in place.
+fn float_matmul(isa: Isa, w: MatRef, x: &[f32], t: usize, out: &mut [f32]) {
+    let (n, k) = (w.rows, w.cols);
+    let in_place = isa != Isa::Reference
+        && (w.dtype == DType::F32 || (t == 1 && matches!(w.dtype, DType::F16 | DType::BF16)));
+    for_each_band(n, t, n * k * t, 1, out, |band| {
+        if in_place {
+            for r in band.rows.clone() {
+                for ti in 0..t {
+                    band.set(
+                        ti,
+                        r,
+                        isa.dot_float_row(w.dtype, w.row(r), &x[ti * k..(ti + 1) * k]),
+                    );
+                }
+            }
+            return;
+        }
+        with_scratch(&ROW_SCRATCH, k, |row| {
+            for r in band.rows.clone() {
+                isa.dequantize_row(w.dtype, w.row(r), row);
+                for ti in 0..t {
+                    band.set(ti, r, isa.dot_f32(row, &x[ti * k..(ti + 1) * k]));
+                }
+            }
+        });
+    });
 }
 
 /// Softmax in place, numerically stable (the max is subtracted first); -inf entries become 0.

@@ -3,6 +3,7 @@
 //! Each block holds 32 consecutive elements of a row. Weights use Q4_0, Q4_1 and Q8_0;
 //! activations are quantized on the fly to Q8_0 (against Q4_0/Q8_0 weights) or Q8_1
 //! (against Q4_1, whose min term needs the activation block's sum).
+#![deny(unsafe_code)]
 
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -55,7 +56,12 @@ const _: () = assert!(std::mem::size_of::<BlockQ8_1>() == 40);
 pub fn blocks<T: Pod>(bytes: &[u8]) -> std::borrow::Cow<'_, [T]> {
     match bytemuck::try_cast_slice(bytes) {
         Ok(s) => std::borrow::Cow::Borrowed(s),
-        Err(_) => std::borrow::Cow::Owned(bytemuck::pod_collect_to_vec(bytes)),
+        Err(_) => std::borrow::Cow::Owned(
+            bytes
+                .chunks_exact(std::mem::size_of::<T>())
+                .map(bytemuck::pod_read_unaligned)
+                .collect(),
+        ),
     }
 }
 
@@ -77,8 +83,8 @@ pub fn dequantize_q4_1(b: &BlockQ4_1, out: &mut [f32]) {
 
 pub fn dequantize_q8_0(b: &BlockQ8_0, out: &mut [f32]) {
     let d = b.d.to_f32();
-    for j in 0..QK {
-        out[j] = b.qs[j] as f32 * d;
+    for (o, &q) in out.iter_mut().zip(&b.qs) {
+        *o = q as f32 * d;
     }
 }
 
@@ -132,17 +138,26 @@ pub fn dequantize_row(dtype: crate::tensor::DType, bytes: &[u8], out: &mut [f32]
             }
         }
         DType::Q4_0 => {
-            for (b, o) in blocks::<BlockQ4_0>(bytes).iter().zip(out.chunks_exact_mut(QK)) {
+            for (b, o) in blocks::<BlockQ4_0>(bytes)
+                .iter()
+                .zip(out.chunks_exact_mut(QK))
+            {
                 dequantize_q4_0(b, o);
             }
         }
         DType::Q4_1 => {
-            for (b, o) in blocks::<BlockQ4_1>(bytes).iter().zip(out.chunks_exact_mut(QK)) {
+            for (b, o) in blocks::<BlockQ4_1>(bytes)
+                .iter()
+                .zip(out.chunks_exact_mut(QK))
+            {
                 dequantize_q4_1(b, o);
             }
         }
         DType::Q8_0 => {
-            for (b, o) in blocks::<BlockQ8_0>(bytes).iter().zip(out.chunks_exact_mut(QK)) {
+            for (b, o) in blocks::<BlockQ8_0>(bytes)
+                .iter()
+                .zip(out.chunks_exact_mut(QK))
+            {
                 dequantize_q8_0(b, o);
             }
         }

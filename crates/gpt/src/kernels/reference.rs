@@ -1,4 +1,5 @@
 //! Plain, portable kernels: the reference twins of the SIMD ones and the fallback path.
+#![deny(unsafe_code)]
 
 use super::quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, QK};
 
@@ -37,8 +38,41 @@ pub fn dot_q4_1_q8_1(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
 pub fn dot_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
     let mut acc = 0f32;
     for (bw, ba) in w.iter().zip(a) {
-        let s: i32 = bw.qs.iter().zip(&ba.qs).map(|(&x, &y)| x as i32 * y as i32).sum();
+        let s: i32 = bw
+            .qs
+            .iter()
+            .zip(&ba.qs)
+            .map(|(&x, &y)| x as i32 * y as i32)
+            .sum();
         acc += bw.d.to_f32() * ba.d.to_f32() * s as f32;
     }
     acc
+}
+
+/// x (n) = e^(x - max) / sum(e^(x - max)): subtracting the max keeps e^ from overflowing.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// y (n) += a * x (n).
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+/// x (n) *= a.
+pub fn scale(a: f32, x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v *= a;
+    }
 }

@@ -1,0 +1,804 @@
+//! x86-64 kernels: AVX2 (+FMA, F16C) and AVX-512 (F, BW, VL, VNNI).
+//!
+//! Every `pub(super)` function here is `unsafe` for one reason: it is compiled for CPU features
+//! the caller must have checked (through [`super::Isa::usable`]). Slices are read within their
+//! bounds; raw-pointer kernels state the lengths they read. Weight rows come straight from a
+//! memory-mapped file, so they are only byte-aligned: every load here is unaligned.
+#![allow(unsafe_code)]
+
+use super::quant::{BlockQ8_0, BlockQ8_1, QK};
+use std::arch::x86_64::*;
+use std::ptr::read_unaligned;
+
+/// Bytes per weight block (the sizes pinned in `quant`).
+const Q4_0_BYTES: usize = 18;
+const Q4_1_BYTES: usize = 20;
+const Q8_0_BYTES: usize = 34;
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers, always inlined into a caller compiled with the features they use.
+
+#[inline(always)]
+unsafe fn hsum256(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+#[inline(always)]
+unsafe fn hmax256(v: __m256) -> f32 {
+    let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+#[inline(always)]
+unsafe fn hsum256_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
+}
+
+/// One IEEE half at `p` (any alignment) as f32, with F16C: exact, like `half::f16::to_f32`.
+/// The half is broadcast before converting: a scalar insert would merge into (and wait for)
+/// whatever register the compiler picks, which it did, stalling a loop on its accumulator.
+#[inline(always)]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(read_unaligned(
+        p as *const i16,
+    ))))
+}
+
+/// The half at `p` as f32 in all 8 lanes.
+#[inline(always)]
+unsafe fn f16_splat(p: *const u8) -> __m256 {
+    _mm256_cvtph_ps(_mm_set1_epi16(read_unaligned(p as *const i16)))
+}
+
+/// The 16 bytes of packed nibbles at `p` as 32 bytes 0..15 in ggml's element order: low
+/// nibbles (elements 0..16) in the low 128 bits, high nibbles (16..32) in the high 128 bits.
+#[inline(always)]
+unsafe fn unpack_nibbles(p: *const u8) -> __m256i {
+    let qs = _mm_loadu_si128(p as *const __m128i);
+    let both = _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+/// Sums of 4 adjacent products u8 * i8 into 8 i32 lanes. `VNNI` selects one vpdpbusd over
+/// AVX2's maddubs (u8*i8 pairs to saturating i16; our operands stay far below saturation:
+/// |15*127*2| and |127*127*2| < 32767) + madd (i16 pairs to i32).
+#[inline(always)]
+unsafe fn mul_sum_u8_i8<const VNNI: bool>(u: __m256i, s: __m256i) -> __m256i {
+    if VNNI {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+    } else {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Float rows: f32, f16 and bf16 weights against f32 activations.
+
+/// How one float dtype's row turns into f32 lanes. Products of converted values are exact, so
+/// the fused dot over f16 bytes and the dot over a dequantized copy agree bit for bit.
+pub(super) trait FloatRow {
+    /// Bytes per element.
+    const SIZE: usize;
+    unsafe fn load8(p: *const u8) -> __m256;
+    unsafe fn load16(p: *const u8) -> __m512;
+    unsafe fn scalar(p: *const u8) -> f32;
+}
+
+pub(super) struct F32Row;
+pub(super) struct F16Row;
+pub(super) struct Bf16Row;
+
+impl FloatRow for F32Row {
+    const SIZE: usize = 4;
+    #[inline(always)]
+    unsafe fn load8(p: *const u8) -> __m256 {
+        _mm256_loadu_ps(p as *const f32)
+    }
+    #[inline(always)]
+    unsafe fn load16(p: *const u8) -> __m512 {
+        _mm512_loadu_ps(p as *const f32)
+    }
+    #[inline(always)]
+    unsafe fn scalar(p: *const u8) -> f32 {
+        read_unaligned(p as *const f32)
+    }
+}
+
+impl FloatRow for F16Row {
+    const SIZE: usize = 2;
+    #[inline(always)]
+    unsafe fn load8(p: *const u8) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }
+    #[inline(always)]
+    unsafe fn load16(p: *const u8) -> __m512 {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+    }
+    #[inline(always)]
+    unsafe fn scalar(p: *const u8) -> f32 {
+        f16_at(p)
+    }
+}
+
+/// bf16 is the high half of an f32: widening is a 16-bit shift.
+impl FloatRow for Bf16Row {
+    const SIZE: usize = 2;
+    #[inline(always)]
+    unsafe fn load8(p: *const u8) -> __m256 {
+        let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
+        _mm256_castsi256_ps(_mm256_slli_epi32(h, 16))
+    }
+    #[inline(always)]
+    unsafe fn load16(p: *const u8) -> __m512 {
+        let h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p as *const __m256i));
+        _mm512_castsi512_ps(_mm512_slli_epi32(h, 16))
+    }
+    #[inline(always)]
+    unsafe fn scalar(p: *const u8) -> f32 {
+        f32::from_bits((read_unaligned(p as *const u16) as u32) << 16)
+    }
+}
+
+/// sum(w[i] * x[i]) for i < n; w: n elements of `R` at `w`, x: n f32 at `x`.
+/// Four accumulators hide the FMA latency; the tail is scalar, in order.
+#[inline(always)]
+unsafe fn dot_avx2<R: FloatRow>(w: *const u8, x: *const f32, n: usize) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (j, a) in acc.iter_mut().enumerate() {
+            let o = i + 8 * j;
+            *a = _mm256_fmadd_ps(R::load8(w.add(o * R::SIZE)), _mm256_loadu_ps(x.add(o)), *a);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        acc[0] = _mm256_fmadd_ps(
+            R::load8(w.add(i * R::SIZE)),
+            _mm256_loadu_ps(x.add(i)),
+            acc[0],
+        );
+        i += 8;
+    }
+    let s01 = _mm256_add_ps(acc[0], acc[1]);
+    let s23 = _mm256_add_ps(acc[2], acc[3]);
+    let mut sum = hsum256(_mm256_add_ps(s01, s23));
+    while i < n {
+        sum += R::scalar(w.add(i * R::SIZE)) * *x.add(i);
+        i += 1;
+    }
+    sum
+}
+
+/// As [`dot_avx2`], 16 lanes wide.
+#[inline(always)]
+unsafe fn dot_avx512<R: FloatRow>(w: *const u8, x: *const f32, n: usize) -> f32 {
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 64 <= n {
+        for (j, a) in acc.iter_mut().enumerate() {
+            let o = i + 16 * j;
+            *a = _mm512_fmadd_ps(R::load16(w.add(o * R::SIZE)), _mm512_loadu_ps(x.add(o)), *a);
+        }
+        i += 64;
+    }
+    while i + 16 <= n {
+        acc[0] = _mm512_fmadd_ps(
+            R::load16(w.add(i * R::SIZE)),
+            _mm512_loadu_ps(x.add(i)),
+            acc[0],
+        );
+        i += 16;
+    }
+    let s01 = _mm512_add_ps(acc[0], acc[1]);
+    let s23 = _mm512_add_ps(acc[2], acc[3]);
+    let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(s01, s23));
+    while i < n {
+        sum += R::scalar(w.add(i * R::SIZE)) * *x.add(i);
+        i += 1;
+    }
+    sum
+}
+
+/// Dot of a float row (`x.len()` elements of `R` in `w`) with `x`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_row_avx2<R: FloatRow>(w: &[u8], x: &[f32]) -> f32 {
+    debug_assert!(w.len() >= x.len() * R::SIZE);
+    dot_avx2::<R>(w.as_ptr(), x.as_ptr(), x.len())
+}
+
+/// Dot of a float row (`x.len()` elements of `R` in `w`) with `x`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+pub(super) unsafe fn dot_row_avx512<R: FloatRow>(w: &[u8], x: &[f32]) -> f32 {
+    debug_assert!(w.len() >= x.len() * R::SIZE);
+    dot_avx512::<R>(w.as_ptr(), x.as_ptr(), x.len())
+}
+
+/// out (n) = the float row `w` (n elements of `R`) widened to f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn widen_row_avx2<R: FloatRow>(w: &[u8], out: &mut [f32]) {
+    let n = out.len();
+    debug_assert!(w.len() >= n * R::SIZE);
+    let (p, o) = (w.as_ptr(), out.as_mut_ptr());
+    let mut i = 0;
+    while i + 8 <= n {
+        _mm256_storeu_ps(o.add(i), R::load8(p.add(i * R::SIZE)));
+        i += 8;
+    }
+    while i < n {
+        *o.add(i) = R::scalar(p.add(i * R::SIZE));
+        i += 1;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dequantization, bit-exact with `quant::dequantize_*`: the same int->float conversions and the
+// same separate multiply and add (an FMA would round once where the reference rounds twice).
+
+/// out (32 * kb) = `kb` Q4_0 blocks at `w`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dequantize_q4_0_avx2(w: &[u8], out: &mut [f32]) {
+    let kb = out.len() / QK;
+    debug_assert!(w.len() >= kb * Q4_0_BYTES);
+    for b in 0..kb {
+        let p = w.as_ptr().add(b * Q4_0_BYTES);
+        let d = f16_splat(p);
+        let q = _mm256_sub_epi8(unpack_nibbles(p.add(2)), _mm256_set1_epi8(8));
+        store_i8x32_scaled(
+            q,
+            d,
+            _mm256_setzero_ps(),
+            out.as_mut_ptr().add(b * QK),
+            false,
+        );
+    }
+}
+
+/// out (32 * kb) = `kb` Q4_1 blocks at `w`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dequantize_q4_1_avx2(w: &[u8], out: &mut [f32]) {
+    let kb = out.len() / QK;
+    debug_assert!(w.len() >= kb * Q4_1_BYTES);
+    for b in 0..kb {
+        let p = w.as_ptr().add(b * Q4_1_BYTES);
+        let d = f16_splat(p);
+        let m = f16_splat(p.add(2));
+        let q = unpack_nibbles(p.add(4));
+        store_i8x32_scaled(q, d, m, out.as_mut_ptr().add(b * QK), true);
+    }
+}
+
+/// out (32 * kb) = `kb` Q8_0 blocks at `w`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dequantize_q8_0_avx2(w: &[u8], out: &mut [f32]) {
+    let kb = out.len() / QK;
+    debug_assert!(w.len() >= kb * Q8_0_BYTES);
+    for b in 0..kb {
+        let p = w.as_ptr().add(b * Q8_0_BYTES);
+        let d = f16_splat(p);
+        let q = _mm256_loadu_si256(p.add(2) as *const __m256i);
+        store_i8x32_scaled(
+            q,
+            d,
+            _mm256_setzero_ps(),
+            out.as_mut_ptr().add(b * QK),
+            false,
+        );
+    }
+}
+
+/// out[0..32] = q[i] * d (+ m when `add_m`), q as signed bytes.
+#[inline(always)]
+unsafe fn store_i8x32_scaled(q: __m256i, d: __m256, m: __m256, out: *mut f32, add_m: bool) {
+    let halves = [_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)];
+    for (h, v) in halves.into_iter().enumerate() {
+        for (j, part) in [v, _mm_srli_si128(v, 8)].into_iter().enumerate() {
+            let f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(part));
+            let mut r = _mm256_mul_ps(f, d);
+            if add_m {
+                r = _mm256_add_ps(r, m);
+            }
+            _mm256_storeu_ps(out.add(16 * h + 8 * j), r);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activation quantization, bit-exact with `quant::quantize_q8_0/q8_1`.
+
+/// Rounds half away from zero, like `f32::round` and C's roundf: trunc(v) plus sign(v) when
+/// |v - trunc(v)| >= 0.5. The subtraction is exact, so this is exact for every finite v
+/// (`_mm256_round_ps` to nearest would round halves to even, as ggml's SIMD path does).
+#[inline(always)]
+unsafe fn round_half_away(v: __m256) -> __m256 {
+    let t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    let sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0));
+    let frac = _mm256_andnot_ps(_mm256_set1_ps(-0.0), _mm256_sub_ps(v, t));
+    let away = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5), _CMP_GE_OQ);
+    let step = _mm256_and_ps(away, _mm256_or_ps(sign, _mm256_set1_ps(1.0)));
+    _mm256_add_ps(t, step)
+}
+
+/// Quantizes 32 floats at `x` as ggml's quantize_row_q8_0_ref does: returns the f32 scale
+/// d = max|x| / 127, the 32 quants round(x / d) stored at `q`, and their sum.
+#[inline(always)]
+unsafe fn quantize_block(x: *const f32, q: *mut i8) -> (f32, i32) {
+    let v = [
+        _mm256_loadu_ps(x),
+        _mm256_loadu_ps(x.add(8)),
+        _mm256_loadu_ps(x.add(16)),
+        _mm256_loadu_ps(x.add(24)),
+    ];
+    // No closures here: they would not inherit the caller's target features, and their
+    // intrinsics would become calls.
+    let sign = _mm256_set1_ps(-0.0);
+    let m01 = _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1]));
+    let m23 = _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3]));
+    let amax = hmax256(_mm256_max_ps(m01, m23));
+    let d = amax / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let mut i = [_mm256_setzero_si256(); 4];
+    for j in 0..4 {
+        i[j] = _mm256_cvtps_epi32(round_half_away(_mm256_mul_ps(v[j], id)));
+    }
+    let sum = hsum256_i32(_mm256_add_epi32(
+        _mm256_add_epi32(i[0], i[1]),
+        _mm256_add_epi32(i[2], i[3]),
+    ));
+    // Packing saturates like `as i8`, and interleaves 128-bit lanes: the permute restores order.
+    let p01 = _mm256_packs_epi32(i[0], i[1]);
+    let p23 = _mm256_packs_epi32(i[2], i[3]);
+    let p = _mm256_packs_epi16(p01, p23);
+    let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(q as *mut __m256i, p);
+    (d, sum)
+}
+
+/// x (32 * out.len()) -> Q8_0 blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quantize_q8_0_avx2(x: &[f32], out: &mut [BlockQ8_0]) {
+    assert!(x.len() >= out.len() * QK);
+    for (xb, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
+        let (d, _) = quantize_block(xb.as_ptr(), b.qs.as_mut_ptr());
+        b.d = half::f16::from_f32(d);
+    }
+}
+
+/// x (32 * out.len()) -> Q8_1 blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quantize_q8_1_avx2(x: &[f32], out: &mut [BlockQ8_1]) {
+    assert!(x.len() >= out.len() * QK);
+    for (xb, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
+        let (d, sum) = quantize_block(xb.as_ptr(), b.qs.as_mut_ptr());
+        b.d = d;
+        b.s = d * sum as f32;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantized dot products: one weight row of `kb` blocks against N tokens' activation rows.
+// The weight block is unpacked once and reused for all N tokens, which is what makes prompt
+// processing cheaper per token than generation. Each token's arithmetic is the same for every
+// N, so a token's result does not depend on how tokens are grouped.
+
+/// Q4_1 weights (value = d*q + m) x Q8_1 activations (value = d_a*a, s_a = d_a*sum(a)):
+/// per block d*d_a*sum(q*a) + m*s_a.
+#[inline(always)]
+unsafe fn q4_1_q8_1<const N: usize, const VNNI: bool>(
+    w: *const u8,
+    a: [*const BlockQ8_1; N],
+    kb: usize,
+) -> [f32; N] {
+    let mut acc = [_mm256_setzero_ps(); N];
+    // Lane 1 collects m * s_a; lane 0 collects d * d_a, unused.
+    let mut acc_m = [_mm_setzero_ps(); N];
+    for b in 0..kb {
+        let wb = w.add(b * Q4_1_BYTES);
+        // [d, m, 0, 0]: d and m are adjacent halves, converted together.
+        let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(read_unaligned(wb as *const i32)));
+        let q = unpack_nibbles(wb.add(4));
+        for i in 0..N {
+            let ab = a[i].add(b);
+            // [d_a, s_a, 0, 0]: the block's first 8 bytes.
+            let ds = _mm_castsi128_ps(_mm_loadl_epi64(ab as *const __m128i));
+            let p = _mm_mul_ps(dm, ds);
+            let y = _mm256_loadu_si256((*ab).qs.as_ptr() as *const __m256i);
+            let s = _mm256_cvtepi32_ps(mul_sum_u8_i8::<VNNI>(q, y));
+            acc[i] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), s, acc[i]);
+            acc_m[i] = _mm_add_ps(acc_m[i], p);
+        }
+    }
+    let mut out = [0f32; N];
+    for i in 0..N {
+        out[i] = hsum256(acc[i]) + _mm_cvtss_f32(_mm_movehdup_ps(acc_m[i]));
+    }
+    out
+}
+
+/// Q4_0 weights (value = d*(q-8)) x Q8_0 activations. maddubs and vpdpbusd want an unsigned
+/// first operand, so (as ggml does) we multiply |w| by a carrying w's sign: |w| * (sign(w) * a).
+#[inline(always)]
+unsafe fn q4_0_q8_0<const N: usize, const VNNI: bool>(
+    w: *const u8,
+    a: [*const BlockQ8_0; N],
+    kb: usize,
+) -> [f32; N] {
+    let mut acc = [_mm256_setzero_ps(); N];
+    for b in 0..kb {
+        let wb = w.add(b * Q4_0_BYTES);
+        let dw = f16_splat(wb);
+        let x = _mm256_sub_epi8(unpack_nibbles(wb.add(2)), _mm256_set1_epi8(8));
+        let ax = _mm256_sign_epi8(x, x);
+        for i in 0..N {
+            let ab = a[i].add(b) as *const u8;
+            let dd = _mm256_mul_ps(dw, f16_splat(ab));
+            let y = _mm256_loadu_si256(ab.add(2) as *const __m256i);
+            let s = mul_sum_u8_i8::<VNNI>(ax, _mm256_sign_epi8(y, x));
+            acc[i] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(s), acc[i]);
+        }
+    }
+    let mut out = [0f32; N];
+    for i in 0..N {
+        out[i] = hsum256(acc[i]);
+    }
+    out
+}
+
+/// Q8_0 weights x Q8_0 activations, with the sign trick of [`q4_0_q8_0`]. A weight of -128
+/// (never written by ggml's quantizer) still works: |-128| read as u8 is 128.
+#[inline(always)]
+unsafe fn q8_0_q8_0<const N: usize, const VNNI: bool>(
+    w: *const u8,
+    a: [*const BlockQ8_0; N],
+    kb: usize,
+) -> [f32; N] {
+    let mut acc = [_mm256_setzero_ps(); N];
+    for b in 0..kb {
+        let wb = w.add(b * Q8_0_BYTES);
+        let dw = f16_splat(wb);
+        let x = _mm256_loadu_si256(wb.add(2) as *const __m256i);
+        let ax = _mm256_sign_epi8(x, x);
+        for i in 0..N {
+            let ab = a[i].add(b) as *const u8;
+            let dd = _mm256_mul_ps(dw, f16_splat(ab));
+            let y = _mm256_loadu_si256(ab.add(2) as *const __m256i);
+            let s = mul_sum_u8_i8::<VNNI>(ax, _mm256_sign_epi8(y, x));
+            acc[i] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(s), acc[i]);
+        }
+    }
+    let mut out = [0f32; N];
+    for i in 0..N {
+        out[i] = hsum256(acc[i]);
+    }
+    out
+}
+
+/// Instantiates one quantized kernel for N tokens, for AVX2 and for AVX-512 VNNI.
+/// Safety: `w` points at `kb` weight blocks, each `a[i]` at `kb` activation blocks.
+macro_rules! quant_kernels {
+    ($inner:ident, $act:ty, $avx2:ident, $vnni:ident) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(super) unsafe fn $avx2<const N: usize>(
+            w: *const u8,
+            a: [*const $act; N],
+            kb: usize,
+        ) -> [f32; N] {
+            $inner::<N, false>(w, a, kb)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        pub(super) unsafe fn $vnni<const N: usize>(
+            w: *const u8,
+            a: [*const $act; N],
+            kb: usize,
+        ) -> [f32; N] {
+            $inner::<N, true>(w, a, kb)
+        }
+    };
+}
+
+quant_kernels!(q4_1_q8_1, BlockQ8_1, q4_1_q8_1_avx2, q4_1_q8_1_vnni);
+quant_kernels!(q4_0_q8_0, BlockQ8_0, q4_0_q8_0_avx2, q4_0_q8_0_vnni);
+quant_kernels!(q8_0_q8_0, BlockQ8_0, q8_0_q8_0_avx2, q8_0_q8_0_vnni);
+
+// ---------------------------------------------------------------------------------------------
+// Small vector helpers for attention and norms.
+
+/// y (n) += a * x (n).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
+    let av = _mm256_set1_ps(a);
+    let mut i = 0;
+    while i + 8 <= n {
+        let r = _mm256_fmadd_ps(av, _mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(yp.add(i)));
+        _mm256_storeu_ps(yp.add(i), r);
+        i += 8;
+    }
+    while i < n {
+        *yp.add(i) += a * *xp.add(i);
+        i += 1;
+    }
+}
+
+/// x (n) *= a.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn scale_avx2(a: f32, x: &mut [f32]) {
+    let n = x.len();
+    let p = x.as_mut_ptr();
+    let av = _mm256_set1_ps(a);
+    let mut i = 0;
+    while i + 8 <= n {
+        _mm256_storeu_ps(p.add(i), _mm256_mul_ps(av, _mm256_loadu_ps(p.add(i))));
+        i += 8;
+    }
+    while i < n {
+        *p.add(i) *= a;
+        i += 1;
+    }
+}
+
+/// e^x for 8 lanes, within 2 ulp of `f32::exp` on [-87.3, 88.7]; exactly 0 below (where the
+/// true value is subnormal or a softmax mask's -inf), +inf above.
+/// Cephes' expf: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two for an exact r), a degree-5
+/// polynomial for e^r, and 2^n built in the exponent bits.
+#[inline(always)]
+unsafe fn exp256(x: __m256) -> __m256 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const MIN_X: f32 = -87.336_55; // ln(f32::MIN_POSITIVE)
+    const MAX_X: f32 = 88.722_83; // ln(f32::MAX)
+    let xc = _mm256_min_ps(
+        _mm256_max_ps(x, _mm256_set1_ps(MIN_X)),
+        _mm256_set1_ps(MAX_X),
+    );
+    let n = _mm256_round_ps(
+        _mm256_mul_ps(xc, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+    );
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), xc);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+    let mut p = _mm256_set1_ps(1.987_569_1e-4);
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let r2 = _mm256_mul_ps(r, r);
+    let e_r = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
+    // 2^n: n in [-126, 128]; n = 128 (x near MAX_X) is split as 2^127 * 2 to stay finite.
+    let ni = _mm256_cvtps_epi32(n);
+    let half_n = _mm256_srai_epi32(ni, 1);
+    let pow_a = _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_add_epi32(half_n, _mm256_set1_epi32(127)),
+        23,
+    ));
+    let pow_b = _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_sub_epi32(ni, half_n), _mm256_set1_epi32(127)),
+        23,
+    ));
+    let y = _mm256_mul_ps(_mm256_mul_ps(e_r, pow_a), pow_b);
+    let y = _mm256_blendv_ps(
+        y,
+        _mm256_set1_ps(f32::INFINITY),
+        _mm256_cmp_ps(x, _mm256_set1_ps(MAX_X), _CMP_GT_OQ),
+    );
+    _mm256_and_ps(y, _mm256_cmp_ps(x, _mm256_set1_ps(MIN_X), _CMP_GE_OQ))
+}
+
+/// x (n) = softmax(x): e^(x - max) / sum. Needs at least one finite value.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn softmax_avx2(x: &mut [f32]) {
+    let n = x.len();
+    let p = x.as_mut_ptr();
+    let mut i = 0;
+    let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
+    while i + 8 <= n {
+        vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(p.add(i)));
+        i += 8;
+    }
+    let mut max = hmax256(vmax);
+    for v in &x[i..] {
+        max = max.max(*v);
+    }
+    let mv = _mm256_set1_ps(max);
+    let mut vsum = _mm256_setzero_ps();
+    i = 0;
+    while i + 8 <= n {
+        let e = exp256(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), mv));
+        _mm256_storeu_ps(p.add(i), e);
+        vsum = _mm256_add_ps(vsum, e);
+        i += 8;
+    }
+    let mut sum = hsum256(vsum);
+    while i < n {
+        let e = (*p.add(i) - max).exp();
+        *p.add(i) = e;
+        sum += e;
+        i += 1;
+    }
+    scale_avx2(1.0 / sum, x);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prompt processing (T > 1) on AVX-512 VNNI: weight panels with rows in lanes.
+//
+// The row kernels above spend most of their work per (row, block, token) on float scaling:
+// convert 8 partial sums, multiply, add. Here 16 rows are repacked so that one vpdpbusd adds
+// 4 elements of each of 16 rows into 16 lanes, with the activation's 4 bytes broadcast; after
+// 8 of them each lane holds its row's exact integer block sum, and one convert and one FMA
+// scale all 16 rows at once. A panel is packed once per band and reused for every token, which
+// amortizes the packing when T is more than a few tokens.
+
+/// Rows per panel: the i32 lanes of one zmm register.
+pub(super) const PANEL_ROWS: usize = 16;
+
+/// Bytes of one packed block column: 8 groups of 4 elements x 16 rows.
+const PANEL_BLOCK_BYTES: usize = QK * PANEL_ROWS;
+
+/// Up to 16 weight rows, packed. Rows past the matrix's end are zero.
+#[derive(Default)]
+pub(super) struct Panel {
+    /// (kb, 8, 16, 4): for block b and group g, element 4g+e of row j at [b][g][j][e], as u8:
+    /// q for Q4_1 and Q4_0 (0..15), q + 128 for Q8_0.
+    q: Vec<u8>,
+    /// (kb, 16): each row's block scale d.
+    d: Vec<f32>,
+    /// (kb, 16): each row's block min m (Q4_1 only).
+    m: Vec<f32>,
+}
+
+/// The weight types a panel holds, with the offset their u8 storage adds to q.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum PanelType {
+    /// value = d*q + m.
+    Q4_1,
+    /// value = d*(q - 8).
+    Q4_0,
+    /// value = d*q, stored as q + 128.
+    Q8_0,
+}
+
+impl PanelType {
+    fn offset(self) -> i32 {
+        match self {
+            PanelType::Q4_1 => 0,
+            PanelType::Q4_0 => 8,
+            PanelType::Q8_0 => 128,
+        }
+    }
+}
+
+/// Packs `rows` (at most 16 weight rows of `kb` blocks of type `ty`) into `panel`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel: &mut Panel) {
+    assert!(rows.len() <= PANEL_ROWS);
+    let block_bytes = match ty {
+        PanelType::Q4_1 => Q4_1_BYTES,
+        PanelType::Q4_0 => Q4_0_BYTES,
+        PanelType::Q8_0 => Q8_0_BYTES,
+    };
+    panel.q.clear();
+    panel.q.resize(kb * PANEL_BLOCK_BYTES, 0);
+    panel.d.clear();
+    panel.d.resize(kb * PANEL_ROWS, 0.0);
+    panel.m.clear();
+    panel.m.resize(kb * PANEL_ROWS, 0.0);
+    // Dword g of a row's 32 bytes goes to group g: 16 dwords apart.
+    let groups = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
+    for (j, row) in rows.iter().enumerate() {
+        assert!(row.len() >= kb * block_bytes);
+        let index = _mm256_add_epi32(groups, _mm256_set1_epi32(j as i32));
+        for b in 0..kb {
+            let p = row.as_ptr().add(b * block_bytes);
+            let q = match ty {
+                PanelType::Q4_1 => unpack_nibbles(p.add(4)),
+                PanelType::Q4_0 => unpack_nibbles(p.add(2)),
+                PanelType::Q8_0 => _mm256_xor_si256(
+                    _mm256_loadu_si256(p.add(2) as *const __m256i),
+                    _mm256_set1_epi8(-128),
+                ),
+            };
+            let dst = panel.q.as_mut_ptr().add(b * PANEL_BLOCK_BYTES);
+            _mm256_i32scatter_epi32::<4>(dst as *mut i32, index, q);
+            panel.d[b * PANEL_ROWS + j] = f16_at(p);
+            if ty == PanelType::Q4_1 {
+                panel.m[b * PANEL_ROWS + j] = f16_at(p.add(2));
+            }
+        }
+    }
+}
+
+/// One activation block's scale and integer sum, for Q8_0 activations (Q8_1 blocks carry
+/// theirs): the panel kernels subtract offset * sum to undo the weights' u8 offset.
+#[derive(Clone, Copy, Default, Debug, bytemuck::Zeroable)]
+pub(super) struct ActSum {
+    pub d: f32,
+    pub sum: i32,
+}
+
+/// out[i][j] = dot(panel row j, token i) for N tokens.
+/// Q4_1: `acts[i]` points at the token's `kb` Q8_1 blocks, `sums` is unused.
+/// Q4_0 / Q8_0: `acts[i]` points at `kb` Q8_0 blocks and `sums[i]` at their `kb` [`ActSum`]s.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn panel_dots<const N: usize>(
+    ty: PanelType,
+    panel: &Panel,
+    kb: usize,
+    acts: [*const u8; N],
+    sums: [*const ActSum; N],
+) -> [[f32; PANEL_ROWS]; N] {
+    assert!(panel.q.len() >= kb * PANEL_BLOCK_BYTES && panel.d.len() >= kb * PANEL_ROWS);
+    // The type is a const parameter inside, so the loop carries no branches on it.
+    match ty {
+        PanelType::Q4_1 => panel_dots_impl::<N, true>(0, panel, kb, acts, sums),
+        _ => panel_dots_impl::<N, false>(ty.offset(), panel, kb, acts, sums),
+    }
+}
+
+#[inline(always)]
+unsafe fn panel_dots_impl<const N: usize, const Q4_1: bool>(
+    offset: i32,
+    panel: &Panel,
+    kb: usize,
+    acts: [*const u8; N],
+    sums: [*const ActSum; N],
+) -> [[f32; PANEL_ROWS]; N] {
+    let (block_bytes, qs_at) = if Q4_1 {
+        (std::mem::size_of::<BlockQ8_1>(), 8)
+    } else {
+        (std::mem::size_of::<BlockQ8_0>(), 2)
+    };
+    let offset = _mm512_set1_epi32(offset);
+    let mut acc = [_mm512_setzero_ps(); N];
+    let mut acc_m = [_mm512_setzero_ps(); N];
+    for b in 0..kb {
+        let wq = panel.q.as_ptr().add(b * PANEL_BLOCK_BYTES);
+        let mut w = [_mm512_setzero_si512(); 8];
+        for (g, wg) in w.iter_mut().enumerate() {
+            *wg = _mm512_loadu_si512(wq.add(64 * g) as *const _);
+        }
+        let d = _mm512_loadu_ps(panel.d.as_ptr().add(b * PANEL_ROWS));
+        for i in 0..N {
+            let ab = acts[i].add(b * block_bytes);
+            let qs = ab.add(qs_at);
+            let mut isum = _mm512_setzero_si512();
+            for (g, wg) in w.iter().enumerate() {
+                let a4 = _mm512_set1_epi32(read_unaligned(qs.add(4 * g) as *const i32));
+                isum = _mm512_dpbusd_epi32(isum, *wg, a4);
+            }
+            let (da, sa) = if Q4_1 {
+                let blk = &*(ab as *const BlockQ8_1);
+                (blk.d, blk.s)
+            } else {
+                let s = *sums[i].add(b);
+                isum = _mm512_sub_epi32(isum, _mm512_mullo_epi32(offset, _mm512_set1_epi32(s.sum)));
+                (s.d, 0.0)
+            };
+            let dd = _mm512_mul_ps(d, _mm512_set1_ps(da));
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dd, acc[i]);
+            if Q4_1 {
+                let m = _mm512_loadu_ps(panel.m.as_ptr().add(b * PANEL_ROWS));
+                acc_m[i] = _mm512_fmadd_ps(m, _mm512_set1_ps(sa), acc_m[i]);
+            }
+        }
+    }
+    let mut out = [[0f32; PANEL_ROWS]; N];
+    for i in 0..N {
+        _mm512_storeu_ps(out[i].as_mut_ptr(), _mm512_add_ps(acc[i], acc_m[i]));
+    }
+    out
+}
