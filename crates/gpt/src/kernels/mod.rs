@@ -698,24 +698,3 @@ fn float_matmul(isa: Isa, w: MatRef, x: &[f32], t: usize, out: &mut [f32]) {
         });
     });
 }
-
-/// Softmax in place, numerically stable (the max is subtracted first); -inf entries become 0.
-pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0f32;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    for v in x.iter_mut() {
-        *v *= inv;
-    }
-}
-
-/// y += a * x
-pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
-    }
-}
