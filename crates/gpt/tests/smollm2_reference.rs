@@ -121,7 +121,7 @@ fn check_prompt(m: &LoadedModel, p: &Value, precision: Precision, tol: f32, labe
                 format!("{id}: ours {:.5} ref {:.5}", logits[id], pair[1].as_f64().unwrap())
             })
             .collect();
-        panic!("{label}: top-20 logits differ by up to {max_diff} (> {tol}); first: {first:?}");
+        println!("{label}: top-20 logits differ by up to {max_diff} (> {tol}); first: {first:?}");
     }
     let want = ids(&p["greedy_ids"]);
     let margins: Vec<f32> = p["greedy_top1_top2_margin"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
@@ -151,6 +151,7 @@ fn f32_logits_and_greedy_continuations_match_reference() {
             let label = format!("{} {:?} (f32)", file.display(), p["text"].as_str().unwrap());
             let (ok, diff) = check_prompt(m, p, Precision::F32, F32_LOGIT_TOL, &label);
             println!("{label}: max top-20 logit diff {diff:.5}");
+            assert!(diff <= F32_LOGIT_TOL, "{label}: top-20 logits differ by {diff}");
             assert!(ok, "{label}: greedy continuation differs");
         }
     }
@@ -162,12 +163,15 @@ fn fast_path_logits_and_greedy_continuations_match_reference() {
         let m = model_for(&r);
         let prompts = r["prompts"].as_array().unwrap();
         let mut matched = 0;
+        let mut worst = 0f32;
         for p in prompts {
             let label = format!("{} {:?} (fast)", file.display(), p["text"].as_str().unwrap());
             let (ok, diff) = check_prompt(m, p, Precision::Fast, FAST_LOGIT_TOL, &label);
             println!("{label}: max top-20 logit diff {diff:.5}, greedy {}", if ok { "identical" } else { "differs" });
             matched += ok as usize;
+            worst = worst.max(diff);
         }
+        assert!(worst <= FAST_LOGIT_TOL, "{}: top-20 logits differ by up to {worst}", file.display());
         let need = (prompts.len() as f64 * FAST_GREEDY_SHARE).ceil() as usize;
         assert!(matched >= need, "{}: fast path matched {matched} of {} greedy continuations (need {need})", file.display(), prompts.len());
     }
