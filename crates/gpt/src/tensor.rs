@@ -68,7 +68,7 @@ impl DType {
     /// or the size overflows.
     pub fn bytes_for(self, n: u64) -> Option<u64> {
         let bs = self.block_size() as u64;
-        if n % bs != 0 {
+        if !n.is_multiple_of(bs) {
             return None;
         }
         (n / bs).checked_mul(self.type_size() as u64)
@@ -163,10 +163,16 @@ pub struct Matrix {
 
 impl Matrix {
     /// Checks that `data` holds exactly `rows` x `cols` elements of `dtype`.
-    pub fn new(name: &str, dtype: DType, rows: usize, cols: usize, data: Bytes) -> crate::Result<Matrix> {
+    pub fn new(
+        name: &str,
+        dtype: DType,
+        rows: usize,
+        cols: usize,
+        data: Bytes,
+    ) -> crate::Result<Matrix> {
         let expected = (rows as u64)
             .checked_mul(cols as u64)
-            .filter(|_| cols % dtype.block_size() == 0)
+            .filter(|_| cols.is_multiple_of(dtype.block_size()))
             .and_then(|n| dtype.bytes_for(n));
         if expected != Some(data.len() as u64) {
             return Err(crate::Error::Tensor {
@@ -178,16 +184,33 @@ impl Matrix {
                 ),
             });
         }
-        Ok(Matrix { name: name.to_string(), dtype, rows, cols, data })
+        Ok(Matrix {
+            name: name.to_string(),
+            dtype,
+            rows,
+            cols,
+            data,
+        })
     }
 
     /// An f32 matrix owning its values.
     pub fn from_f32(name: &str, rows: usize, cols: usize, values: &[f32]) -> crate::Result<Matrix> {
-        Matrix::new(name, DType::F32, rows, cols, Bytes::from_vec(bytemuck::cast_slice(values).to_vec()))
+        Matrix::new(
+            name,
+            DType::F32,
+            rows,
+            cols,
+            Bytes::from_vec(bytemuck::cast_slice(values).to_vec()),
+        )
     }
 
     pub fn as_ref(&self) -> crate::kernels::MatRef<'_> {
-        crate::kernels::MatRef { dtype: self.dtype, rows: self.rows, cols: self.cols, data: &self.data }
+        crate::kernels::MatRef {
+            dtype: self.dtype,
+            rows: self.rows,
+            cols: self.cols,
+            data: &self.data,
+        }
     }
 
     /// Row `r` as f32 (C).

@@ -61,7 +61,11 @@ fn model_for(reference: &Value) -> &'static LoadedModel {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn top2_gap(logits: &[f32]) -> f32 {
@@ -76,7 +80,12 @@ fn token_ids_match_reference() {
         let m = model_for(&r);
         for p in r["prompts"].as_array().unwrap() {
             let text = p["text"].as_str().unwrap();
-            assert_eq!(m.encode_prompt(text, true), ids(&p["token_ids"]), "{}: {text:?}", file.display());
+            assert_eq!(
+                m.encode_prompt(text, true),
+                ids(&p["token_ids"]),
+                "{}: {text:?}",
+                file.display()
+            );
         }
         let chat = &r["chat"];
         assert_eq!(
@@ -95,14 +104,28 @@ fn chat_template_renders_reference_text() {
         let chat = &r["chat"];
         let messages: Vec<Message> = serde_json::from_value(chat["messages"].clone()).unwrap();
         let add = chat["add_generation_prompt"].as_bool().unwrap();
-        let t = m.chat_template.as_ref().expect("the model has a chat template");
-        assert_eq!(t.render(&messages, add).unwrap(), chat["text"].as_str().unwrap(), "{}", file.display());
+        let t = m
+            .chat_template
+            .as_ref()
+            .expect("the model has a chat template");
+        assert_eq!(
+            t.render(&messages, add).unwrap(),
+            chat["text"].as_str().unwrap(),
+            "{}",
+            file.display()
+        );
     }
 }
 
 /// Compares the top-20 logits and the greedy continuation of one prompt; returns whether the
 /// greedy continuation matched (up to a tolerated near tie) and the max logit difference.
-fn check_prompt(m: &LoadedModel, p: &Value, precision: Precision, tol: f32, label: &str) -> (bool, f32) {
+fn check_prompt(
+    m: &LoadedModel,
+    p: &Value,
+    precision: Precision,
+    tol: f32,
+    label: &str,
+) -> (bool, f32) {
     let mut t = m.transformer.clone();
     t.precision = precision;
     let prompt = ids(&p["token_ids"]);
@@ -110,7 +133,10 @@ fn check_prompt(m: &LoadedModel, p: &Value, precision: Precision, tol: f32, labe
     let mut logits = t.forward(&prompt, &mut cache, Logits::Last, None).unwrap();
     let mut max_diff = 0f32;
     for pair in p["top20_last"].as_array().unwrap() {
-        let (id, want) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap() as f32);
+        let (id, want) = (
+            pair[0].as_u64().unwrap() as usize,
+            pair[1].as_f64().unwrap() as f32,
+        );
         max_diff = max_diff.max((logits[id] - want).abs());
     }
     if max_diff > tol {
@@ -118,13 +144,22 @@ fn check_prompt(m: &LoadedModel, p: &Value, precision: Precision, tol: f32, labe
             .iter()
             .map(|pair| {
                 let id = pair[0].as_u64().unwrap() as usize;
-                format!("{id}: ours {:.5} ref {:.5}", logits[id], pair[1].as_f64().unwrap())
+                format!(
+                    "{id}: ours {:.5} ref {:.5}",
+                    logits[id],
+                    pair[1].as_f64().unwrap()
+                )
             })
             .collect();
         println!("{label}: top-20 logits differ by up to {max_diff} (> {tol}); first: {first:?}");
     }
     let want = ids(&p["greedy_ids"]);
-    let margins: Vec<f32> = p["greedy_top1_top2_margin"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let margins: Vec<f32> = p["greedy_top1_top2_margin"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
     for (step, &w) in want.iter().enumerate() {
         let got = gpt::infer::sampling::argmax(&logits);
         if got != w {
@@ -151,7 +186,10 @@ fn f32_logits_and_greedy_continuations_match_reference() {
             let label = format!("{} {:?} (f32)", file.display(), p["text"].as_str().unwrap());
             let (ok, diff) = check_prompt(m, p, Precision::F32, F32_LOGIT_TOL, &label);
             println!("{label}: max top-20 logit diff {diff:.5}");
-            assert!(diff <= F32_LOGIT_TOL, "{label}: top-20 logits differ by {diff}");
+            assert!(
+                diff <= F32_LOGIT_TOL,
+                "{label}: top-20 logits differ by {diff}"
+            );
             assert!(ok, "{label}: greedy continuation differs");
         }
     }
@@ -165,15 +203,31 @@ fn fast_path_logits_and_greedy_continuations_match_reference() {
         let mut matched = 0;
         let mut worst = 0f32;
         for p in prompts {
-            let label = format!("{} {:?} (fast)", file.display(), p["text"].as_str().unwrap());
+            let label = format!(
+                "{} {:?} (fast)",
+                file.display(),
+                p["text"].as_str().unwrap()
+            );
             let (ok, diff) = check_prompt(m, p, Precision::Fast, FAST_LOGIT_TOL, &label);
-            println!("{label}: max top-20 logit diff {diff:.5}, greedy {}", if ok { "identical" } else { "differs" });
+            println!(
+                "{label}: max top-20 logit diff {diff:.5}, greedy {}",
+                if ok { "identical" } else { "differs" }
+            );
             matched += ok as usize;
             worst = worst.max(diff);
         }
-        assert!(worst <= FAST_LOGIT_TOL, "{}: top-20 logits differ by up to {worst}", file.display());
+        assert!(
+            worst <= FAST_LOGIT_TOL,
+            "{}: top-20 logits differ by up to {worst}",
+            file.display()
+        );
         let need = (prompts.len() as f64 * FAST_GREEDY_SHARE).ceil() as usize;
-        assert!(matched >= need, "{}: fast path matched {matched} of {} greedy continuations (need {need})", file.display(), prompts.len());
+        assert!(
+            matched >= need,
+            "{}: fast path matched {matched} of {} greedy continuations (need {need})",
+            file.display(),
+            prompts.len()
+        );
     }
 }
 
@@ -186,23 +240,44 @@ fn attention_pattern_matches_reference() {
     for (file, r) in fixtures() {
         let m = model_for(&r);
         for p in r["prompts"].as_array().unwrap() {
-            let Some(want) = p.get("attention_layer0_head0").and_then(|v| v.as_array()) else { continue };
+            let Some(want) = p.get("attention_layer0_head0").and_then(|v| v.as_array()) else {
+                continue;
+            };
             let mut t = m.transformer.clone();
             t.precision = Precision::F32;
             let mut rec = AttentionRecorder::new(vec![0]);
             let mut cache = t.new_cache();
-            t.forward(&ids(&p["token_ids"]), &mut cache, Logits::Last, Some(&mut rec)).unwrap();
+            t.forward(
+                &ids(&p["token_ids"]),
+                &mut cache,
+                Logits::Last,
+                Some(&mut rec),
+            )
+            .unwrap();
             let got = rec.pattern(0, 0).unwrap();
             assert_eq!(got.len(), want.len());
             for (i, (row, wrow)) in got.iter().zip(want).enumerate() {
                 let sum: f32 = row.iter().sum();
-                assert!((sum - 1.0).abs() < 1e-5, "{}: row {i} sums to {sum}", file.display());
+                assert!(
+                    (sum - 1.0).abs() < 1e-5,
+                    "{}: row {i} sums to {sum}",
+                    file.display()
+                );
                 for (j, (&g, w)) in row.iter().zip(wrow.as_array().unwrap()).enumerate() {
                     if j > i {
-                        assert_eq!(g, 0.0, "{}: future position ({i}, {j}) has weight {g}", file.display());
+                        assert_eq!(
+                            g,
+                            0.0,
+                            "{}: future position ({i}, {j}) has weight {g}",
+                            file.display()
+                        );
                     }
                     let w = w.as_f64().unwrap() as f32;
-                    assert!((g - w).abs() < ATTENTION_TOL, "{}: attention ({i}, {j}): ours {g}, reference {w}", file.display());
+                    assert!(
+                        (g - w).abs() < ATTENTION_TOL,
+                        "{}: attention ({i}, {j}): ours {g}, reference {w}",
+                        file.display()
+                    );
                 }
             }
             checked += 1;

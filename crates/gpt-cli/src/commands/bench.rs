@@ -4,7 +4,9 @@ use gpt::model::Logits;
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  gpt bench\n  gpt bench --model model.gguf --threads 2 --prompt-tokens 128 --gen-tokens 128 --repeat 3 --json\n\nWithout --threads, runs with 1 thread and with all cores. Prompt processing (pp) runs P tokens\nin one forward pass; generation (tg) runs G tokens one at a time with the KV cache.")]
+#[command(
+    after_help = "Examples:\n  gpt bench\n  gpt bench --model model.gguf --threads 2 --prompt-tokens 128 --gen-tokens 128 --repeat 3 --json\n\nWithout --threads, runs with 1 thread and with all cores. Prompt processing (pp) runs P tokens\nin one forward pass; generation (tg) runs G tokens one at a time with the KV cache."
+)]
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -39,22 +41,39 @@ pub fn run(a: Args) -> Result<()> {
         Some(n) => vec![n],
         None => {
             let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-            if n > 1 { vec![1, n] } else { vec![1] }
+            if n > 1 {
+                vec![1, n]
+            } else {
+                vec![1]
+            }
         }
     };
     let m = load(&model_args)?;
     let t = &m.transformer;
     let ctx = t.config.context_length;
-    anyhow::ensure!(a.prompt_tokens + a.gen_tokens <= ctx, "prompt + gen tokens exceed the context window ({ctx})");
-    anyhow::ensure!(a.prompt_tokens > 0 && a.repeat > 0, "--prompt-tokens and --repeat must be positive");
+    anyhow::ensure!(
+        a.prompt_tokens + a.gen_tokens <= ctx,
+        "prompt + gen tokens exceed the context window ({ctx})"
+    );
+    anyhow::ensure!(
+        a.prompt_tokens > 0 && a.repeat > 0,
+        "--prompt-tokens and --repeat must be positive"
+    );
     // Token ids cycling through the vocabulary: speed does not depend on which tokens they are.
-    let prompt: Vec<u32> = (0..a.prompt_tokens).map(|i| (1000 + 7 * i as u32) % t.config.vocab_size as u32).collect();
+    let prompt: Vec<u32> = (0..a.prompt_tokens)
+        .map(|i| (1000 + 7 * i as u32) % t.config.vocab_size as u32)
+        .collect();
     if !a.json {
         println!("{}", m.description);
-        println!("{:>7}  {:>12}  {:>12}  {:>10}", "threads", "pp tok/s", "tg tok/s", "peak MiB");
+        println!(
+            "{:>7}  {:>12}  {:>12}  {:>10}",
+            "threads", "pp tok/s", "tg tok/s", "peak MiB"
+        );
     }
     for &threads in &thread_counts {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
         let (pp, tg) = pool.install(|| -> Result<(f64, f64)> {
             let mut pp = Vec::new();
             let mut tg = Vec::new();
@@ -84,7 +103,10 @@ pub fn run(a: Args) -> Result<()> {
                     "prompt_tokens": a.prompt_tokens, "gen_tokens": a.gen_tokens, "repeat": a.repeat})
             );
         } else {
-            println!("{threads:>7}  {pp:>12.1}  {tg:>12.1}  {:>10.1}", rss as f64 / (1 << 20) as f64);
+            println!(
+                "{threads:>7}  {pp:>12.1}  {tg:>12.1}  {:>10.1}",
+                rss as f64 / (1 << 20) as f64
+            );
         }
     }
     Ok(())

@@ -6,7 +6,9 @@ use gpt::infer::Generator;
 use std::io::{BufRead, Write};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  gpt chat                                   (interactive; /reset clears, /quit or Ctrl-D leaves)\n  gpt chat --message \"What is the capital of France?\" --temperature 0\n  gpt chat --system \"You are a pirate.\" --message \"Hello\"")]
+#[command(
+    after_help = "Examples:\n  gpt chat                                   (interactive; /reset clears, /quit or Ctrl-D leaves)\n  gpt chat --message \"What is the capital of France?\" --temperature 0\n  gpt chat --system \"You are a pirate.\" --message \"Hello\""
+)]
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -54,12 +56,20 @@ pub fn run(a: Args) -> Result<()> {
     }
     let stdin = std::io::stdin();
     let base = history.clone();
-    eprintln!("{} — type a message; /reset to start over, /quit to leave.", m.description);
+    eprintln!(
+        "{} — type a message; /reset to start over, /quit to leave.",
+        m.description
+    );
     loop {
         eprint!("> ");
         std::io::stderr().flush()?;
         let mut line = String::new();
-        if stdin.lock().read_line(&mut line).map_err(|e| anyhow!("reading stdin: {e}"))? == 0 {
+        if stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| anyhow!("reading stdin: {e}"))?
+            == 0
+        {
             return Ok(());
         }
         match line.trim() {

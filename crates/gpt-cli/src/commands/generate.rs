@@ -52,7 +52,9 @@ impl SamplingArgs {
 }
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  gpt generate \"The cat sat on the\"\n  gpt generate \"Once upon a time\" --temperature 0 --max-tokens 32\n  gpt generate \"def fib(n):\" --model model.gguf --seed 7 --json")]
+#[command(
+    after_help = "Examples:\n  gpt generate \"The cat sat on the\"\n  gpt generate \"Once upon a time\" --temperature 0 --max-tokens 32\n  gpt generate \"def fib(n):\" --model model.gguf --seed 7 --json"
+)]
 pub struct Args {
     /// The prompt (raw text: no template; BOS only if the model's tokenizer adds one).
     pub prompt: String,

@@ -12,7 +12,9 @@ pub struct Args {
 #[derive(clap::Subcommand, Debug)]
 pub enum What {
     /// The next-token distribution at the last position of a prompt.
-    #[command(after_help = "Examples:\n  gpt inspect logits \"The capital of France is\"\n  gpt inspect logits \"1, 2, 3,\" --top 5 --json")]
+    #[command(
+        after_help = "Examples:\n  gpt inspect logits \"The capital of France is\"\n  gpt inspect logits \"1, 2, 3,\" --top 5 --json"
+    )]
     Logits(LogitsArgs),
 }
 
@@ -39,9 +41,16 @@ fn logits(a: LogitsArgs) -> Result<()> {
     let m = load(&a.model)?;
     let ids = m.encode_prompt(&a.prompt, true);
     let mut cache = m.transformer.new_cache();
-    let logits = m.transformer.forward(&ids, &mut cache, Logits::Last, None)?;
+    let logits = m
+        .transformer
+        .forward(&ids, &mut cache, Logits::Last, None)?;
     let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-    let lse = max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
+    let lse = max
+        + logits
+            .iter()
+            .map(|&l| (l as f64 - max).exp())
+            .sum::<f64>()
+            .ln();
     let top = gpt::infer::sampling::top_k(&logits, a.top);
     if a.json {
         let top: Vec<_> = top
@@ -55,16 +64,32 @@ fn logits(a: LogitsArgs) -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::json!({"ids": ids, "top": top, "logsumexp": lse}));
+        println!(
+            "{}",
+            serde_json::json!({"ids": ids, "top": top, "logsumexp": lse})
+        );
         return Ok(());
     }
-    println!("{} prompt tokens; next-token distribution at the last position:", ids.len());
-    println!("{:>4}  {:>8}  {:>9}  {:>7}  token", "rank", "id", "logit", "prob");
+    println!(
+        "{} prompt tokens; next-token distribution at the last position:",
+        ids.len()
+    );
+    println!(
+        "{:>4}  {:>8}  {:>9}  {:>7}  token",
+        "rank", "id", "logit", "prob"
+    );
     for (r, c) in top.iter().enumerate() {
         let p = (c.score as f64 - lse).exp();
         let bar = "#".repeat((p * 40.0).round() as usize);
         let text = visible(m.tokenizer.token_bytes(c.id).unwrap_or(&[]));
-        println!("{:>4}  {:>8}  {:>9.4}  {:>6.2}%  {:<16} {bar}", r + 1, c.id, c.score, p * 100.0, text);
+        println!(
+            "{:>4}  {:>8}  {:>9.4}  {:>6.2}%  {:<16} {bar}",
+            r + 1,
+            c.id,
+            c.score,
+            p * 100.0,
+            text
+        );
     }
     Ok(())
 }

@@ -20,7 +20,8 @@ impl TokenizerSource {
             Some(p) => Path::new(p).to_path_buf(),
             None => gpt::hub::resolve(&self.model, &mut progress_bar())?,
         };
-        load_tokenizer(&path).with_context(|| format!("loading the tokenizer of {}", path.display()))
+        load_tokenizer(&path)
+            .with_context(|| format!("loading the tokenizer of {}", path.display()))
     }
 }
 
@@ -30,14 +31,21 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
         if enc.exists() && bpe.exists() {
             return Ok(Tokenizer::from_gpt2_files(&enc, &bpe)?);
         }
-        bail!("{}: no encoder.json + vocab.bpe in this folder", path.display());
+        bail!(
+            "{}: no encoder.json + vocab.bpe in this folder",
+            path.display()
+        );
     }
     let g = gpt::formats::gguf::GgufFile::open(path)?;
-    Ok(Tokenizer::from_spec(gpt::model::load::tokenizer_spec_from_gguf(&g)?)?)
+    Ok(Tokenizer::from_spec(
+        gpt::model::load::tokenizer_spec_from_gguf(&g)?,
+    )?)
 }
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  gpt tokenize \"Tokens are not words.\"\n  gpt tokenize \"<|im_start|>user\" --json\n  gpt tokenize \"Hello world\" --tokenizer path/to/gpt2-folder")]
+#[command(
+    after_help = "Examples:\n  gpt tokenize \"Tokens are not words.\"\n  gpt tokenize \"<|im_start|>user\" --json\n  gpt tokenize \"Hello world\" --tokenizer path/to/gpt2-folder"
+)]
 pub struct Args {
     pub text: String,
     #[command(flatten)]
@@ -68,23 +76,37 @@ pub fn run(a: Args) -> Result<()> {
     let tok = a.source.load()?;
     let ids = tok.encode(&a.text, !a.no_special);
     if a.json {
-        let tokens: Vec<&str> = ids.iter().map(|&i| tok.token_str(i).unwrap_or("")).collect();
+        let tokens: Vec<&str> = ids
+            .iter()
+            .map(|&i| tok.token_str(i).unwrap_or(""))
+            .collect();
         println!("{}", serde_json::json!({"ids": ids, "tokens": tokens}));
         return Ok(());
     }
     println!("{:>8}  token", "id");
     for &id in &ids {
         let b = tok.token_bytes(id).unwrap_or(&[]);
-        let special = if tok.is_special(id) { "  (special)" } else { "" };
+        let special = if tok.is_special(id) {
+            "  (special)"
+        } else {
+            ""
+        };
         println!("{id:>8}  {}{special}", visible(b));
     }
     let words = a.text.split_whitespace().count();
-    println!("{} tokens for {} bytes and {} whitespace-separated words", ids.len(), a.text.len(), words);
+    println!(
+        "{} tokens for {} bytes and {} whitespace-separated words",
+        ids.len(),
+        a.text.len(),
+        words
+    );
     Ok(())
 }
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  gpt detokenize 504 2342 3112\n  gpt detokenize 19556 905 --tokenizer path/to/gpt2-folder")]
+#[command(
+    after_help = "Examples:\n  gpt detokenize 504 2342 3112\n  gpt detokenize 19556 905 --tokenizer path/to/gpt2-folder"
+)]
 pub struct DetokArgs {
     /// Token ids.
     #[arg(required = true)]
@@ -96,7 +118,10 @@ pub struct DetokArgs {
 pub fn run_detok(a: DetokArgs) -> Result<()> {
     let tok = a.source.load()?;
     if let Some(bad) = a.ids.iter().find(|&&i| i as usize >= tok.vocab_size()) {
-        bail!("token id {bad} is outside the vocabulary (size {})", tok.vocab_size());
+        bail!(
+            "token id {bad} is outside the vocabulary (size {})",
+            tok.vocab_size()
+        );
     }
     println!("{}", tok.decode(&a.ids));
     Ok(())

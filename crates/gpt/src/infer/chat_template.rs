@@ -13,7 +13,10 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: &str, content: &str) -> Message {
-        Message { role: role.into(), content: content.into() }
+        Message {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -26,7 +29,11 @@ pub struct ChatTemplate {
 
 impl ChatTemplate {
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> ChatTemplate {
-        ChatTemplate { source: source.into(), bos_token: bos_token.into(), eos_token: eos_token.into() }
+        ChatTemplate {
+            source: source.into(),
+            bos_token: bos_token.into(),
+            eos_token: eos_token.into(),
+        }
     }
 
     /// Renders the conversation; with `add_generation_prompt`, ends with the header of the
@@ -38,11 +45,20 @@ impl ChatTemplate {
         env.set_lstrip_blocks(true);
         // Templates call Python string methods (.strip(), .startswith(), ...).
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-        });
-        env.add_template("chat", &self.source).map_err(|e| Error::Template(e.to_string()))?;
-        let tmpl = env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        env.add_template("chat", &self.source)
+            .map_err(|e| Error::Template(e.to_string()))?;
+        let tmpl = env
+            .get_template("chat")
+            .map_err(|e| Error::Template(e.to_string()))?;
         tmpl.render(minijinja::context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
@@ -74,7 +90,14 @@ mod tests {
             "",
             "",
         );
-        assert_eq!(t.render(&[Message::new("user", "  x ")], false).unwrap(), "x");
-        assert!(t.render(&[Message::new("system", "x")], false).unwrap_err().to_string().contains("user first"));
+        assert_eq!(
+            t.render(&[Message::new("user", "  x ")], false).unwrap(),
+            "x"
+        );
+        assert!(t
+            .render(&[Message::new("system", "x")], false)
+            .unwrap_err()
+            .to_string()
+            .contains("user first"));
     }
 }

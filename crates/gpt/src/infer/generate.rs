@@ -73,7 +73,11 @@ pub struct Generator<'a> {
 
 impl<'a> Generator<'a> {
     pub fn new(model: &'a Transformer, tokenizer: &'a Tokenizer) -> Self {
-        Generator { model, tokenizer, cache: model.new_cache() }
+        Generator {
+            model,
+            tokenizer,
+            cache: model.new_cache(),
+        }
     }
 
     /// Generates after `prompt_ids`, calling `on_text` with each piece of text as soon as it is
@@ -91,7 +95,9 @@ impl<'a> Generator<'a> {
             return Err(Error::ContextOverflow { needed, context });
         }
         if prompt_ids.is_empty() {
-            return Err(Error::Invalid("the prompt is empty: there is no token to continue".into()));
+            return Err(Error::Invalid(
+                "the prompt is empty: there is no token to continue".into(),
+            ));
         }
         self.cache.clear();
         let mut sampler = Sampler::new(opts.sampling.clone());
@@ -102,7 +108,9 @@ impl<'a> Generator<'a> {
         let mut finish = FinishReason::Length;
 
         let t0 = std::time::Instant::now();
-        let mut logits = self.model.forward(prompt_ids, &mut self.cache, Logits::Last, None)?;
+        let mut logits = self
+            .model
+            .forward(prompt_ids, &mut self.cache, Logits::Last, None)?;
         let prefill_seconds = t0.elapsed().as_secs_f64();
         let t1 = std::time::Instant::now();
         for step in 0..opts.max_tokens {
@@ -124,7 +132,9 @@ impl<'a> Generator<'a> {
                 break;
             }
             if step + 1 < opts.max_tokens {
-                logits = self.model.forward(&[id], &mut self.cache, Logits::Last, None)?;
+                logits = self
+                    .model
+                    .forward(&[id], &mut self.cache, Logits::Last, None)?;
             }
         }
         if finish != FinishReason::Stop || !stops.hit {
@@ -157,7 +167,12 @@ struct StopStrings<'s> {
 
 impl<'s> StopStrings<'s> {
     fn new(stops: &'s [String]) -> Self {
-        StopStrings { stops, text: String::new(), held: String::new(), hit: false }
+        StopStrings {
+            stops,
+            text: String::new(),
+            held: String::new(),
+            hit: false,
+        }
     }
 
     /// Adds a piece; returns the text now safe to release and whether a stop string was found.
@@ -166,7 +181,13 @@ impl<'s> StopStrings<'s> {
             return (String::new(), true);
         }
         self.held.push_str(piece);
-        if let Some(at) = self.stops.iter().filter(|s| !s.is_empty()).filter_map(|s| self.held.find(s.as_str())).min() {
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
             self.hit = true;
             let out = self.held[..at].to_string();
             self.held.clear();

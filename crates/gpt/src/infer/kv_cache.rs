@@ -27,7 +27,12 @@ impl KvCache {
             k: vec![Vec::new(); n_kv_head],
             v: vec![Vec::new(); n_kv_head],
         };
-        KvCache { layers: vec![layer; n_layer], len: 0, n_kv_head, head_dim }
+        KvCache {
+            layers: vec![layer; n_layer],
+            len: 0,
+            n_kv_head,
+            head_dim,
+        }
     }
 
     pub fn for_config(c: &crate::model::Config) -> KvCache {
@@ -69,7 +74,10 @@ impl LayerCache {
     /// Appends k, v: (T, NKV * HS) as T new positions of every head.
     pub fn append(&mut self, k: &[f32], v: &[f32], head_dim: usize) {
         let n_kv = self.k.len();
-        for (kr, vr) in k.chunks_exact(n_kv * head_dim).zip(v.chunks_exact(n_kv * head_dim)) {
+        for (kr, vr) in k
+            .chunks_exact(n_kv * head_dim)
+            .zip(v.chunks_exact(n_kv * head_dim))
+        {
             for h in 0..n_kv {
                 self.k[h].extend_from_slice(&kr[h * head_dim..(h + 1) * head_dim]);
                 self.v[h].extend_from_slice(&vr[h * head_dim..(h + 1) * head_dim]);

@@ -37,7 +37,10 @@ impl Default for SamplingParams {
 
 impl SamplingParams {
     pub fn greedy() -> Self {
-        SamplingParams { temperature: 0.0, ..Default::default() }
+        SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        }
     }
 }
 
@@ -99,8 +102,14 @@ pub fn argmax(logits: &[f32]) -> u32 {
 
 /// Candidates sorted by descending logit, keeping the k best (all if k == 0).
 pub fn top_k(logits: &[f32], k: usize) -> Vec<Candidate> {
-    let mut c: Vec<Candidate> =
-        logits.iter().enumerate().map(|(i, &s)| Candidate { id: i as u32, score: s }).collect();
+    let mut c: Vec<Candidate> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| Candidate {
+            id: i as u32,
+            score: s,
+        })
+        .collect();
     let by_score = |a: &Candidate, b: &Candidate| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id));
     if k > 0 && k < c.len() {
         c.select_nth_unstable_by(k - 1, by_score);
@@ -205,7 +214,11 @@ mod tests {
 
     #[test]
     fn top_k_one_is_argmax_at_any_temperature() {
-        let params = SamplingParams { temperature: 5.0, top_k: 1, ..Default::default() };
+        let params = SamplingParams {
+            temperature: 5.0,
+            top_k: 1,
+            ..Default::default()
+        };
         let mut s = Sampler::new(params);
         for _ in 0..20 {
             assert_eq!(s.sample(&[0.1, 3.0, 2.9, -1.0], &[]), 1);
@@ -228,7 +241,14 @@ mod tests {
     fn top_p_and_min_p_cut_the_tail() {
         let probs = [0.5, 0.3, 0.15, 0.05];
         let mk = || -> Vec<Candidate> {
-            probs.iter().enumerate().map(|(i, &p)| Candidate { id: i as u32, score: p }).collect()
+            probs
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| Candidate {
+                    id: i as u32,
+                    score: p,
+                })
+                .collect()
         };
         let mut c = mk();
         top_p(&mut c, 0.8);
@@ -247,14 +267,23 @@ mod tests {
 
     #[test]
     fn draws_follow_the_distribution_and_the_seed() {
-        let c = [Candidate { id: 7, score: 0.25 }, Candidate { id: 9, score: 0.75 }];
+        let c = [
+            Candidate { id: 7, score: 0.25 },
+            Candidate { id: 9, score: 0.75 },
+        ];
         let mut rng = Rng::new(42);
         let n = 20000;
         let nines = (0..n).filter(|_| draw(&c, &mut rng) == 9).count();
         assert!((nines as f32 / n as f32 - 0.75).abs() < 0.02);
         let run = |seed| {
-            let mut s = Sampler::new(SamplingParams { seed, temperature: 1.0, ..Default::default() });
-            (0..10).map(|_| s.sample(&[1.0, 1.1, 0.9, 1.05], &[])).collect::<Vec<_>>()
+            let mut s = Sampler::new(SamplingParams {
+                seed,
+                temperature: 1.0,
+                ..Default::default()
+            });
+            (0..10)
+                .map(|_| s.sample(&[1.0, 1.1, 0.9, 1.05], &[]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(3), run(3));
     }

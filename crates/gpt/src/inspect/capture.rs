@@ -28,7 +28,10 @@ pub struct AttentionRecorder {
 
 impl AttentionRecorder {
     pub fn new(layers: Vec<usize>) -> Self {
-        AttentionRecorder { layers, patterns: Vec::new() }
+        AttentionRecorder {
+            layers,
+            patterns: Vec::new(),
+        }
     }
 
     /// The (T, P) pattern of one head of one layer, if recorded.

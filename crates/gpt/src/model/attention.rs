@@ -37,7 +37,6 @@ impl Attention {
     pub fn forward(
         &self,
         x: &[f32],
-        t: usize,
         pos0: usize,
         cache: &mut LayerCache,
         precision: Precision,
@@ -45,6 +44,7 @@ impl Attention {
         capture: Option<&mut dyn Capture>,
     ) -> Vec<f32> {
         let (nh, hs) = (self.n_head, self.head_dim);
+        let t = x.len() / self.wq.in_features();
         let mut q = self.wq.forward(x, t, precision); // (T, NH * HS)
         let mut k = self.wk.forward(x, t, precision); // (T, NKV * HS)
         let v = self.wv.forward(x, t, precision); // (T, NKV * HS)
@@ -62,7 +62,11 @@ impl Attention {
         let group = nh / self.n_kv_head;
         let scale = 1.0 / (hs as f32).sqrt();
         let record = capture.as_ref().is_some_and(|c| c.wants_attention(layer));
-        let mut probs_all = if record { vec![0f32; nh * t * p] } else { Vec::new() };
+        let mut probs_all = if record {
+            vec![0f32; nh * t * p]
+        } else {
+            Vec::new()
+        };
         let mut out = vec![0f32; t * nh * hs]; // (T, NH * HS)
 
         // One task per (query position, head): row i of the scores, its softmax, its weighted sum.

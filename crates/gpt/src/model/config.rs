@@ -102,7 +102,10 @@ impl Config {
             None => head_dim,
         };
         if rope_dim % 2 != 0 {
-            return Err(field_err("rope.dimension_count", format!("{rope_dim} is odd")));
+            return Err(field_err(
+                "rope.dimension_count",
+                format!("{rope_dim} is odd"),
+            ));
         }
         // The vocabulary size is the token embedding's row count; the metadata key is optional.
         let vocab_size = match g.tensor_info("token_embd.weight") {

@@ -55,7 +55,10 @@ impl GgufTensors<'_> {
             if info.dims.iter().product::<u64>() != len as u64 || info.dims[0] != len as u64 {
                 return Err(Error::Tensor {
                     name: name.into(),
-                    msg: format!("expected shape ({len}) but {} has {:?}", self.g.name, info.dims),
+                    msg: format!(
+                        "expected shape ({len}) but {} has {:?}",
+                        self.g.name, info.dims
+                    ),
                 });
             }
             Matrix::new(name, info.dtype, 1, len, self.g.tensor_data(info))?
@@ -67,14 +70,21 @@ impl GgufTensors<'_> {
 
     fn linear(&self, name: &str, rows: usize, cols: usize) -> Result<Linear> {
         let bias_name = name.replace(".weight", ".bias");
-        let bias = if self.has(&bias_name) { Some(self.vector(&bias_name, rows)?) } else { None };
+        let bias = if self.has(&bias_name) {
+            Some(self.vector(&bias_name, rows)?)
+        } else {
+            None
+        };
         Ok(Linear::new(self.matrix(name, rows, cols)?, bias))
     }
 
     fn norm(&self, prefix: &str, c: &Config) -> Result<Norm> {
         let weight = self.vector(&format!("{prefix}.weight"), c.d_model)?;
         Ok(match c.arch {
-            Arch::Llama => Norm::Rms { weight, eps: c.norm_eps },
+            Arch::Llama => Norm::Rms {
+                weight,
+                eps: c.norm_eps,
+            },
             Arch::Gpt2 => Norm::Layer {
                 weight,
                 bias: self.vector(&format!("{prefix}.bias"), c.d_model)?,
@@ -90,9 +100,14 @@ fn split_rows(l: &Linear, parts: &[usize]) -> Result<Vec<Linear>> {
     let mut r0 = 0;
     let row_bytes = l.weight.as_ref().row_bytes();
     for (i, &rows) in parts.iter().enumerate() {
-        let data = l.weight.data.slice(r0 * row_bytes, rows * row_bytes).ok_or_else(|| {
-            Error::Tensor { name: l.weight.name.clone(), msg: "fused matrix too small to split".into() }
-        })?;
+        let data = l
+            .weight
+            .data
+            .slice(r0 * row_bytes, rows * row_bytes)
+            .ok_or_else(|| Error::Tensor {
+                name: l.weight.name.clone(),
+                msg: "fused matrix too small to split".into(),
+            })?;
         let name = format!("{}[{}]", l.weight.name, ["q", "k", "v"][i.min(2)]);
         let w = Matrix::new(&name, l.weight.dtype, rows, l.weight.cols, data)?;
         let b = l.bias.as_ref().map(|b| b[r0..r0 + rows].to_vec());
@@ -109,12 +124,16 @@ impl Transformer {
         let f = GgufTensors { g };
         let c = &config;
         let (dm, qd, kvd) = (c.d_model, c.n_head * c.head_dim, c.kv_dim());
-        let token_embedding = Embedding { table: f.matrix("token_embd.weight", c.vocab_size, dm)? };
+        let token_embedding = Embedding {
+            table: f.matrix("token_embd.weight", c.vocab_size, dm)?,
+        };
         let position_embedding = match c.arch {
             Arch::Gpt2 => {
                 let info = f.info("position_embd.weight")?;
                 let n_pos = info.dims.get(1).copied().unwrap_or(0) as usize;
-                Some(Embedding { table: f.matrix("position_embd.weight", n_pos, dm)? })
+                Some(Embedding {
+                    table: f.matrix("position_embd.weight", n_pos, dm)?,
+                })
             }
             Arch::Llama => None,
         };
@@ -124,7 +143,11 @@ impl Transformer {
             let (wq, wk, wv) = if f.has(&p("attn_qkv.weight")) {
                 let fused = f.linear(&p("attn_qkv.weight"), qd + 2 * kvd, dm)?;
                 let mut parts = split_rows(&fused, &[qd, kvd, kvd])?.into_iter();
-                (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap())
+                (
+                    parts.next().unwrap(),
+                    parts.next().unwrap(),
+                    parts.next().unwrap(),
+                )
             } else {
                 (
                     f.linear(&p("attn_q.weight"), qd, dm)?,
@@ -141,7 +164,9 @@ impl Transformer {
                 n_kv_head: c.n_kv_head,
                 head_dim: c.head_dim,
                 // GGUF's Q/K rows are permuted for llama.cpp's adjacent-pair rotation.
-                rope: c.rope_theta.map(|th| Rope::new(c.rope_dim, th, RopePairs::Adjacent)),
+                rope: c
+                    .rope_theta
+                    .map(|th| Rope::new(c.rope_dim, th, RopePairs::Adjacent)),
             };
             let mlp = match c.arch {
                 Arch::Llama => Mlp::SwiGlu {
@@ -163,9 +188,15 @@ impl Transformer {
         }
         let final_norm = f.norm("output_norm", c)?;
         let unembedding = if f.has("output.weight") {
-            Unembedding { linear: f.linear("output.weight", c.vocab_size, dm)?, tied: false }
+            Unembedding {
+                linear: f.linear("output.weight", c.vocab_size, dm)?,
+                tied: false,
+            }
         } else {
-            Unembedding { linear: Linear::new(token_embedding.table.clone(), None), tied: true }
+            Unembedding {
+                linear: Linear::new(token_embedding.table.clone(), None),
+                tied: true,
+            }
         };
         Ok(Transformer {
             config,
@@ -217,23 +248,34 @@ impl LoadedModel {
             });
         }
         let tok_text = |id: Option<u32>| {
-            id.and_then(|i| tokenizer.token_str(i)).unwrap_or_default().to_string()
+            id.and_then(|i| tokenizer.token_str(i))
+                .unwrap_or_default()
+                .to_string()
         };
-        let chat_template = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(|s| {
-            crate::infer::chat_template::ChatTemplate::new(
-                s,
-                &tok_text(tokenizer.bos_id()),
-                &tok_text(tokenizer.eos_id()),
-            )
-        });
+        let chat_template = g
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.as_str())
+            .map(|s| {
+                crate::infer::chat_template::ChatTemplate::new(
+                    s,
+                    &tok_text(tokenizer.bos_id()),
+                    &tok_text(tokenizer.eos_id()),
+                )
+            });
         let mut stop_ids: Vec<u32> = tokenizer.eos_id().into_iter().collect();
-        if let Some(eot) = g.get("tokenizer.ggml.eot_token_id").and_then(|v| v.as_u64()) {
+        if let Some(eot) = g
+            .get("tokenizer.ggml.eot_token_id")
+            .and_then(|v| v.as_u64())
+        {
             if !stop_ids.contains(&(eot as u32)) {
                 stop_ids.push(eot as u32);
             }
         }
         let c = &transformer.config;
-        let name = g.get("general.name").and_then(|v| v.as_str()).unwrap_or("unnamed");
+        let name = g
+            .get("general.name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("unnamed");
         let description = format!(
             "{name} ({:?}, GGUF v{}): {} layers, d_model {}, {} heads ({} kv), vocab {}, context {}",
             c.arch, g.version, c.n_layer, c.d_model, c.n_head, c.n_kv_head, c.vocab_size, c.context_length
@@ -261,7 +303,11 @@ impl LoadedModel {
 
 /// The tokenizer described by GGUF's `tokenizer.ggml.*` keys.
 pub fn tokenizer_spec_from_gguf(g: &GgufFile) -> Result<crate::tokenizer::TokenizerSpec> {
-    let field = |k: &str, msg: String| Error::Field { file: g.name.clone(), field: k.into(), msg };
+    let field = |k: &str, msg: String| Error::Field {
+        file: g.name.clone(),
+        field: k.into(),
+        msg,
+    };
     let model = g.get_str("tokenizer.ggml.model")?;
     if model != "gpt2" {
         return Err(field(
@@ -282,14 +328,29 @@ pub fn tokenizer_spec_from_gguf(g: &GgufFile) -> Result<crate::tokenizer::Tokeni
         None => None,
     };
     Ok(crate::tokenizer::TokenizerSpec {
-        tokens: g.get_str_array("tokenizer.ggml.tokens")?.into_iter().map(String::from).collect(),
+        tokens: g
+            .get_str_array("tokenizer.ggml.tokens")?
+            .into_iter()
+            .map(String::from)
+            .collect(),
         token_types,
-        merges: g.get_str_array("tokenizer.ggml.merges")?.into_iter().map(String::from).collect(),
-        pre: g.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("gpt2").to_string(),
+        merges: g
+            .get_str_array("tokenizer.ggml.merges")?
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        pre: g
+            .get("tokenizer.ggml.pre")
+            .and_then(|v| v.as_str())
+            .unwrap_or("gpt2")
+            .to_string(),
         bos_id: id("tokenizer.ggml.bos_token_id"),
         eos_id: id("tokenizer.ggml.eos_token_id"),
         unk_id: id("tokenizer.ggml.unknown_token_id"),
         pad_id: id("tokenizer.ggml.padding_token_id"),
-        add_bos: g.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false),
+        add_bos: g
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
     })
 }

@@ -6,7 +6,11 @@ use crate::kernels::Precision;
 #[derive(Clone, Debug)]
 pub enum Mlp {
     /// Llama: down(silu(gate(x)) * up(x)); gate and up (F, C), down (C, F).
-    SwiGlu { gate: Linear, up: Linear, down: Linear },
+    SwiGlu {
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+    },
     /// GPT-2: proj(gelu(fc(x))); fc (F, C), proj (C, F).
     Gelu { fc: Linear, proj: Linear },
 }

@@ -26,7 +26,11 @@ impl Rope {
         let inv_freq = (0..dim / 2)
             .map(|i| (theta as f64).powf(-2.0 * i as f64 / dim as f64) as f32)
             .collect();
-        Rope { dim, pairs, inv_freq }
+        Rope {
+            dim,
+            pairs,
+            inv_freq,
+        }
     }
 
     /// The (cos, sin) of every pair's angle at `pos`: (dim/2) each.

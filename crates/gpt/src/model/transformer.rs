@@ -60,7 +60,10 @@ impl Transformer {
             return Err(Error::Invalid("forward pass over zero tokens".into()));
         }
         if pos0 + t > c.context_length {
-            return Err(Error::ContextOverflow { needed: pos0 + t, context: c.context_length });
+            return Err(Error::ContextOverflow {
+                needed: pos0 + t,
+                context: c.context_length,
+            });
         }
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= c.vocab_size) {
             return Err(Error::Invalid(format!(
@@ -77,7 +80,6 @@ impl Transformer {
             let h = block.attn_norm.forward(&x);
             let a = block.attn.forward(
                 &h,
-                t,
                 pos0,
                 &mut cache.layers[l],
                 self.precision,
