@@ -176,7 +176,7 @@ fn inspect_logits_json_matches_reference() {
 
 #[test]
 fn prompt_beyond_context_window_is_a_clear_error() {
-    let model = model_path(&Value::Null);
+    let model = model_path(&Value::Null); // the default model
     let o = gpt(&[
         "generate",
         "Hello",
@@ -194,7 +194,7 @@ fn prompt_beyond_context_window_is_a_clear_error() {
 fn corrupt_model_file_is_a_clear_error_not_a_panic() {
     let dir = std::env::temp_dir().join(format!("gpt-cli-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let model = model_path(&Value::Null);
+    let model = model_path(&Value::Null); // the default model
     let bytes = std::fs::read(&model).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
