@@ -40,12 +40,20 @@ fn references() -> Vec<Value> {
         .collect()
 }
 
-/// The model a reference file names, fetched through `gpt pull` itself.
+/// The known model whose sha256 a reference file names (the default model for `Null`),
+/// fetched through `gpt pull` itself.
 fn model_path(r: &Value) -> String {
-    let _ = r;
-    stdout(&gpt(&["pull", "smollm2-135m-instruct"]))
-        .trim()
-        .to_string()
+    let name = match r["model_sha256"].as_str() {
+        Some(sha) => {
+            gpt::hub::KNOWN_MODELS
+                .iter()
+                .find(|m| m.sha256 == sha)
+                .expect("a known model")
+                .name
+        }
+        None => gpt::hub::DEFAULT_MODEL,
+    };
+    stdout(&gpt(&["pull", name])).trim().to_string()
 }
 
 fn ids(v: &Value) -> Vec<u64> {
