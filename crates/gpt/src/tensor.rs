@@ -115,6 +115,19 @@ impl Bytes {
         Bytes::new(Arc::new(v))
     }
 
+    /// Memory-maps a file read-only: model weights are used in place, not copied.
+    pub fn map_file(path: &std::path::Path) -> crate::Result<Bytes> {
+        let err = |e| crate::Error::io(path, e);
+        let file = std::fs::File::open(path).map_err(err)?;
+        // SAFETY: the file is opened read-only and the mapping is never written through. A model
+        // file is not expected to be modified or truncated while it is mapped (llama.cpp maps its
+        // models under the same assumption); if another process does, reads may see changed
+        // bytes or fault, which no safe API over a shared mapping can prevent.
+        #[allow(unsafe_code)]
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(err)?;
+        Ok(Bytes::new(Arc::new(mmap)))
+    }
+
     /// A sub-range, or `None` if it is out of bounds.
     pub fn slice(&self, start: usize, len: usize) -> Option<Bytes> {
         let end = start.checked_add(len)?;

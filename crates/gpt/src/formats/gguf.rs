@@ -25,7 +25,6 @@ use crate::tensor::{Bytes, DType};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 /// The four bytes every GGUF file starts with.
 pub const MAGIC: [u8; 4] = *b"GGUF";
@@ -320,14 +319,7 @@ impl std::fmt::Debug for GgufFile {
 impl GgufFile {
     /// Memory-maps and parses `path`.
     pub fn open(path: &Path) -> Result<GgufFile> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        // SAFETY: the file is opened read-only and the mapping is never written through. A model
-        // file is not expected to be modified or truncated while it is mapped (llama.cpp maps its
-        // models under the same assumption); if another process does, reads may see changed
-        // bytes or fault, which no safe API over a shared mapping can prevent.
-        #[allow(unsafe_code)]
-        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        Self::from_bytes(&path.display().to_string(), Bytes::new(Arc::new(mmap)))
+        Self::from_bytes(&path.display().to_string(), Bytes::map_file(path)?)
     }
 
     /// Parses a file held in memory; `name` is used in errors.

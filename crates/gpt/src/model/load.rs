@@ -354,3 +354,150 @@ pub fn tokenizer_spec_from_gguf(g: &GgufFile) -> Result<crate::tokenizer::Tokeni
             .unwrap_or(false),
     })
 }
+
+/// Reads Hugging Face GPT-2 tensors (`transformer.h.N.attn.c_attn.weight`, ...; the
+/// `transformer.` prefix is optional, as in the original checkpoints).
+struct HfTensors<'a> {
+    st: &'a crate::formats::safetensors::SafetensorsModel,
+    prefix: &'static str,
+}
+
+impl HfTensors<'_> {
+    fn entry(
+        &self,
+        name: &str,
+        shape: &[usize],
+    ) -> Result<&crate::formats::safetensors::TensorEntry> {
+        self.st.get(&format!("{}{name}", self.prefix), shape)
+    }
+
+    /// A vector (len), as f32.
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
+        let e = self.entry(name, &[len])?;
+        let m = Matrix::new(name, e.dtype, 1, len, e.data.clone())?;
+        let mut v = vec![0f32; len];
+        m.row_f32(0, &mut v);
+        Ok(v)
+    }
+
+    /// An (out, in) matrix stored as such (nn.Linear, embeddings).
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        let e = self.entry(name, &[rows, cols])?;
+        Matrix::new(name, e.dtype, rows, cols, e.data.clone())
+    }
+
+    /// A GPT-2 Conv1D weight, stored (in, out) and applied as x @ W: transposed once here to the
+    /// (out, in) layout of every other linear layer.
+    fn conv1d(&self, name: &str, n_in: usize, n_out: usize) -> Result<Linear> {
+        let e = self.entry(&format!("{name}.weight"), &[n_in, n_out])?;
+        let es = e.dtype.type_size();
+        let mut t = vec![0u8; e.data.len()];
+        for i in 0..n_in {
+            for o in 0..n_out {
+                let src = (i * n_out + o) * es;
+                let dst = (o * n_in + i) * es;
+                t[dst..dst + es].copy_from_slice(&e.data[src..src + es]);
+            }
+        }
+        let w = Matrix::new(
+            name,
+            e.dtype,
+            n_out,
+            n_in,
+            crate::tensor::Bytes::from_vec(t),
+        )?;
+        Ok(Linear::new(
+            w,
+            Some(self.vector(&format!("{name}.bias"), n_out)?),
+        ))
+    }
+
+    fn layer_norm(&self, name: &str, c: &Config) -> Result<Norm> {
+        Ok(Norm::Layer {
+            weight: self.vector(&format!("{name}.weight"), c.d_model)?,
+            bias: self.vector(&format!("{name}.bias"), c.d_model)?,
+            eps: c.norm_eps,
+        })
+    }
+}
+
+impl Transformer {
+    /// Builds a GPT-2 from a Hugging Face folder: config.json + model.safetensors (or shards).
+    pub fn from_hf_dir(dir: &std::path::Path) -> Result<Transformer> {
+        let hf = crate::formats::hf_config::HfConfig::from_file(&dir.join("config.json"))?;
+        let st = crate::formats::safetensors::SafetensorsModel::open_dir(dir)?;
+        let prefix = if st.contains("transformer.wte.weight") {
+            "transformer."
+        } else {
+            ""
+        };
+        Transformer::from_hf_tensors(&hf, &st, prefix)
+    }
+
+    /// Builds a GPT-2 from tensors named `{prefix}wte.weight`, `{prefix}h.0.ln_1.weight`, ...
+    pub fn from_hf_tensors(
+        hf: &crate::formats::hf_config::HfConfig,
+        st: &crate::formats::safetensors::SafetensorsModel,
+        prefix: &'static str,
+    ) -> Result<Transformer> {
+        let f = HfTensors { st, prefix };
+        let c = hf.config.clone();
+        let dm = c.d_model;
+        let token_embedding = Embedding {
+            table: f.matrix("wte.weight", c.vocab_size, dm)?,
+        };
+        let position_embedding = Some(Embedding {
+            table: f.matrix("wpe.weight", c.context_length, dm)?,
+        });
+        let mut blocks = Vec::with_capacity(c.n_layer);
+        for l in 0..c.n_layer {
+            let p = |s: &str| format!("h.{l}.{s}");
+            let fused = f.conv1d(&p("attn.c_attn"), dm, 3 * dm)?;
+            let [wq, wk, wv]: [Linear; 3] = split_rows(&fused, &[dm, dm, dm])?
+                .try_into()
+                .map_err(|_| Error::Invalid("c_attn split".into()))?;
+            blocks.push(Block {
+                attn_norm: f.layer_norm(&p("ln_1"), &c)?,
+                attn: Attention {
+                    wq,
+                    wk,
+                    wv,
+                    wo: f.conv1d(&p("attn.c_proj"), dm, dm)?,
+                    n_head: c.n_head,
+                    n_kv_head: c.n_kv_head,
+                    head_dim: c.head_dim,
+                    rope: None,
+                },
+                mlp_norm: f.layer_norm(&p("ln_2"), &c)?,
+                mlp: Mlp::Gelu {
+                    fc: f.conv1d(&p("mlp.c_fc"), dm, c.d_ff)?,
+                    proj: f.conv1d(&p("mlp.c_proj"), c.d_ff, dm)?,
+                },
+            });
+        }
+        let final_norm = f.layer_norm("ln_f", &c)?;
+        // lm_head.weight is saved without the prefix; a tied checkpoint usually omits it.
+        let unembedding = if !hf.tied && st.contains("lm_head.weight") {
+            let e = st.get("lm_head.weight", &[c.vocab_size, dm])?;
+            let w = Matrix::new("lm_head.weight", e.dtype, c.vocab_size, dm, e.data.clone())?;
+            Unembedding {
+                linear: Linear::new(w, None),
+                tied: false,
+            }
+        } else {
+            Unembedding {
+                linear: Linear::new(token_embedding.table.clone(), None),
+                tied: true,
+            }
+        };
+        Ok(Transformer {
+            config: c,
+            token_embedding,
+            position_embedding,
+            blocks,
+            final_norm,
+            unembedding,
+            precision: Precision::default(),
+        })
+    }
+}
