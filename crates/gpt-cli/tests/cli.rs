@@ -242,3 +242,53 @@ fn corrupt_model_file_is_a_clear_error_not_a_panic() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A Hugging Face folder: the gpt2-tiny fixture (vocabulary 96) with a tokenizer.json whose 96
+/// tokens are the printable ASCII characters (in GPT-2's byte alphabet, so ' ' is 'Ġ') and
+/// <|endoftext|>, and no merges.
+fn tiny_hf_folder() -> PathBuf {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../gpt/tests/fixtures/gpt2-tiny");
+    let dir = std::env::temp_dir().join(format!("gpt-cli-hf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
+    }
+    let mut vocab = serde_json::Map::new();
+    for b in 0x20u8..0x7f {
+        let c = if b == b' ' { 'Ġ' } else { b as char };
+        vocab.insert(c.to_string(), Value::from(b - 0x20));
+    }
+    vocab.insert("<|endoftext|>".into(), Value::from(95));
+    let tj = serde_json::json!({
+        "version": "1.0",
+        "added_tokens": [{"id": 95, "content": "<|endoftext|>", "special": true}],
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+        "decoder": {"type": "ByteLevel"},
+        "model": {"type": "BPE", "vocab": vocab, "merges": []},
+    });
+    std::fs::write(dir.join("tokenizer.json"), tj.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn hugging_face_folder_generates_pytorchs_greedy_continuation() {
+    let dir = tiny_hf_folder();
+    // Ids 1, 2, 3 are the characters '!', '"', '#'; PyTorch's greedy continuation of [1, 2, 3]
+    // with the fixture's initial weights is twenty 3s (its README).
+    let o = gpt(&[
+        "generate",
+        "!\"#",
+        "--model",
+        dir.to_str().unwrap(),
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "20",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(ids(&v["prompt_ids"]), vec![1, 2, 3]);
+    assert_eq!(ids(&v["ids"]), vec![3; 20]);
+    assert_eq!(v["text"], "#".repeat(20));
+    let _ = std::fs::remove_dir_all(&dir);
+}

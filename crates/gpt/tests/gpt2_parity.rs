@@ -192,3 +192,100 @@ fn missing_or_misshapen_tensor_is_named_with_both_shapes() {
         "{err}"
     );
 }
+
+/// The same GPT-2 written as GGUF (`general.architecture = gpt2`, llama.cpp's tensor names and
+/// layout: Conv1D weights as (out, in) rows, fused attn_qkv) gives PyTorch's logits too.
+#[test]
+fn gpt2_from_gguf_matches_pytorch() {
+    use gpt::formats::gguf::{GgufFile, GgufWriter, Value};
+    use gpt::tensor::{Bytes, DType};
+    for dir in fixture_dirs() {
+        let hf = HfConfig::from_file(&dir.join("config.json")).unwrap();
+        let c = &hf.config;
+        let mut st = SafetensorsModel::default();
+        st.add_file(&dir.join("model.safetensors")).unwrap();
+        let raw = |name: &str| -> (Vec<usize>, Vec<f32>) {
+            let e = &st.tensors[&format!("transformer.{name}")];
+            (
+                e.shape.clone(),
+                e.data
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                    .collect(),
+            )
+        };
+        let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let mut w = GgufWriter::new();
+        let arch = "gpt2";
+        w.add_metadata("general.architecture", Value::String(arch.into()));
+        for (k, v) in [
+            ("block_count", c.n_layer),
+            ("context_length", c.context_length),
+            ("embedding_length", c.d_model),
+            ("feed_forward_length", c.d_ff),
+            ("attention.head_count", c.n_head),
+        ] {
+            w.add_metadata(format!("{arch}.{k}"), Value::U32(v as u32));
+        }
+        w.add_metadata(
+            format!("{arch}.attention.layer_norm_epsilon"),
+            Value::F32(c.norm_eps),
+        );
+        // GGUF dims are innermost first: a (rows, cols) matrix is [cols, rows].
+        let mut put = |name: &str, shape: &[usize], v: &[f32]| {
+            let dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
+            w.add_tensor(name, &dims, DType::F32, bytes(v));
+        };
+        let transpose = |shape: &[usize], v: &[f32]| -> Vec<f32> {
+            let (r, k) = (shape[0], shape[1]);
+            (0..k * r).map(|i| v[(i % r) * k + i / r]).collect()
+        };
+        let (s, v) = raw("wte.weight");
+        put("token_embd.weight", &s, &v);
+        let (s, v) = raw("wpe.weight");
+        put("position_embd.weight", &s, &v);
+        for l in 0..c.n_layer {
+            for (hf_name, gg) in [("ln_1", "attn_norm"), ("ln_2", "ffn_norm")] {
+                for p in ["weight", "bias"] {
+                    let (s, v) = raw(&format!("h.{l}.{hf_name}.{p}"));
+                    put(&format!("blk.{l}.{gg}.{p}"), &s, &v);
+                }
+            }
+            for (hf_name, gg) in [
+                ("attn.c_attn", "attn_qkv"),
+                ("attn.c_proj", "attn_output"),
+                ("mlp.c_fc", "ffn_up"),
+                ("mlp.c_proj", "ffn_down"),
+            ] {
+                let (s, v) = raw(&format!("h.{l}.{hf_name}.weight"));
+                put(
+                    &format!("blk.{l}.{gg}.weight"),
+                    &[s[1], s[0]],
+                    &transpose(&s, &v),
+                );
+                let (s, v) = raw(&format!("h.{l}.{hf_name}.bias"));
+                put(&format!("blk.{l}.{gg}.bias"), &s, &v);
+            }
+        }
+        for p in ["weight", "bias"] {
+            let (s, v) = raw(&format!("ln_f.{p}"));
+            put(&format!("output_norm.{p}"), &s, &v);
+        }
+        let file =
+            GgufFile::from_bytes("gpt2-tiny.gguf", Bytes::from_vec(w.to_bytes().unwrap())).unwrap();
+        let mut t = Transformer::from_gguf(&file).unwrap();
+        t.precision = Precision::F32;
+        let e = Expected::open(&dir);
+        let (xs, x) = e.ids("x");
+        let (_, logits) = e.f32s("logits");
+        let (tt, v) = (xs[1], c.vocab_size);
+        let mut cache = t.new_cache();
+        let got = t.forward(&x[..tt], &mut cache, Logits::All, None).unwrap();
+        assert_close(
+            &format!("{} via GGUF", dir.display()),
+            &got,
+            &logits[..tt * v],
+            LOGITS_ATOL,
+        );
+    }
+}
