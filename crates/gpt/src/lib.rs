@@ -16,5 +16,6 @@ pub mod kernels;
 pub mod model;
 pub mod tensor;
 pub mod tokenizer;
+pub mod train;
 
 pub use error::{Error, Result};

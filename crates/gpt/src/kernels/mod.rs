@@ -27,6 +27,7 @@
 #![allow(unsafe_code)]
 
 pub mod cpu;
+pub mod gemm;
 pub mod quant;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]

@@ -78,16 +78,17 @@ impl Attention {
                 let kv = h / group;
                 let (keys, values) = (&cache.k[kv], &cache.v[kv]);
                 let qh = &q[(ti * nh + h) * hs..(ti * nh + h + 1) * hs];
-                let i = pos0 + ti; // this query's position
-                let mut scores = vec![f32::NEG_INFINITY; p]; // causal mask: j > i stays -inf
-                for (j, s) in scores.iter_mut().enumerate().take(i + 1) {
-                    *s = kernels::dot_f32(qh, &keys[j * hs..(j + 1) * hs]) * scale;
-                }
-                kernels::softmax(&mut scores);
-                for (j, &pj) in scores.iter().enumerate().take(i + 1) {
-                    kernels::axpy(pj, &values[j * hs..(j + 1) * hs], o);
-                }
-                (idx, if record { scores } else { Vec::new() })
+                let mut probs = vec![0f32; p];
+                attend(
+                    qh,
+                    |j| &keys[j * hs..(j + 1) * hs],
+                    |j| &values[j * hs..(j + 1) * hs],
+                    pos0 + ti + 1,
+                    scale,
+                    &mut probs,
+                    o,
+                );
+                (idx, if record { probs } else { Vec::new() })
             })
             .filter(|(_, s)| !s.is_empty())
             .collect();
@@ -100,4 +101,117 @@ impl Attention {
         }
         self.wo.forward(&out, t, precision)
     }
+}
+
+/// One query's causal attention over key positions 0..P (P = probs.len()): the scores
+/// q·k_j * scale for the `visible` positions j < visible, -inf for the rest (the causal mask:
+/// the future), softmax into `probs` (P), and out (HS) = Σ_j probs[j] v_j.
+pub fn attend<'a>(
+    q: &[f32],
+    key: impl Fn(usize) -> &'a [f32],
+    value: impl Fn(usize) -> &'a [f32],
+    visible: usize,
+    scale: f32,
+    probs: &mut [f32],
+    out: &mut [f32],
+) {
+    for (j, s) in probs.iter_mut().enumerate() {
+        *s = if j < visible {
+            kernels::dot_f32(q, key(j)) * scale
+        } else {
+            f32::NEG_INFINITY
+        };
+    }
+    kernels::softmax(probs);
+    out.fill(0.0);
+    for (j, &pj) in probs.iter().enumerate().take(visible) {
+        kernels::axpy(pj, value(j), out);
+    }
+}
+
+/// Training forward over a batch: qkv (B, T, 3C) holds each position's query, key and value
+/// (head h at columns h*HS.. of each third); writes out (B, T, C) and the attention
+/// probabilities probs (B, T, NH, T) for the backward pass.
+pub fn attention_forward(
+    qkv: &[f32],
+    b: usize,
+    t: usize,
+    nh: usize,
+    out: &mut [f32],
+    probs: &mut [f32],
+) {
+    let c3 = qkv.len() / (b * t);
+    let c = c3 / 3;
+    let hs = c / nh;
+    let scale = 1.0 / (hs as f32).sqrt();
+    out.par_chunks_mut(c)
+        .zip(probs.par_chunks_mut(nh * t))
+        .enumerate()
+        .for_each(|(bt, (o, pr))| {
+            let (bi, ti) = (bt / t, bt % t);
+            let row = |j: usize| &qkv[(bi * t + j) * c3..(bi * t + j + 1) * c3];
+            for h in 0..nh {
+                attend(
+                    &row(ti)[h * hs..(h + 1) * hs],
+                    |j| &row(j)[c + h * hs..c + (h + 1) * hs],
+                    |j| &row(j)[2 * c + h * hs..2 * c + (h + 1) * hs],
+                    ti + 1,
+                    scale,
+                    &mut pr[h * t..(h + 1) * t],
+                    &mut o[h * hs..(h + 1) * hs],
+                );
+            }
+        });
+}
+
+/// The backward pass of [`attention_forward`]: accumulates dqkv (B, T, 3C) from dout (B, T, C).
+/// Per query row: through the weighted sum (d probs, d values), the softmax
+/// (d score_j = p_j (d p_j - Σ_k p_k d p_k)), and the scaled dot products (d query, d keys).
+pub fn attention_backward(
+    dout: &[f32],
+    qkv: &[f32],
+    probs: &[f32],
+    b: usize,
+    t: usize,
+    nh: usize,
+    dqkv: &mut [f32],
+) {
+    let c3 = qkv.len() / (b * t);
+    let c = c3 / 3;
+    let hs = c / nh;
+    let scale = 1.0 / (hs as f32).sqrt();
+    // Batch rows are independent: one task per sequence.
+    dqkv.par_chunks_mut(t * c3)
+        .enumerate()
+        .for_each(|(bi, dq_b)| {
+            let qkv_b = &qkv[bi * t * c3..(bi + 1) * t * c3];
+            let mut dprobs = vec![0f32; t];
+            for ti in 0..t {
+                for h in 0..nh {
+                    let p = &probs[((bi * t + ti) * nh + h) * t..((bi * t + ti) * nh + h + 1) * t];
+                    let g = &dout[(bi * t + ti) * c + h * hs..(bi * t + ti) * c + (h + 1) * hs];
+                    let (qo, ko, vo) = (h * hs, c + h * hs, 2 * c + h * hs);
+                    for j in 0..=ti {
+                        let v = &qkv_b[j * c3 + vo..j * c3 + vo + hs];
+                        dprobs[j] = kernels::dot_f32(v, g);
+                        kernels::axpy(p[j], g, &mut dq_b[j * c3 + vo..j * c3 + vo + hs]);
+                    }
+                    let pd: f32 = (0..=ti).map(|j| p[j] * dprobs[j]).sum();
+                    for j in 0..=ti {
+                        let dscore = p[j] * (dprobs[j] - pd) * scale;
+                        let (q_row, k_row) = (ti * c3 + qo, j * c3 + ko);
+                        kernels::axpy(
+                            dscore,
+                            &qkv_b[k_row..k_row + hs],
+                            &mut dq_b[q_row..q_row + hs],
+                        );
+                        kernels::axpy(
+                            dscore,
+                            &qkv_b[q_row..q_row + hs],
+                            &mut dq_b[k_row..k_row + hs],
+                        );
+                    }
+                }
+            }
+        });
 }

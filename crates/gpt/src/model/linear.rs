@@ -39,3 +39,49 @@ impl Linear {
         y
     }
 }
+
+/// out (N, OC) = inp (N, C) @ w^T + b, with w (OC, C) and b (OC) in f32: the training twin of
+/// [`Linear::forward`], through the same kernel.
+pub fn linear_forward(out: &mut [f32], inp: &[f32], w: &[f32], b: Option<&[f32]>, oc: usize) {
+    let c = w.len() / oc;
+    let n = inp.len() / c;
+    let m = kernels::MatRef {
+        dtype: crate::tensor::DType::F32,
+        rows: oc,
+        cols: c,
+        data: bytemuck::cast_slice(w),
+    };
+    kernels::matmul(m, inp, n, out, Precision::F32);
+    if let Some(b) = b {
+        for row in out.chunks_exact_mut(oc) {
+            for (y, bi) in row.iter_mut().zip(b) {
+                *y += bi;
+            }
+        }
+    }
+}
+
+/// The backward pass of [`linear_forward`]: accumulates dinp (N, C) += dout @ w,
+/// dw (OC, C) += dout^T @ inp and db (OC) += the column sums of dout (N, OC).
+pub fn linear_backward(
+    dout: &[f32],
+    inp: &[f32],
+    w: &[f32],
+    oc: usize,
+    dinp: &mut [f32],
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    use kernels::gemm::{sgemm, Operand};
+    let c = w.len() / oc;
+    let n = inp.len() / c;
+    sgemm(n, c, oc, Operand::new(dout), Operand::new(w), dinp, true);
+    sgemm(oc, c, n, Operand::t(dout), Operand::new(inp), dw, true);
+    if let Some(db) = db {
+        for row in dout.chunks_exact(oc) {
+            for (d, g) in db.iter_mut().zip(row) {
+                *d += g;
+            }
+        }
+    }
+}

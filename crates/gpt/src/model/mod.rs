@@ -16,9 +16,12 @@ pub mod config;
 pub mod embedding;
 pub mod linear;
 pub mod load;
+pub mod loss;
 pub mod mlp;
 pub mod norm;
+pub mod params;
 pub mod rope;
+pub mod training;
 pub mod transformer;
 pub mod unembedding;
 

@@ -31,21 +31,76 @@ impl Norm {
                 }
             }
             Norm::Layer { weight, bias, eps } => {
-                for (xr, yr) in x
-                    .chunks_exact(weight.len())
-                    .zip(out.chunks_exact_mut(weight.len()))
-                {
-                    let n = xr.len() as f32;
-                    let mean = xr.iter().sum::<f32>() / n;
-                    let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-                    let inv = 1.0 / (var + eps).sqrt();
-                    for (((y, v), w), b) in yr.iter_mut().zip(xr).zip(weight).zip(bias) {
-                        *y = (v - mean) * inv * w + b;
-                    }
-                }
+                let rows = x.len() / weight.len();
+                let (mut mean, mut rstd) = (vec![0f32; rows], vec![0f32; rows]);
+                layer_norm_forward(x, weight, bias, *eps, &mut out, &mut mean, &mut rstd);
             }
         }
         out
+    }
+}
+
+/// LayerNorm over rows: out (N, C) = (x - mean) * rstd * w + b, recording each row's mean and
+/// rstd = 1 / sqrt(var + eps) (N) for the backward pass. The variance is biased (divides by C).
+#[allow(clippy::too_many_arguments)] // llm.c's signature: input, parameters, output, statistics
+pub fn layer_norm_forward(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    eps: f32,
+    out: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+) {
+    let c = w.len();
+    for (i, (xr, yr)) in x.chunks_exact(c).zip(out.chunks_exact_mut(c)).enumerate() {
+        let m = xr.iter().sum::<f32>() / c as f32;
+        let var = xr.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / c as f32;
+        let s = 1.0 / (var + eps).sqrt();
+        for (((y, v), wi), bi) in yr.iter_mut().zip(xr).zip(w).zip(b) {
+            *y = (v - m) * s * wi + bi;
+        }
+        mean[i] = m;
+        rstd[i] = s;
+    }
+}
+
+/// The backward pass of [`layer_norm_forward`]: accumulates dx (N, C), dw (C), db (C) from
+/// dout (N, C). With xhat = (x - mean) * rstd and g = dout * w:
+/// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)).
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_backward(
+    dout: &[f32],
+    x: &[f32],
+    w: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    dx: &mut [f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+) {
+    let c = w.len();
+    for (i, ((dyr, xr), dxr)) in dout
+        .chunks_exact(c)
+        .zip(x.chunks_exact(c))
+        .zip(dx.chunks_exact_mut(c))
+        .enumerate()
+    {
+        let (m, s) = (mean[i], rstd[i]);
+        let (mut g_mean, mut gx_mean) = (0f32, 0f32);
+        for j in 0..c {
+            let g = dyr[j] * w[j];
+            g_mean += g;
+            gx_mean += g * (xr[j] - m) * s;
+        }
+        g_mean /= c as f32;
+        gx_mean /= c as f32;
+        for j in 0..c {
+            let xhat = (xr[j] - m) * s;
+            db[j] += dyr[j];
+            dw[j] += dyr[j] * xhat;
+            dxr[j] += s * (dyr[j] * w[j] - g_mean - xhat * gx_mean);
+        }
     }
 }
 
