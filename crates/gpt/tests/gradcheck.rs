@@ -1,0 +1,155 @@
+//! Finite-difference checks of every backward operation: for L = Σ dout ⊙ op(x) with a random
+//! dout, the analytic gradient must match (L(x + h) - L(x - h)) / 2h on random small shapes.
+
+use gpt::infer::sampling::Rng;
+use gpt::model::{attention, embedding, linear, loss, mlp, norm};
+
+/// Central differences in f32 with this step are good to about 1e-3 relative.
+const STEP: f32 = 1e-2;
+const RTOL: f32 = 2e-2;
+const ATOL: f32 = 2e-3;
+
+fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+}
+
+/// Compares `analytic` with central differences of `f` around `x`, at every index.
+fn check(label: &str, x: &[f32], analytic: &[f32], f: &dyn Fn(&[f32]) -> f64) {
+    let mut xp = x.to_vec();
+    for i in 0..x.len() {
+        xp[i] = x[i] + STEP;
+        let up = f(&xp);
+        xp[i] = x[i] - STEP;
+        let down = f(&xp);
+        xp[i] = x[i];
+        let fd = ((up - down) / (2.0 * STEP as f64)) as f32;
+        let a = analytic[i];
+        assert!(
+            (a - fd).abs() <= ATOL + RTOL * fd.abs().max(a.abs()),
+            "{label}[{i}]: analytic {a}, finite difference {fd}"
+        );
+    }
+}
+
+#[test]
+fn layer_norm_backward_matches_finite_differences() {
+    let mut rng = Rng::new(1);
+    let (n, c) = (3, 7);
+    let (x, w, b, dout) = (
+        random(&mut rng, n * c),
+        random(&mut rng, c),
+        random(&mut rng, c),
+        random(&mut rng, n * c),
+    );
+    let fwd = |x: &[f32], w: &[f32], b: &[f32]| {
+        let (mut out, mut m, mut r) = (vec![0f32; n * c], vec![0f32; n], vec![0f32; n]);
+        norm::layer_norm_forward(x, w, b, 1e-5, &mut out, &mut m, &mut r);
+        (out, m, r)
+    };
+    let (_, m, r) = fwd(&x, &w, &b);
+    let (mut dx, mut dw, mut db) = (vec![0f32; n * c], vec![0f32; c], vec![0f32; c]);
+    norm::layer_norm_backward(&dout, &x, &w, &m, &r, &mut dx, &mut dw, &mut db);
+    check("dx", &x, &dx, &|x| dot(&fwd(x, &w, &b).0, &dout));
+    check("dw", &w, &dw, &|w| dot(&fwd(&x, w, &b).0, &dout));
+    check("db", &b, &db, &|b| dot(&fwd(&x, &w, b).0, &dout));
+}
+
+#[test]
+fn linear_backward_matches_finite_differences() {
+    let mut rng = Rng::new(2);
+    let (n, c, oc) = (5, 6, 4);
+    let (x, w, b, dout) = (
+        random(&mut rng, n * c),
+        random(&mut rng, oc * c),
+        random(&mut rng, oc),
+        random(&mut rng, n * oc),
+    );
+    let fwd = |x: &[f32], w: &[f32], b: &[f32]| {
+        let mut out = vec![0f32; n * oc];
+        linear::linear_forward(&mut out, x, w, Some(b), oc);
+        dot(&out, &dout)
+    };
+    let (mut dx, mut dw, mut db) = (vec![0f32; n * c], vec![0f32; oc * c], vec![0f32; oc]);
+    linear::linear_backward(&dout, &x, &w, oc, &mut dx, &mut dw, Some(&mut db));
+    check("dx", &x, &dx, &|x| fwd(x, &w, &b));
+    check("dw", &w, &dw, &|w| fwd(&x, w, &b));
+    check("db", &b, &db, &|b| fwd(&x, &w, b));
+}
+
+#[test]
+fn attention_backward_matches_finite_differences() {
+    let mut rng = Rng::new(3);
+    let (b, t, nh, hs) = (2, 4, 2, 3);
+    let c = nh * hs;
+    let (qkv, dout) = (random(&mut rng, b * t * 3 * c), random(&mut rng, b * t * c));
+    let fwd = |qkv: &[f32]| {
+        let (mut out, mut probs) = (vec![0f32; b * t * c], vec![0f32; b * t * nh * t]);
+        attention::attention_forward(qkv, b, t, nh, &mut out, &mut probs);
+        (out, probs)
+    };
+    let (_, probs) = fwd(&qkv);
+    let mut dqkv = vec![0f32; qkv.len()];
+    attention::attention_backward(&dout, &qkv, &probs, b, t, nh, &mut dqkv);
+    check("dqkv", &qkv, &dqkv, &|q| dot(&fwd(q).0, &dout));
+}
+
+#[test]
+fn gelu_backward_matches_finite_differences() {
+    let mut rng = Rng::new(4);
+    let (x, dout) = (
+        random(&mut rng, 9)
+            .iter()
+            .map(|v| v * 3.0)
+            .collect::<Vec<_>>(),
+        random(&mut rng, 9),
+    );
+    let mut dx = vec![0f32; 9];
+    mlp::gelu_backward(&dout, &x, &mut dx);
+    check("dx", &x, &dx, &|x| {
+        let mut out = vec![0f32; 9];
+        mlp::gelu_forward(x, &mut out);
+        dot(&out, &dout)
+    });
+}
+
+#[test]
+fn embedding_backward_matches_finite_differences() {
+    let mut rng = Rng::new(5);
+    let (v, p, c, t) = (5, 4, 3, 4);
+    let ids = [1u32, 3, 3, 0, 4, 1, 2, 2];
+    let (wte, wpe, dout) = (
+        random(&mut rng, v * c),
+        random(&mut rng, p * c),
+        random(&mut rng, ids.len() * c),
+    );
+    let fwd = |wte: &[f32], wpe: &[f32]| {
+        let mut out = vec![0f32; ids.len() * c];
+        embedding::embedding_forward(&ids, t, wte, wpe, &mut out);
+        dot(&out, &dout)
+    };
+    let (mut dwte, mut dwpe) = (vec![0f32; v * c], vec![0f32; p * c]);
+    embedding::embedding_backward(&dout, &ids, t, &mut dwte, &mut dwpe);
+    check("dwte", &wte, &dwte, &|w| fwd(w, &wpe));
+    check("dwpe", &wpe, &dwpe, &|w| fwd(&wte, w));
+}
+
+#[test]
+fn cross_entropy_backward_matches_finite_differences() {
+    let mut rng = Rng::new(6);
+    let (n, v) = (3, 6);
+    let logits = random(&mut rng, n * v);
+    let targets = [2u32, 0, 5];
+    let fwd = |l: &[f32]| {
+        let (mut p, mut ls) = (vec![0f32; n * v], vec![0f32; n]);
+        loss::cross_entropy_forward(l, &targets, &mut p, &mut ls) as f64
+    };
+    let (mut p, mut ls) = (vec![0f32; n * v], vec![0f32; n]);
+    loss::cross_entropy_forward(&logits, &targets, &mut p, &mut ls);
+    let mut d = vec![0f32; n * v];
+    loss::cross_entropy_backward(&p, &targets, &mut d);
+    check("dlogits", &logits, &d, &fwd);
+}
