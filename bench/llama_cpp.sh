@@ -18,7 +18,7 @@ if [ ! -x "$build/bin/llama-bench" ]; then
   python3 -m venv "$work"
   "$work/bin/pip" install --quiet --disable-pip-version-check cmake ninja
   mkdir -p "$work/src"
-  "$work/bin/pip" download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+  "$work/bin/pip" download --quiet --disable-pip-version-check --no-deps --no-binary llama-cpp-python \
     "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" -d "$work/src"
   tar -xzf "$work"/src/llama_cpp_python-*.tar.gz -C "$work/src"
   src="$(ls -d "$work"/src/llama_cpp_python-*/vendor/llama.cpp)"

@@ -33,6 +33,8 @@ enum Command {
     Models,
     /// Measure prompt processing and generation speed.
     Bench(commands::bench::Args),
+    /// Pre-train a GPT-2-style model from text (CONFIG.toml).
+    Train(commands::train::Args),
 }
 
 fn main() {
@@ -47,6 +49,7 @@ fn main() {
         Command::Pull(a) => commands::models::pull(a),
         Command::Models => commands::models::list(),
         Command::Bench(a) => commands::bench::run(a),
+        Command::Train(a) => commands::train::run(a),
     };
     if let Err(e) = result {
         let msg = format!("{e:#}");

@@ -577,3 +577,75 @@ impl Transformer {
         })
     }
 }
+
+impl Transformer {
+    /// An inference model over a copy of training parameters (f32), for samples and
+    /// validation during training.
+    pub fn from_gpt2_params(
+        c: &Config,
+        p: &crate::model::params::Parameters,
+    ) -> Result<Transformer> {
+        let v = p.views();
+        let dm = c.d_model;
+        let m =
+            |name: &str, rows: usize, cols: usize, x: &[f32]| Matrix::from_f32(name, rows, cols, x);
+        let lin = |name: &str, rows: usize, cols: usize, w: &[f32], b: &[f32]| -> Result<Linear> {
+            Ok(Linear::new(m(name, rows, cols, w)?, Some(b.to_vec())))
+        };
+        let ln = |w: &[f32], b: &[f32]| Norm::Layer {
+            weight: w.to_vec(),
+            bias: b.to_vec(),
+            eps: c.norm_eps,
+        };
+        let token_embedding = Embedding {
+            table: m("wte", c.vocab_size, dm, v.wte)?,
+        };
+        let position_embedding = Some(Embedding {
+            table: m("wpe", c.context_length, dm, v.wpe)?,
+        });
+        let mut blocks = Vec::with_capacity(c.n_layer);
+        for (l, w) in v.layers.iter().enumerate() {
+            let fused = lin(&format!("h.{l}.c_attn"), 3 * dm, dm, w.c_attn_w, w.c_attn_b)?;
+            let [wq, wk, wv]: [Linear; 3] = split_rows(&fused, &[dm, dm, dm])?
+                .try_into()
+                .map_err(|_| Error::Invalid("c_attn split".into()))?;
+            blocks.push(Block {
+                attn_norm: ln(w.ln_1_w, w.ln_1_b),
+                attn: Attention {
+                    wq,
+                    wk,
+                    wv,
+                    wo: lin(&format!("h.{l}.c_proj"), dm, dm, w.c_proj_w, w.c_proj_b)?,
+                    n_head: c.n_head,
+                    n_kv_head: c.n_kv_head,
+                    head_dim: c.head_dim,
+                    rope: None,
+                },
+                mlp_norm: ln(w.ln_2_w, w.ln_2_b),
+                mlp: Mlp::Gelu {
+                    fc: lin(&format!("h.{l}.c_fc"), c.d_ff, dm, w.c_fc_w, w.c_fc_b)?,
+                    proj: lin(
+                        &format!("h.{l}.mlp_proj"),
+                        dm,
+                        c.d_ff,
+                        w.mlp_proj_w,
+                        w.mlp_proj_b,
+                    )?,
+                },
+            });
+        }
+        let unembedding = Unembedding {
+            linear: Linear::new(token_embedding.table.clone(), None),
+            tied: true,
+        };
+        Ok(Transformer {
+            config: c.clone(),
+            token_embedding,
+            position_embedding,
+            blocks,
+            final_norm: ln(v.ln_f_w, v.ln_f_b),
+            unembedding,
+            precision: Precision::F32,
+        })
+    }
+}

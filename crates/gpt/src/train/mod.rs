@@ -2,3 +2,8 @@
 //! The model's forward and backward passes are in [`crate::model::training`].
 
 pub mod adamw;
+pub mod checkpoint;
+pub mod data;
+pub mod loss_curve;
+pub mod schedule;
+pub mod trainer;

@@ -1,0 +1,92 @@
+use anyhow::Result;
+use gpt::train::trainer::{self, TrainConfig, TrainObserver};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  gpt train configs/shakespeare-char.toml\n  gpt train configs/shakespeare-char.toml --resume\n  gpt generate \"ROMEO:\" --model out/shakespeare-char/latest\n\nThe config names the model size, the data (text files and a tokenizer: \"char\", or a folder\nwith tokenizer.json or encoder.json + vocab.bpe), and the loop (batch, steps, learning rate,\nevaluation, samples, checkpoints). Paths in it are relative to its own folder. Checkpoints are\nHugging Face GPT-2 folders under OUT/checkpoints; OUT/latest links to the newest; OUT/loss.svg\nis the loss curve."
+)]
+pub struct Args {
+    pub config: PathBuf,
+    /// Continue from the newest checkpoint (exactly: the same losses as an uninterrupted run).
+    #[arg(long)]
+    pub resume: bool,
+    /// Threads (default: all cores).
+    #[arg(long, short = 't')]
+    pub threads: Option<usize>,
+}
+
+struct Progress {
+    bar: Option<ProgressBar>,
+    tty: bool,
+}
+
+impl Progress {
+    fn say(&self, s: &str) {
+        match &self.bar {
+            Some(b) => b.println(s),
+            None => eprintln!("{s}"),
+        }
+    }
+}
+
+impl TrainObserver for Progress {
+    fn start(&mut self, from: usize, max: usize) {
+        if self.tty {
+            let b = ProgressBar::new(max as u64);
+            b.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} (ETA {eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b.set_position(from as u64);
+            self.bar = Some(b);
+        }
+    }
+    fn step(&mut self, step: usize, loss: f32, lr: f32, tps: f64) {
+        match &self.bar {
+            Some(b) => {
+                b.set_position(step as u64);
+                b.set_message(format!("loss {loss:.4} lr {lr:.2e} {tps:.0} tok/s"));
+            }
+            None if step % 10 == 0 || step == 1 => {
+                eprintln!("step {step}: loss {loss:.4} lr {lr:.2e} {tps:.0} tok/s")
+            }
+            None => {}
+        }
+    }
+    fn eval(&mut self, step: usize, v: f32) {
+        self.say(&format!("step {step}: validation loss {v:.4}"));
+    }
+    fn sample(&mut self, step: usize, text: &str) {
+        self.say(&format!("--- sample at step {step} ---\n{text}\n---"));
+    }
+    fn checkpoint(&mut self, step: usize, dir: &Path) {
+        self.say(&format!("step {step}: checkpoint {}", dir.display()));
+    }
+    fn message(&mut self, text: &str) {
+        self.say(text);
+    }
+    fn progress(&mut self, _what: &str, _done: u64, _total: u64) {}
+}
+
+pub fn run(a: Args) -> Result<()> {
+    crate::common::init_threads(a.threads);
+    let config = TrainConfig::from_file(&a.config)?;
+    let mut p = Progress {
+        bar: None,
+        tty: std::io::stderr().is_terminal(),
+    };
+    let state = trainer::run(&config, a.resume, &mut p)?;
+    if let Some(b) = &p.bar {
+        b.finish();
+    }
+    let last = state.train_losses.last().map_or(f32::NAN, |l| l.1);
+    let val = state.val_losses.last().map_or(f32::NAN, |l| l.1);
+    println!(
+        "step {}: train loss {last:.4}, validation loss {val:.4}",
+        state.step
+    );
+    Ok(())
+}

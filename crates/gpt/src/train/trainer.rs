@@ -1,0 +1,513 @@
+//! The training loop of `gpt train CONFIG.toml`: prepare the data once, then for each step draw
+//! a batch, run the forward and backward passes (over `grad_accum` micro-batches), clip, take an
+//! AdamW step with the scheduled learning rate; evaluate, sample and checkpoint on schedule.
+
+use super::adamw::{clip_grad_norm, AdamW, AdamWConfig};
+use super::checkpoint::{self, TrainState};
+use super::data::{self, TokenFile};
+use super::schedule::Schedule;
+use crate::infer::sampling::Rng;
+use crate::model::config::{Arch, Config};
+use crate::model::params::Parameters;
+use crate::model::training::Gpt2Training;
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A training run, as written in CONFIG.toml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub model: ModelConfig,
+    pub data: DataConfig,
+    pub train: LoopConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_embd: usize,
+    /// The context length T.
+    pub block_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Text files, relative to the config file's folder.
+    pub files: Vec<PathBuf>,
+    /// "char" (one token per distinct byte of the corpus: per character for ASCII text), or a
+    /// folder with tokenizer.json or GPT-2's encoder.json + vocab.bpe (relative to the config).
+    pub tokenizer: String,
+    /// The share of each file (its end) held out for validation.
+    #[serde(default = "default_val_fraction")]
+    pub val_fraction: f64,
+}
+
+fn default_val_fraction() -> f64 {
+    0.1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopConfig {
+    /// Output folder (checkpoints, data, loss curve), relative to the config file's folder.
+    pub out_dir: PathBuf,
+    pub batch_size: usize,
+    #[serde(default = "one")]
+    pub grad_accum: usize,
+    pub max_steps: usize,
+    pub learning_rate: f32,
+    #[serde(default)]
+    pub min_lr: f32,
+    #[serde(default)]
+    pub warmup_steps: usize,
+    #[serde(default = "default_wd")]
+    pub weight_decay: f32,
+    #[serde(default = "default_beta1")]
+    pub beta1: f32,
+    #[serde(default = "default_beta2")]
+    pub beta2: f32,
+    /// Clip the global gradient norm to this (0 = off).
+    #[serde(default = "one_f")]
+    pub grad_clip: f32,
+    #[serde(default = "default_every")]
+    pub eval_every: usize,
+    #[serde(default = "default_eval_batches")]
+    pub eval_batches: usize,
+    /// Print a sample every N steps (0 = never).
+    #[serde(default)]
+    pub sample_every: usize,
+    #[serde(default = "default_sample_tokens")]
+    pub sample_tokens: usize,
+    #[serde(default = "default_every")]
+    pub checkpoint_every: usize,
+    #[serde(default = "default_keep")]
+    pub keep_checkpoints: usize,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+fn one() -> usize {
+    1
+}
+fn one_f() -> f32 {
+    1.0
+}
+fn default_wd() -> f32 {
+    0.1
+}
+fn default_beta1() -> f32 {
+    0.9
+}
+fn default_beta2() -> f32 {
+    0.95
+}
+fn default_every() -> usize {
+    250
+}
+fn default_eval_batches() -> usize {
+    20
+}
+fn default_sample_tokens() -> usize {
+    200
+}
+fn default_keep() -> usize {
+    2
+}
+fn default_seed() -> u64 {
+    1337
+}
+
+impl TrainConfig {
+    /// Reads CONFIG.toml; relative paths in it become relative to its folder.
+    pub fn from_file(path: &Path) -> Result<TrainConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut c: TrainConfig = toml::from_str(&text).map_err(|e| Error::Format {
+            file: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for f in &mut c.data.files {
+            *f = base.join(&*f);
+        }
+        if c.data.tokenizer != "char" {
+            c.data.tokenizer = base.join(&c.data.tokenizer).display().to_string();
+        }
+        c.train.out_dir = base.join(&c.train.out_dir);
+        c.validate(&path.display().to_string())?;
+        Ok(c)
+    }
+
+    fn validate(&self, file: &str) -> Result<()> {
+        let bad = |field: &str, msg: &str| {
+            Err(Error::Field {
+                file: file.into(),
+                field: field.into(),
+                msg: msg.into(),
+            })
+        };
+        let m = &self.model;
+        if m.n_layer == 0 || m.n_head == 0 || m.n_embd == 0 || m.block_size == 0 {
+            return bad(
+                "model",
+                "n_layer, n_head, n_embd and block_size must be positive",
+            );
+        }
+        if m.n_embd % m.n_head != 0 {
+            return bad("model.n_head", "must divide n_embd");
+        }
+        if self.train.batch_size == 0 || self.train.grad_accum == 0 {
+            return bad(
+                "train.batch_size",
+                "batch_size and grad_accum must be positive",
+            );
+        }
+        if self.data.files.is_empty() {
+            return bad("data.files", "name at least one text file");
+        }
+        if !(0.0..1.0).contains(&self.data.val_fraction) {
+            return bad("data.val_fraction", "must be in [0, 1)");
+        }
+        Ok(())
+    }
+}
+
+/// What the loop reports, for a progress bar and logs.
+pub trait TrainObserver {
+    fn start(&mut self, _from_step: usize, _max_steps: usize) {}
+    fn step(&mut self, _step: usize, _loss: f32, _lr: f32, _tokens_per_s: f64) {}
+    fn eval(&mut self, _step: usize, _val_loss: f32) {}
+    fn sample(&mut self, _step: usize, _text: &str) {}
+    fn checkpoint(&mut self, _step: usize, _dir: &Path) {}
+    fn message(&mut self, _text: &str) {}
+    fn progress(&mut self, _what: &str, _done: u64, _total: u64) {}
+}
+
+/// The batch of a step's micro-batch: a function of the seed and the position alone, so that a
+/// resumed run draws the same batches.
+fn batch_rng(seed: u64, step: usize, micro: usize) -> Rng {
+    let mut r = Rng::new(seed ^ 0xB47C_4000_0000_0000);
+    let skip = (step as u64)
+        .wrapping_mul(0x9E37_79B9)
+        .wrapping_add(micro as u64);
+    Rng::new(
+        r.next_u64()
+            .wrapping_add(skip.wrapping_mul(0xD6E8_FEB8_6659_FD93)),
+    )
+}
+
+/// Prepares (once) the tokenizer and token files under `out/data`.
+fn prepare_data(
+    c: &TrainConfig,
+    obs: &mut dyn TrainObserver,
+) -> Result<(Tokenizer, PathBuf, TokenFile, TokenFile)> {
+    let dir = c.train.out_dir.join("data");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let tok_path = dir.join("tokenizer.json");
+    let stamp_path = dir.join("source.json");
+    let stamp = serde_json::to_string(&serde_json::json!({"files": c.data.files, "tokenizer": c.data.tokenizer, "val_fraction": c.data.val_fraction}))
+        .unwrap_or_default();
+    let fresh = std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str())
+        && dir.join("train.bin").exists()
+        && dir.join("val.bin").exists()
+        && tok_path.exists();
+    if !fresh {
+        let json = if c.data.tokenizer == "char" {
+            char_tokenizer_json(&c.data.files)?
+        } else {
+            tokenizer_json_from(Path::new(&c.data.tokenizer))?
+        };
+        write_atomic(&tok_path, json.to_string().as_bytes())?;
+        let tok = Tokenizer::from_tokenizer_json(&tok_path)?;
+        obs.message(&format!(
+            "tokenizing {} file(s) with a {}-token vocabulary",
+            c.data.files.len(),
+            tok.vocab_size()
+        ));
+        let (nt, nv) = data::prepare(
+            &c.data.files,
+            &tok,
+            &dir,
+            c.data.val_fraction,
+            &mut |w, d, t| obs.progress(w, d, t),
+        )?;
+        obs.message(&format!(
+            "{nt} training and {nv} validation tokens in {}",
+            dir.display()
+        ));
+        write_atomic(&stamp_path, stamp.as_bytes())?;
+    }
+    let tok = Tokenizer::from_tokenizer_json(&tok_path)?;
+    let train = TokenFile::open(&dir.join("train.bin"))?;
+    let val = TokenFile::open(&dir.join("val.bin"))?;
+    Ok((tok, tok_path, train, val))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// A byte-level BPE tokenizer.json with no merges whose vocabulary is the distinct bytes of the
+/// corpus, in byte order: character-level for ASCII text (65 tokens for Tiny Shakespeare, as in
+/// nanoGPT), and loadable by Hugging Face tokenizers.
+pub fn char_tokenizer_json(files: &[PathBuf]) -> Result<serde_json::Value> {
+    use std::io::Read;
+    let mut seen = [false; 256];
+    for f in files {
+        let mut r = std::io::BufReader::new(std::fs::File::open(f).map_err(|e| Error::io(f, e))?);
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = r.read(&mut buf).map_err(|e| Error::io(f, e))?;
+            if n == 0 {
+                break;
+            }
+            for &b in &buf[..n] {
+                seen[b as usize] = true;
+            }
+        }
+    }
+    let alphabet = crate::tokenizer::byte_level::BYTE_TO_CHAR;
+    let vocab: serde_json::Map<String, serde_json::Value> = (0..256)
+        .filter(|&b| seen[b])
+        .enumerate()
+        .map(|(id, b)| (alphabet[b].to_string(), serde_json::Value::from(id)))
+        .collect();
+    Ok(bpe_tokenizer_json(vocab, Vec::new(), &[]))
+}
+
+/// A tokenizer.json (Hugging Face's format) for a byte-level BPE.
+fn bpe_tokenizer_json(
+    vocab: serde_json::Map<String, serde_json::Value>,
+    merges: Vec<String>,
+    special: &[(String, u64)],
+) -> serde_json::Value {
+    let added: Vec<_> = special
+        .iter()
+        .map(|(s, id)| serde_json::json!({"id": id, "content": s, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
+        .collect();
+    serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+        "post_processor": null,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "vocab": vocab, "merges": merges},
+    })
+}
+
+/// The tokenizer.json of a folder: its own, or one made from GPT-2's encoder.json + vocab.bpe.
+fn tokenizer_json_from(dir: &Path) -> Result<serde_json::Value> {
+    let tj = dir.join("tokenizer.json");
+    if tj.exists() {
+        let text = std::fs::read_to_string(&tj).map_err(|e| Error::io(&tj, e))?;
+        return serde_json::from_str(&text).map_err(|e| Error::Format {
+            file: tj.display().to_string(),
+            msg: e.to_string(),
+        });
+    }
+    let (enc, bpe) = (dir.join("encoder.json"), dir.join("vocab.bpe"));
+    let text = std::fs::read_to_string(&enc).map_err(|e| Error::io(&enc, e))?;
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).map_err(|e| Error::Format {
+            file: enc.display().to_string(),
+            msg: e.to_string(),
+        })?;
+    let merges: Vec<String> = std::fs::read_to_string(&bpe)
+        .map_err(|e| Error::io(&bpe, e))?
+        .lines()
+        .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())
+        .map(String::from)
+        .collect();
+    let special: Vec<(String, u64)> = vocab
+        .get("<|endoftext|>")
+        .and_then(|v| v.as_u64())
+        .map(|id| ("<|endoftext|>".to_string(), id))
+        .into_iter()
+        .collect();
+    Ok(bpe_tokenizer_json(vocab, merges, &special))
+}
+
+/// Runs (or with `resume`, continues) the training described by `c`. Returns the final state.
+pub fn run(c: &TrainConfig, resume: bool, obs: &mut dyn TrainObserver) -> Result<TrainState> {
+    let t0 = c.train.clone();
+    let (tok, tok_path, train_data, val_data) = prepare_data(c, obs)?;
+    let m = &c.model;
+    let config = Config {
+        arch: Arch::Gpt2,
+        n_layer: m.n_layer,
+        d_model: m.n_embd,
+        n_head: m.n_head,
+        n_kv_head: m.n_head,
+        head_dim: m.n_embd / m.n_head,
+        d_ff: 4 * m.n_embd,
+        vocab_size: tok.vocab_size(),
+        context_length: m.block_size,
+        norm_eps: 1e-5,
+        rope_theta: None,
+        rope_dim: 0,
+    };
+    let adamw = AdamWConfig {
+        beta1: t0.beta1,
+        beta2: t0.beta2,
+        eps: 1e-8,
+        weight_decay: t0.weight_decay,
+        decay_all: false,
+    };
+    let (mut model, mut opt, mut state) = match resume
+        .then(|| checkpoint::load_latest(&t0.out_dir))
+        .transpose()?
+        .flatten()
+    {
+        Some(ck) => {
+            if ck.config != config {
+                return Err(Error::Invalid(format!(
+                    "the checkpoint in {} has another model shape than the config",
+                    ck.dir.display()
+                )));
+            }
+            obs.message(&format!(
+                "resuming from {} (step {})",
+                ck.dir.display(),
+                ck.state.step
+            ));
+            let mut opt = AdamW::new(adamw, ck.params.len());
+            (opt.m, opt.v, opt.t) = (ck.m, ck.v, ck.t);
+            (Gpt2Training::new(config.clone(), ck.params), opt, ck.state)
+        }
+        None => {
+            if resume {
+                obs.message("no checkpoint to resume from: starting from scratch");
+            }
+            let params = Parameters::init(&config, t0.seed);
+            let n = params.len();
+            (
+                Gpt2Training::new(config.clone(), params),
+                AdamW::new(adamw, n),
+                TrainState {
+                    step: 0,
+                    train_losses: vec![],
+                    val_losses: vec![],
+                },
+            )
+        }
+    };
+    let schedule = Schedule {
+        max_lr: t0.learning_rate,
+        min_lr: t0.min_lr,
+        warmup_steps: t0.warmup_steps,
+        decay_steps: t0.max_steps,
+    };
+    let (b, t) = (t0.batch_size, m.block_size);
+    obs.message(&format!(
+        "{} parameters; {} tokens per step",
+        model.params.len(),
+        b * t * t0.grad_accum
+    ));
+    obs.start(state.step, t0.max_steps);
+    while state.step < t0.max_steps {
+        let step = state.step;
+        let started = std::time::Instant::now();
+        let lr = schedule.lr(step);
+        model.zero_grad();
+        let mut loss = 0f32;
+        for micro in 0..t0.grad_accum {
+            let (x, y) = train_data.batch(b, t, &mut batch_rng(t0.seed, step, micro))?;
+            loss += model.forward(&x, &y, b, t)?;
+            model.backward();
+        }
+        loss /= t0.grad_accum as f32;
+        if t0.grad_accum > 1 {
+            let s = 1.0 / t0.grad_accum as f32;
+            model.grads.data.iter_mut().for_each(|g| *g *= s);
+        }
+        if t0.grad_clip > 0.0 {
+            clip_grad_norm(&mut model.grads, t0.grad_clip);
+        }
+        opt.step(&mut model.params, &model.grads, lr);
+        state.step += 1;
+        state.train_losses.push((state.step, loss));
+        let tps = (b * t * t0.grad_accum) as f64 / started.elapsed().as_secs_f64();
+        obs.step(state.step, loss, lr, tps);
+        let last = state.step == t0.max_steps;
+        if t0.eval_every > 0 && (state.step % t0.eval_every == 0 || last) {
+            let v = evaluate(&mut model, &val_data, b, t, t0.eval_batches, t0.seed)?;
+            state.val_losses.push((state.step, v));
+            obs.eval(state.step, v);
+        }
+        if t0.sample_every > 0 && (state.step % t0.sample_every == 0 || last) {
+            obs.sample(
+                state.step,
+                &sample(&config, &model.params, &tok, t0.sample_tokens, t0.seed)?,
+            );
+        }
+        if t0.checkpoint_every > 0 && (state.step % t0.checkpoint_every == 0 || last) {
+            let dir = checkpoint::save(
+                &t0.out_dir,
+                &config,
+                &model.params,
+                &opt,
+                &state,
+                &tok_path,
+                t0.keep_checkpoints,
+            )?;
+            super::loss_curve::write(&t0.out_dir.join("loss.svg"), &state)?;
+            obs.checkpoint(state.step, &dir);
+        }
+    }
+    super::loss_curve::write(&t0.out_dir.join("loss.svg"), &state)?;
+    Ok(state)
+}
+
+/// The mean loss over `n` validation batches (the same batches at every evaluation).
+fn evaluate(
+    model: &mut Gpt2Training,
+    val: &TokenFile,
+    b: usize,
+    t: usize,
+    n: usize,
+    seed: u64,
+) -> Result<f32> {
+    let mut rng = Rng::new(seed ^ 0x5A11_DA7E);
+    let mut sum = 0f32;
+    for _ in 0..n.max(1) {
+        let (x, y) = val.batch(b, t, &mut rng)?;
+        sum += model.forward(&x, &y, b, t)?;
+    }
+    Ok(sum / n.max(1) as f32)
+}
+
+/// A sample from the current parameters, starting from the first token of the vocabulary's
+/// newline (or token 0), at temperature 0.8.
+fn sample(c: &Config, params: &Parameters, tok: &Tokenizer, n: usize, seed: u64) -> Result<String> {
+    use crate::infer::{GenerateOptions, Generator, SamplingParams};
+    let model = crate::model::Transformer::from_gpt2_params(c, params)?;
+    let start = tok.encode("\n", false).first().copied().unwrap_or(0);
+    let opts = GenerateOptions {
+        max_tokens: n.min(c.context_length - 1),
+        sampling: SamplingParams {
+            temperature: 0.8,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed,
+            ..Default::default()
+        },
+        stop: vec![],
+        stop_ids: vec![],
+    };
+    let mut g = Generator::new(&model, tok);
+    Ok(g.generate(&[start], &opts, &mut |_| true)?.text)
+}
