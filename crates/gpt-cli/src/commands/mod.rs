@@ -4,3 +4,4 @@ pub mod generate;
 pub mod inspect;
 pub mod models;
 pub mod tokenize;
+pub mod tokenizer;
