@@ -135,13 +135,13 @@ pub fn train(
     let mut total = 0;
     for f in files {
         let f = f.as_ref();
-        total += std::fs::metadata(f).map_err(|e| Error::io(f, e))?.len();
+        total += std::fs::metadata(f).map_err(|e| cannot_read(f, e))?.len();
     }
     let mut counter = WordCounter::new(config.pre, &config.special_tokens);
     let mut before = 0;
     for f in files {
         let f = f.as_ref();
-        let file = std::fs::File::open(f).map_err(|e| Error::io(f, e))?;
+        let file = std::fs::File::open(f).map_err(|e| cannot_read(f, e))?;
         let mut read = 0;
         counter.add_reader(&f.display().to_string(), file, &mut |n| {
             read = n;
@@ -155,6 +155,10 @@ pub fn train(
         "counted pre-tokens"
     );
     train_from_counts(counter.into_counts(), config, progress)
+}
+
+fn cannot_read(path: &Path, e: std::io::Error) -> Error {
+    Error::Tokenizer(format!("{}: cannot read: {e}", path.display()))
 }
 
 /// Trains on text in memory (tests, small corpora).
@@ -344,7 +348,7 @@ pub fn train_from_counts(
             }
         }
         let done = (token_bytes.len() - BYTE_TOKENS) as u64;
-        if done % 16 == 0 {
+        if done.is_multiple_of(16) {
             progress("merging", done, total);
         }
     }
