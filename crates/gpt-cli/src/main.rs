@@ -25,6 +25,8 @@ enum Command {
     Tokenize(commands::tokenize::Args),
     /// Turn token ids back into text.
     Detokenize(commands::tokenize::DetokArgs),
+    /// Train a BPE tokenizer, or measure its speed.
+    Tokenizer(commands::tokenizer::Args),
     /// Look inside the model.
     Inspect(commands::inspect::Args),
     /// Fetch a known model into the cache.
@@ -45,6 +47,7 @@ fn main() {
         Command::Chat(a) => commands::chat::run(a),
         Command::Tokenize(a) => commands::tokenize::run(a),
         Command::Detokenize(a) => commands::tokenize::run_detok(a),
+        Command::Tokenizer(a) => commands::tokenizer::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Pull(a) => commands::models::pull(a),
         Command::Models => commands::models::list(),

@@ -4,4 +4,5 @@ pub mod generate;
 pub mod inspect;
 pub mod models;
 pub mod tokenize;
+pub mod tokenizer;
 pub mod train;

@@ -9,7 +9,8 @@ pub struct TokenizerSource {
     /// A known model name or a GGUF file, whose tokenizer is used.
     #[arg(long, short = 'm', default_value = gpt::hub::DEFAULT_MODEL)]
     pub model: String,
-    /// A tokenizer instead of a model's: a GGUF file, or a folder with encoder.json + vocab.bpe.
+    /// A tokenizer instead of a model's: a GGUF file, a tokenizer.json, or a folder with
+    /// tokenizer.json or encoder.json + vocab.bpe.
     #[arg(long)]
     pub tokenizer: Option<String>,
 }
@@ -25,16 +26,25 @@ impl TokenizerSource {
     }
 }
 
+/// A folder's tokenizer.json is preferred to its encoder.json + vocab.bpe: it also records the
+/// split pattern and all special tokens.
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     if path.is_dir() {
+        let json = path.join("tokenizer.json");
+        if json.exists() {
+            return Ok(Tokenizer::from_tokenizer_json(&json)?);
+        }
         let (enc, bpe) = (path.join("encoder.json"), path.join("vocab.bpe"));
         if enc.exists() && bpe.exists() {
             return Ok(Tokenizer::from_gpt2_files(&enc, &bpe)?);
         }
         bail!(
-            "{}: no encoder.json + vocab.bpe in this folder",
+            "{}: no tokenizer.json or encoder.json + vocab.bpe in this folder",
             path.display()
         );
+    }
+    if path.extension().is_some_and(|e| e == "json") {
+        return Ok(Tokenizer::from_tokenizer_json(path)?);
     }
     let g = gpt::formats::gguf::GgufFile::open(path)?;
     Ok(Tokenizer::from_spec(

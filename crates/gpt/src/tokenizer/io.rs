@@ -251,17 +251,12 @@ pub(super) fn tokenizer_json_spec(path: &Path) -> Result<TokenizerJson> {
         .get("ignore_merges")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let pre_name = match pre {
-        Pretokenizer::Gpt2 => "gpt2",
-        Pretokenizer::Smollm => "smollm",
-        Pretokenizer::Llama3 => "llama-bpe",
-    };
     Ok(TokenizerJson {
         spec: TokenizerSpec {
             tokens,
             token_types: Some(token_types),
             merges,
-            pre: pre_name.into(),
+            pre: pre.name().into(),
             // BOS/EOS and add_bos live in tokenizer_config.json / the model config, not here.
             bos_id: None,
             eos_id: None,
@@ -301,4 +296,131 @@ fn detect_pretokenizer(steps: &[&Value]) -> Option<Pretokenizer> {
         }
         _ => None,
     }
+}
+
+/// Writes `contents` to `path`, naming the file on failure.
+fn write_file(path: &Path, contents: &str) -> Result<()> {
+    std::fs::write(path, contents).map_err(|e| Error::io(path, e))
+}
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    Value::String(s.to_owned()).to_string()
+}
+
+/// The vocabulary as a JSON object `{"token": id, ...}` in id order, one entry per line (the
+/// order a reader expects and diffs well; `serde_json`'s map would sort by key).
+fn vocab_json(tokens: &[String], indent: &str) -> String {
+    let mut out = String::from("{\n");
+    for (id, t) in tokens.iter().enumerate() {
+        let sep = if id + 1 < tokens.len() { "," } else { "" };
+        out.push_str(&format!("{indent}  {}: {id}{sep}\n", json_str(t)));
+    }
+    out.push_str(indent);
+    out.push('}');
+    out
+}
+
+/// Whether the token with this id is matched as a special token.
+fn is_special(spec: &TokenizerSpec, id: usize) -> bool {
+    spec.token_types.as_ref().is_some_and(|t| {
+        t.get(id)
+            .is_some_and(|&t| t == TOKEN_TYPE_CONTROL || t == TOKEN_TYPE_USER_DEFINED)
+    })
+}
+
+/// The `pre_tokenizer` of a `tokenizer.json` for our split patterns, in the forms
+/// [`detect_pretokenizer`] recognises (and Hugging Face runs identically).
+fn pre_tokenizer_json(pre: Pretokenizer) -> Value {
+    let byte_level = |use_regex: bool| {
+        serde_json::json!({
+            "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+            "use_regex": use_regex
+        })
+    };
+    match pre {
+        Pretokenizer::Gpt2 => byte_level(true),
+        Pretokenizer::Smollm => serde_json::json!({
+            "type": "Sequence",
+            "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]
+        }),
+        Pretokenizer::Llama3 => serde_json::json!({
+            "type": "Sequence",
+            "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": LLAMA3_PATTERN}, "behavior": "Isolated",
+                 "invert": false},
+                byte_level(false)
+            ]
+        }),
+    }
+}
+
+/// Writes a byte-level BPE as a Hugging Face `tokenizer.json`: model BPE with the vocabulary and
+/// merges ("a b" strings, which every version of `tokenizers` reads), the spec's split pattern
+/// with a ByteLevel pre-tokenizer (`add_prefix_space` false) and a ByteLevel decoder; special
+/// tokens are `added_tokens` (and in the vocabulary, as in GPT-2's own file).
+pub fn write_tokenizer_json(spec: &TokenizerSpec, path: &Path) -> Result<()> {
+    let pre = Pretokenizer::known(&spec.pre).ok_or_else(|| {
+        file_err(
+            path,
+            format!("cannot write the unknown pre-tokenizer {:?}", spec.pre),
+        )
+    })?;
+    let added: Vec<Value> = (0..spec.tokens.len())
+        .filter(|&id| is_special(spec, id))
+        .map(|id| {
+            serde_json::json!({
+                "id": id, "content": spec.tokens[id], "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true
+            })
+        })
+        .collect();
+    let merges: Vec<String> = spec.merges.iter().map(|m| json_str(m)).collect();
+    let added_json = serde_json::to_string(&added)
+        .map_err(|e| file_err(path, format!("cannot serialize: {e}")))?;
+    let decoder = serde_json::json!({
+        "type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true
+    });
+    let unk = match spec.unk_id {
+        Some(id) => json_str(&spec.tokens[id as usize]),
+        None => "null".into(),
+    };
+    let text = format!(
+        "{{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \
+         \"added_tokens\": {added_json},\n  \"normalizer\": null,\n  \"pre_tokenizer\": {},\n  \
+         \"post_processor\": null,\n  \"decoder\": {decoder},\n  \"model\": {{\n    \
+         \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": {unk},\n    \
+         \"continuing_subword_prefix\": \"\",\n    \"end_of_word_suffix\": \"\",\n    \
+         \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": {},\n    \
+         \"vocab\": {},\n    \"merges\": [\n      {}\n    ]\n  }}\n}}\n",
+        pre_tokenizer_json(pre),
+        pre == Pretokenizer::Llama3,
+        vocab_json(&spec.tokens, "    "),
+        merges.join(",\n      "),
+    );
+    write_file(path, &text)
+}
+
+/// Writes GPT-2's original files into `dir`: `encoder.json` (token -> id) and `vocab.bpe`
+/// (`#version: 0.2`, then one merge per line). These files cannot say which split pattern or which
+/// special tokens a vocabulary has: loaders assume GPT-2's pattern and `<|endoftext|>`, so other
+/// patterns are an error here (write `tokenizer.json` instead).
+pub fn write_gpt2_files(spec: &TokenizerSpec, dir: &Path) -> Result<()> {
+    let (encoder, vocab) = (dir.join("encoder.json"), dir.join("vocab.bpe"));
+    if Pretokenizer::known(&spec.pre) != Some(Pretokenizer::Gpt2) {
+        return Err(file_err(
+            &encoder,
+            format!(
+                "GPT-2's files imply GPT-2's split pattern, not {:?}; use tokenizer.json",
+                spec.pre
+            ),
+        ));
+    }
+    write_file(&encoder, &(vocab_json(&spec.tokens, "") + "\n"))?;
+    let mut text = String::from("#version: 0.2\n");
+    for m in &spec.merges {
+        text.push_str(m);
+        text.push('\n');
+    }
+    write_file(&vocab, &text)
 }

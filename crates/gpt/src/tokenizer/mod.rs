@@ -11,6 +11,10 @@
 //! Decoding maps ids back to bytes through [`byte_level`]'s alphabet; [`StreamDecoder`] does it
 //! incrementally for generation. Files are read by [`io`] (GPT-2's `encoder.json` + `vocab.bpe`,
 //! Hugging Face's `tokenizer.json`); GGUF vocabularies arrive as a [`TokenizerSpec`].
+//!
+//! Training ([`train`]) learns a new vocabulary from a corpus: [`word_count`] counts the
+//! pre-tokens, [`train`] learns merges from the counts, and [`io`] writes `tokenizer.json` and
+//! GPT-2's files that the loaders above read back.
 
 pub mod bpe;
 pub mod byte_level;
@@ -18,9 +22,12 @@ pub mod io;
 pub mod pretokenize;
 pub mod special;
 mod stream;
+pub mod train;
+pub mod word_count;
 
 pub use pretokenize::Pretokenizer;
 pub use stream::StreamDecoder;
+pub use train::{train, TrainConfig, TrainedBpe};
 
 use crate::{Error, Result};
 use bpe::{Bpe, FxHashMap, Merge, Scratch, NO_TOKEN};

@@ -57,6 +57,15 @@ impl Pretokenizer {
         })
     }
 
+    /// The GGUF `tokenizer.ggml.pre` name of the pattern (the first of its group in [`Self::known`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Pretokenizer::Gpt2 => "gpt2",
+            Pretokenizer::Smollm => "smollm",
+            Pretokenizer::Llama3 => "llama-bpe",
+        }
+    }
+
     /// Calls `f` on each piece of `text`, in order. The pieces concatenate to `text`.
     pub fn split<'a>(&self, text: &'a str, mut f: impl FnMut(&'a str)) {
         match self {
