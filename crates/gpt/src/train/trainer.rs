@@ -10,7 +10,8 @@ use crate::infer::sampling::Rng;
 use crate::model::config::{Arch, Config};
 use crate::model::params::Parameters;
 use crate::model::training::Gpt2Training;
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::io::write_tokenizer_json;
+use crate::tokenizer::{Tokenizer, TokenizerSpec};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -216,29 +217,20 @@ fn prepare_data(
         && dir.join("val.bin").exists()
         && tok_path.exists();
     if !fresh {
-        let json = if c.data.tokenizer == "char" {
-            char_tokenizer_json(&c.data.files)?
+        let given = Path::new(&c.data.tokenizer).join("tokenizer.json");
+        if c.data.tokenizer == "char" {
+            write_tokenizer_json(&char_tokenizer_spec(&c.data.files)?, &tok_path)?;
+        } else if given.exists() {
+            std::fs::copy(&given, &tok_path).map_err(|e| Error::io(&given, e))?;
         } else {
-            tokenizer_json_from(Path::new(&c.data.tokenizer))?
-        };
-        write_atomic(&tok_path, json.to_string().as_bytes())?;
+            let d = Path::new(&c.data.tokenizer);
+            let spec = crate::tokenizer::io::gpt2_spec(&d.join("encoder.json"), &d.join("vocab.bpe"))?;
+            write_tokenizer_json(&spec, &tok_path)?;
+        }
         let tok = Tokenizer::from_tokenizer_json(&tok_path)?;
-        obs.message(&format!(
-            "tokenizing {} file(s) with a {}-token vocabulary",
-            c.data.files.len(),
-            tok.vocab_size()
-        ));
-        let (nt, nv) = data::prepare(
-            &c.data.files,
-            &tok,
-            &dir,
-            c.data.val_fraction,
-            &mut |w, d, t| obs.progress(w, d, t),
-        )?;
-        obs.message(&format!(
-            "{nt} training and {nv} validation tokens in {}",
-            dir.display()
-        ));
+        obs.message(&format!("tokenizing {} file(s) with a {}-token vocabulary", c.data.files.len(), tok.vocab_size()));
+        let (nt, nv) = data::prepare(&c.data.files, &tok, &dir, c.data.val_fraction, &mut |w, d, t| obs.progress(w, d, t))?;
+        obs.message(&format!("{nt} training and {nv} validation tokens in {}", dir.display()));
         write_atomic(&stamp_path, stamp.as_bytes())?;
     }
     let tok = Tokenizer::from_tokenizer_json(&tok_path)?;
@@ -257,10 +249,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-/// A byte-level BPE tokenizer.json with no merges whose vocabulary is the distinct bytes of the
-/// corpus, in byte order: character-level for ASCII text (65 tokens for Tiny Shakespeare, as in
-/// nanoGPT), and loadable by Hugging Face tokenizers.
-pub fn char_tokenizer_json(files: &[PathBuf]) -> Result<serde_json::Value> {
+/// A byte-level BPE with no merges whose vocabulary is the distinct bytes of the corpus, in
+/// byte order: character-level for ASCII text (65 tokens for Tiny Shakespeare, as in nanoGPT),
+/// written as a tokenizer.json that Hugging Face tokenizers loads too.
+pub fn char_tokenizer_spec(files: &[PathBuf]) -> Result<TokenizerSpec> {
     use std::io::Read;
     let mut seen = [false; 256];
     for f in files {
@@ -277,67 +269,11 @@ pub fn char_tokenizer_json(files: &[PathBuf]) -> Result<serde_json::Value> {
         }
     }
     let alphabet = crate::tokenizer::byte_level::BYTE_TO_CHAR;
-    let vocab: serde_json::Map<String, serde_json::Value> = (0..256)
-        .filter(|&b| seen[b])
-        .enumerate()
-        .map(|(id, b)| (alphabet[b].to_string(), serde_json::Value::from(id)))
-        .collect();
-    Ok(bpe_tokenizer_json(vocab, Vec::new(), &[]))
-}
-
-/// A tokenizer.json (Hugging Face's format) for a byte-level BPE.
-fn bpe_tokenizer_json(
-    vocab: serde_json::Map<String, serde_json::Value>,
-    merges: Vec<String>,
-    special: &[(String, u64)],
-) -> serde_json::Value {
-    let added: Vec<_> = special
-        .iter()
-        .map(|(s, id)| serde_json::json!({"id": id, "content": s, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
-        .collect();
-    serde_json::json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": null,
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
-        "post_processor": null,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "vocab": vocab, "merges": merges},
+    Ok(TokenizerSpec {
+        tokens: (0..256).filter(|&b| seen[b]).map(|b| alphabet[b].to_string()).collect(),
+        pre: "gpt2".into(),
+        ..Default::default()
     })
-}
-
-/// The tokenizer.json of a folder: its own, or one made from GPT-2's encoder.json + vocab.bpe.
-fn tokenizer_json_from(dir: &Path) -> Result<serde_json::Value> {
-    let tj = dir.join("tokenizer.json");
-    if tj.exists() {
-        let text = std::fs::read_to_string(&tj).map_err(|e| Error::io(&tj, e))?;
-        return serde_json::from_str(&text).map_err(|e| Error::Format {
-            file: tj.display().to_string(),
-            msg: e.to_string(),
-        });
-    }
-    let (enc, bpe) = (dir.join("encoder.json"), dir.join("vocab.bpe"));
-    let text = std::fs::read_to_string(&enc).map_err(|e| Error::io(&enc, e))?;
-    let vocab: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&text).map_err(|e| Error::Format {
-            file: enc.display().to_string(),
-            msg: e.to_string(),
-        })?;
-    let merges: Vec<String> = std::fs::read_to_string(&bpe)
-        .map_err(|e| Error::io(&bpe, e))?
-        .lines()
-        .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())
-        .map(String::from)
-        .collect();
-    let special: Vec<(String, u64)> = vocab
-        .get("<|endoftext|>")
-        .and_then(|v| v.as_u64())
-        .map(|id| ("<|endoftext|>".to_string(), id))
-        .into_iter()
-        .collect();
-    Ok(bpe_tokenizer_json(vocab, merges, &special))
 }
 
 /// Runs (or with `resume`, continues) the training described by `c`. Returns the final state.
