@@ -429,6 +429,19 @@ pub(super) unsafe fn quantize_q8x2_avx2(x: &[f32], out: &mut [BlockQ8x2]) {
 // processing cheaper per token than generation. Each token's arithmetic is the same for every
 // N, so a token's result does not depend on how tokens are grouped.
 
+/// How far ahead of the weight block being read the quantized row kernels prefetch. Generation
+/// streams the whole model from L3 or memory, and these kernels were bound by the weight loads
+/// (perf put most of their time on the first use of a weight load): the hardware prefetcher
+/// alone does not run far enough ahead. Measured: generation 1.3-1.5x faster.
+const WEIGHT_PREFETCH_BYTES: usize = 1024;
+
+/// Prefetches weight bytes [`WEIGHT_PREFETCH_BYTES`] past `p`. A prefetch never faults, so
+/// reading past the end of the matrix is harmless.
+#[inline(always)]
+unsafe fn prefetch_weights(p: *const u8) {
+    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(WEIGHT_PREFETCH_BYTES) as *const i8);
+}
+
 /// Q4_1 weights (value = d*q + m) x Q8_1 activations (value = d_a*a, s_a = d_a*sum(a)):
 /// per block d*d_a*sum(q*a) + m*s_a.
 #[inline(always)]
@@ -442,6 +455,7 @@ unsafe fn q4_1_q8_1<const N: usize, const VNNI: bool>(
     let mut acc_m = [_mm_setzero_ps(); N];
     for b in 0..kb {
         let wb = w.add(b * Q4_1_BYTES);
+        prefetch_weights(wb);
         // [d, m, 0, 0]: d and m are adjacent halves, converted together.
         let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(read_unaligned(wb as *const i32)));
         let q = unpack_nibbles(wb.add(4));
@@ -474,6 +488,7 @@ unsafe fn q4_0_q8_0<const N: usize, const VNNI: bool>(
     let mut acc = [_mm256_setzero_ps(); N];
     for b in 0..kb {
         let wb = w.add(b * Q4_0_BYTES);
+        prefetch_weights(wb);
         let dw = f16_splat(wb);
         let x = _mm256_sub_epi8(unpack_nibbles(wb.add(2)), _mm256_set1_epi8(8));
         let ax = _mm256_sign_epi8(x, x);
@@ -503,6 +518,7 @@ unsafe fn q8_0_q8_0<const N: usize, const VNNI: bool>(
     let mut acc = [_mm256_setzero_ps(); N];
     for b in 0..kb {
         let wb = w.add(b * Q8_0_BYTES);
+        prefetch_weights(wb);
         let dw = f16_splat(wb);
         let x = _mm256_loadu_si256(wb.add(2) as *const __m256i);
         let ax = _mm256_sign_epi8(x, x);
@@ -643,6 +659,7 @@ unsafe fn wq_q8x2_avx2<W: WeightBlock, const N: usize>(
     let ones = _mm256_set1_epi16(1);
     for b in 0..kb {
         let wb = w.add(b * W::BYTES);
+        prefetch_weights(wb);
         let dm = W::dm(wb);
         let q = W::quants(wb);
         let u = if W::SIGNED { _mm256_sign_epi8(q, q) } else { q };
@@ -689,6 +706,7 @@ unsafe fn wq_q8x2_vnni<W: WeightBlock, const N: usize>(
     let zero = _mm256_setzero_si256();
     for b in 0..kb {
         let wb = w.add(b * W::BYTES);
+        prefetch_weights(wb);
         let dm = W::dm(wb);
         let q = W::quants(wb);
         let u = if W::SIGNED { _mm256_sign_epi8(q, q) } else { q };
