@@ -15,8 +15,9 @@ pub struct ModelArgs {
     /// Threads for the matrix products (default: all cores).
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
-    /// `fast` quantizes activations to 8 bits against quantized weights (as llama.cpp);
-    /// `f32` multiplies dequantized weights with f32 activations (reference math).
+    /// `fast` quantizes activations to two int8 planes against quantized weights (close to f32
+    /// math); `q8` to one int8 plane (llama.cpp's scheme, fastest); `f32` multiplies dequantized
+    /// weights with f32 activations (reference math).
     #[arg(long, default_value = "fast", value_parser = parse_precision)]
     pub precision: Precision,
 }
@@ -24,8 +25,9 @@ pub struct ModelArgs {
 fn parse_precision(s: &str) -> Result<Precision, String> {
     match s {
         "fast" => Ok(Precision::Fast),
+        "q8" => Ok(Precision::Q8),
         "f32" => Ok(Precision::F32),
-        _ => Err(format!("unknown precision '{s}' (fast, f32)")),
+        _ => Err(format!("unknown precision '{s}' (fast, q8, f32)")),
     }
 }
 

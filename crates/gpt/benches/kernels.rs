@@ -5,7 +5,7 @@
 //! bytes read, so GiB/s compares directly with the machine's memory bandwidth.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use gpt::kernels::quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, QK};
+use gpt::kernels::quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, BlockQ8x2, QK};
 use gpt::kernels::{Isa, MatRef, Precision};
 use gpt::tensor::DType;
 use half::f16;
@@ -79,8 +79,18 @@ fn bench_vec_dot(c: &mut Criterion) {
             };
             kb
         ];
+        let mut a2 = vec![
+            BlockQ8x2 {
+                d: 0.0,
+                s: 0.0,
+                hi: [0; QK],
+                lo: [0; QK]
+            };
+            kb
+        ];
         gpt::kernels::quant::quantize_q8_0(&x, &mut a0);
         gpt::kernels::quant::quantize_q8_1(&x, &mut a1);
+        gpt::kernels::quant::quantize_q8x2(&x, &mut a2);
         let w40 = weights(&mut rng, DType::Q4_0, 1, k);
         let w41 = weights(&mut rng, DType::Q4_1, 1, k);
         let w80 = weights(&mut rng, DType::Q8_0, 1, k);
@@ -103,6 +113,19 @@ fn bench_vec_dot(c: &mut Criterion) {
             group.bench_function(id("q8_0"), |b| {
                 b.iter(|| isa.dot_q8_0_q8_0(black_box(w80), &a0))
             });
+            // The two-plane activations of Precision::Fast, against the same weights.
+            group.throughput(Throughput::Bytes(std::mem::size_of_val(w41) as u64));
+            group.bench_function(id("q4_1_q8x2"), |b| {
+                b.iter(|| isa.dot_q4_1_q8x2(black_box(w41), &a2))
+            });
+            group.throughput(Throughput::Bytes(std::mem::size_of_val(w40) as u64));
+            group.bench_function(id("q4_0_q8x2"), |b| {
+                b.iter(|| isa.dot_q4_0_q8x2(black_box(w40), &a2))
+            });
+            group.throughput(Throughput::Bytes(std::mem::size_of_val(w80) as u64));
+            group.bench_function(id("q8_0_q8x2"), |b| {
+                b.iter(|| isa.dot_q8_0_q8x2(black_box(w80), &a2))
+            });
             let y = rng.vec(k);
             group.throughput(Throughput::Bytes(4 * k as u64));
             group.bench_function(id("f32"), |b| b.iter(|| isa.dot_f32(black_box(&x), &y)));
@@ -113,7 +136,7 @@ fn bench_vec_dot(c: &mut Criterion) {
 
 fn bench_quantize(c: &mut Criterion) {
     let mut rng = Rng(2);
-    let mut group = c.benchmark_group("quantize_q8_1");
+    let mut group = c.benchmark_group("quantize");
     let x = rng.vec(576);
     let mut out = vec![
         BlockQ8_1 {
@@ -123,9 +146,21 @@ fn bench_quantize(c: &mut Criterion) {
         };
         576 / QK
     ];
+    let mut out2 = vec![
+        BlockQ8x2 {
+            d: 0.0,
+            s: 0.0,
+            hi: [0; QK],
+            lo: [0; QK]
+        };
+        576 / QK
+    ];
     for isa in Isa::available() {
-        group.bench_function(BenchmarkId::new("K=576", isa.name()), |b| {
+        group.bench_function(BenchmarkId::new("q8_1/K=576", isa.name()), |b| {
             b.iter(|| isa.quantize_q8_1(black_box(&x), &mut out))
+        });
+        group.bench_function(BenchmarkId::new("q8x2/K=576", isa.name()), |b| {
+            b.iter(|| isa.quantize_q8x2(black_box(&x), &mut out2))
         });
     }
     group.finish();
@@ -144,13 +179,18 @@ fn bench_matmul(c: &mut Criterion) {
     let mut group = c.benchmark_group("matmul");
     let cases: &[(DType, usize, usize, usize, Precision)] = &[
         (DType::Q4_1, 1536, 576, 1, Precision::Fast),
+        (DType::Q4_1, 1536, 576, 1, Precision::Q8),
         (DType::Q4_1, 1536, 576, 64, Precision::Fast),
+        (DType::Q4_1, 1536, 576, 64, Precision::Q8),
         (DType::Q4_1, 576, 576, 1, Precision::Fast),
         (DType::Q4_1, 576, 1536, 1, Precision::Fast),
         (DType::Q4_1, 192, 576, 1, Precision::Fast),
         (DType::Q8_0, 49152, 576, 1, Precision::Fast),
+        (DType::Q8_0, 49152, 576, 1, Precision::Q8),
         (DType::Q4_0, 1536, 576, 64, Precision::Fast),
+        (DType::Q4_0, 1536, 576, 64, Precision::Q8),
         (DType::Q8_0, 1536, 576, 64, Precision::Fast),
+        (DType::Q8_0, 1536, 576, 64, Precision::Q8),
         (DType::Q4_1, 1536, 576, 64, Precision::F32),
         (DType::F16, 1536, 576, 1, Precision::Fast),
     ];
@@ -185,7 +225,7 @@ fn bench_matmul(c: &mut Criterion) {
         if dtype == DType::Q4_1 && n == 1536 && precision == Precision::Fast {
             run(Isa::Reference, Isa::Reference.name());
         }
-        if t == 1 && dtype == DType::Q4_1 {
+        if t == 1 && dtype == DType::Q4_1 && precision == Precision::Fast {
             let id = BenchmarkId::new(&name, format!("{}/outside-pool", isa.name()));
             group.bench_function(id, |b| {
                 b.iter(|| isa.matmul(m, black_box(&x), t, &mut out, precision))

@@ -1,8 +1,12 @@
-//! The SIMD kernels agree with their reference twins: quantized dot products, activation
-//! quantization (bit-exact), dequantization (bit-exact, checked by hand), matmul on every dtype
-//! and precision, and the small vector helpers. Every kernel set the CPU supports is tested.
+//! The SIMD kernels agree with their reference twins: quantized dot products (one- and
+//! two-plane activations), activation quantization (bit-exact), dequantization (bit-exact,
+//! checked by hand), matmul on every dtype and precision, and the small vector helpers. Every
+//! kernel set the CPU supports is tested. Two-plane activations are also checked against exact
+//! math: their error is a small fraction of one plane's.
 
-use gpt::kernels::quant::{self, BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, QK};
+use gpt::kernels::quant::{
+    self, BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, BlockQ8x2, Q8X2_LO_SCALE, QK,
+};
 use gpt::kernels::{reference, Isa, MatRef, Precision};
 use gpt::tensor::DType;
 use half::{bf16, f16};
@@ -15,8 +19,13 @@ const SUM_ORDER_REL_TOL: f32 = 1e-5;
 
 /// Quantizing an activation block to 8 bits moves each element by at most d/2 (rounding), plus
 /// |q| * |d - f16(d)| <= 127 * d * 2^-11 ~ 0.062 d where d is stored as f16 (Q8_0). 0.6 d per
-/// element bounds the Fast-vs-F32 difference for any data, with no statistical assumption.
+/// element bounds the Q8-vs-F32 difference for any data, with no statistical assumption.
 const ACT_QUANT_ERR_PER_D: f32 = 0.6;
+
+/// Two planes move each element by at most d/2 / 254 (the second rounding), plus the f32
+/// rounding of x * (1/d) (a relative 2^-23 of |x/d| <= 127, so 1.6e-5 d). 0.0021 d per element
+/// bounds the Fast-vs-F32 difference for any data: 285 times tighter than one plane's bound.
+const ACT_Q8X2_ERR_PER_D: f32 = 0.5 / Q8X2_LO_SCALE + 1.4e-4;
 
 /// A small deterministic generator (splitmix64), so failures reproduce.
 struct Rng(u64);
@@ -112,6 +121,23 @@ fn dequant_q8_1(a: &[BlockQ8_1]) -> Vec<f32> {
     a.iter()
         .flat_map(|b| b.qs.map(|q| b.d * q as f32))
         .collect()
+}
+
+/// The values two-plane blocks stand for: d * (hi + lo / 254).
+fn dequant_q8x2(a: &[BlockQ8x2]) -> Vec<f32> {
+    a.iter()
+        .flat_map(|b| {
+            let v: [f32; QK] =
+                std::array::from_fn(|j| b.d * (b.hi[j] as f32 + b.lo[j] as f32 / Q8X2_LO_SCALE));
+            v
+        })
+        .collect()
+}
+
+fn quantize_q8x2(x: &[f32]) -> Vec<BlockQ8x2> {
+    let mut a = vec![BlockQ8x2::zeroed(); x.len() / QK];
+    quant::quantize_q8x2(x, &mut a);
+    a
 }
 
 /// Activation rows to test against: random at several scales, plus the extremes.
@@ -241,6 +267,139 @@ fn simd_q8_0_dot_matches_reference() {
     }
 }
 
+/// The two-plane dot products of every kernel set against their reference twins, for the three
+/// weight types, on random and extreme weights and activations.
+#[test]
+fn simd_two_plane_dots_match_reference() {
+    let mut rng = Rng(11);
+    for isa in supported() {
+        for kb in BLOCK_COUNTS {
+            let mut q4_1_max = random_q4_1(&mut rng, kb);
+            q4_1_max.iter_mut().for_each(|b| b.qs = [0xff; 16]);
+            let mut q4_0_ext = random_q4_0(&mut rng, kb);
+            q4_0_ext
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, b)| b.qs = [if i % 2 == 0 { 0xff } else { 0x00 }; 16]);
+            let mut q8_0_ext = random_q8_0(&mut rng, kb);
+            q8_0_ext.iter_mut().enumerate().for_each(|(i, b)| {
+                b.qs = [if i % 2 == 0 { 127 } else { -127 }; 32];
+                b.qs[5] = -128;
+            });
+            let q4_1 = [random_q4_1(&mut rng, kb), q4_1_max];
+            let q4_0 = [random_q4_0(&mut rng, kb), q4_0_ext];
+            let q8_0 = [random_q8_0(&mut rng, kb), q8_0_ext];
+            for (aname, x) in activation_cases(&mut rng, kb * QK) {
+                let a = quantize_q8x2(&x);
+                let af = dequant_q8x2(&a);
+                let check = |what: &str, dtype: DType, w: &[u8], got: f32, want: f32| {
+                    let mut wf = vec![0f32; kb * QK];
+                    quant::dequantize_row(dtype, w, &mut wf);
+                    // The min term m * s adds sum|m| * |s| to the magnitude (0 without one).
+                    let mins: f32 = match dtype {
+                        DType::Q4_1 => bytemuck::cast_slice::<_, BlockQ4_1>(w)
+                            .iter()
+                            .zip(&a)
+                            .map(|(b, q)| (b.m.to_f32() * q.s).abs())
+                            .sum(),
+                        _ => 0.0,
+                    };
+                    let tol = SUM_ORDER_REL_TOL * (magnitude(&wf, &af) + mins);
+                    check_close(
+                        &format!("{isa:?} {what} kb={kb} a={aname}"),
+                        &[got],
+                        &[want],
+                        |_| tol,
+                    );
+                };
+                for (k, w) in q4_1.iter().enumerate() {
+                    let (got, want) = (isa.dot_q4_1_q8x2(w, &a), reference::dot_q4_1_q8x2(w, &a));
+                    check(
+                        &format!("q4_1 w#{k}"),
+                        DType::Q4_1,
+                        bytemuck::cast_slice(w),
+                        got,
+                        want,
+                    );
+                }
+                for (k, w) in q4_0.iter().enumerate() {
+                    let (got, want) = (isa.dot_q4_0_q8x2(w, &a), reference::dot_q4_0_q8x2(w, &a));
+                    check(
+                        &format!("q4_0 w#{k}"),
+                        DType::Q4_0,
+                        bytemuck::cast_slice(w),
+                        got,
+                        want,
+                    );
+                }
+                for (k, w) in q8_0.iter().enumerate() {
+                    let (got, want) = (isa.dot_q8_0_q8x2(w, &a), reference::dot_q8_0_q8x2(w, &a));
+                    check(
+                        &format!("q8_0 w#{k}"),
+                        DType::Q8_0,
+                        bytemuck::cast_slice(w),
+                        got,
+                        want,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The point of two planes, as a property of the math rather than of our kernels: against the
+/// exact dot product of the dequantized weights with the f32 activations (in f64), the
+/// two-plane dot's error is at least 50 times smaller than the one-plane (llama.cpp) dot's.
+/// (The rounding error per element shrinks 254-fold; the f16 scale of Q8_0 activations, which
+/// two-plane blocks keep in f32, only widens the gap.)
+#[test]
+fn two_plane_dot_error_is_far_below_one_plane_error() {
+    let mut rng = Rng(12);
+    let kb = 18;
+    let rows = 200;
+    let exact =
+        |w: &[f32], x: &[f32]| -> f64 { w.iter().zip(x).map(|(&a, &b)| a as f64 * b as f64).sum() };
+    let (mut one, mut two) = ([0f64; 3], [0f64; 3]);
+    for _ in 0..rows {
+        let x = rng.vec(kb * QK, 1.0);
+        let a2 = quantize_q8x2(&x);
+        let mut a0 = vec![BlockQ8_0::zeroed(); kb];
+        quant::quantize_q8_0(&x, &mut a0);
+        let mut a1 = vec![BlockQ8_1::zeroed(); kb];
+        quant::quantize_q8_1(&x, &mut a1);
+        let mut wf = vec![0f32; kb * QK];
+
+        let w = random_q4_1(&mut rng, kb);
+        quant::dequantize_row(DType::Q4_1, bytemuck::cast_slice(&w), &mut wf);
+        let e = exact(&wf, &x);
+        one[0] += (reference::dot_q4_1_q8_1(&w, &a1) as f64 - e).abs();
+        two[0] += (reference::dot_q4_1_q8x2(&w, &a2) as f64 - e).abs();
+
+        let w = random_q4_0(&mut rng, kb);
+        quant::dequantize_row(DType::Q4_0, bytemuck::cast_slice(&w), &mut wf);
+        let e = exact(&wf, &x);
+        one[1] += (reference::dot_q4_0_q8_0(&w, &a0) as f64 - e).abs();
+        two[1] += (reference::dot_q4_0_q8x2(&w, &a2) as f64 - e).abs();
+
+        let w = random_q8_0(&mut rng, kb);
+        let wf = dequant_q8_0(&w);
+        let e = exact(&wf, &x);
+        one[2] += (reference::dot_q8_0_q8_0(&w, &a0) as f64 - e).abs();
+        two[2] += (reference::dot_q8_0_q8x2(&w, &a2) as f64 - e).abs();
+    }
+    for (k, name) in ["q4_1", "q4_0", "q8_0"].iter().enumerate() {
+        let (e1, e2) = (one[k] / rows as f64, two[k] / rows as f64);
+        eprintln!(
+            "{name}: mean |error| one plane {e1:.3e}, two planes {e2:.3e}, ratio {:.0}",
+            e1 / e2
+        );
+        assert!(
+            e1 >= 50.0 * e2,
+            "{name}: two-plane error {e2:e} is not 50x below one-plane error {e1:e}"
+        );
+    }
+}
+
 /// Activations whose scaled values land exactly on halves, where round-half-away-from-zero
 /// (ggml's roundf, Rust's f32::round) and round-half-to-even differ.
 fn tie_block() -> Vec<f32> {
@@ -286,6 +445,14 @@ fn simd_activation_quantization_is_bit_exact() {
                 "{isa:?} q8_1 of {:?}..",
                 &x[..4]
             );
+            let mut got2 = vec![BlockQ8x2::zeroed(); kb];
+            isa.quantize_q8x2(x, &mut got2);
+            assert_eq!(
+                bytemuck::cast_slice::<_, u8>(&got2),
+                bytemuck::cast_slice::<_, u8>(&quantize_q8x2(x)),
+                "{isa:?} q8x2 of {:?}..",
+                &x[..4]
+            );
         }
     }
     // The ties themselves, by hand: 127 -> 127, -0.5 -> -1, 0.5 -> 1, 2.5 -> 3, -2.5 -> -3.
@@ -293,6 +460,30 @@ fn simd_activation_quantization_is_bit_exact() {
     Isa::detected().quantize_q8_0(&tie_block(), &mut b);
     assert_eq!(&b[0].qs[..5], &[127, -1, 1, 3, -3]);
     assert_eq!(b[0].d.to_f32(), 1.0);
+}
+
+/// Two planes by hand. With max |x| = 127, d = 1: hi = round(x), lo = round((x - hi) * 254).
+/// 0.25 * 254 = 63.5 and -0.25 * 254 = -63.5 are ties in the second plane, rounded away from 0.
+#[test]
+fn two_plane_quantization_by_hand() {
+    let mut x = vec![0f32; QK];
+    x[..8].copy_from_slice(&[127.0, 2.5, -0.5, 0.25, 1.75, 0.125, -3.0, 10.5]);
+    // hi: 127, 3 (tie), -1 (tie), 0, 2, 0, -3, 11; residuals 0, -0.5, 0.5, 0.25, -0.25,
+    // 0.125, 0, -0.5, times 254: 0, -127, 127, 63.5, -63.5, 31.75, 0, -127.
+    let want_hi = [127, 3, -1, 0, 2, 0, -3, 11];
+    let want_lo = [0, -127, 127, 64, -64, 32, 0, -127];
+    for isa in supported() {
+        let mut b = [BlockQ8x2::zeroed()];
+        isa.quantize_q8x2(&x, &mut b);
+        assert_eq!(b[0].d, 1.0, "{isa:?}");
+        assert_eq!(&b[0].hi[..8], &want_hi, "{isa:?} hi");
+        assert_eq!(&b[0].lo[..8], &want_lo, "{isa:?} lo");
+        // s = d * (sum(hi) + sum(lo) / 254) = 139 + (-95) / 254.
+        assert_eq!(b[0].s, 139.0 + -95.0 / 254.0, "{isa:?} s");
+        // 0.25 comes back as 64 / 254 = 0.25197: within d / 508 of the input.
+        let back = dequant_q8x2(&b);
+        assert!((back[3] - 0.25).abs() <= 0.5 / 254.0, "{back:?}");
+    }
 }
 
 use bytemuck::Zeroable;
@@ -446,7 +637,7 @@ fn matmul_of_t_tokens_matches_t_single_token_calls() {
             };
             let mut wf = vec![0f32; k];
             for isa in supported() {
-                for precision in [Precision::Fast, Precision::F32] {
+                for precision in [Precision::Fast, Precision::Q8, Precision::F32] {
                     for t in [1, 3, 7] {
                         let x = rng.vec(t * k, 1.0);
                         let all = run(isa, w, &x, t, precision);
@@ -492,12 +683,12 @@ fn matmul_kernel_sets_agree_with_reference() {
                     magnitude(&wf, &x[(i / n) * k..(i / n + 1) * k])
                 })
                 .collect();
-            for precision in [Precision::Fast, Precision::F32] {
+            for precision in [Precision::Fast, Precision::Q8, Precision::F32] {
                 let want = run(Isa::Reference, w, &x, t, precision);
                 for isa in supported() {
                     let got = run(isa, w, &x, t, precision);
-                    // Fast: the same quantized activations, so only sum order differs; their
-                    // magnitude is within 1% of the f32 one.
+                    // Fast and Q8: the same quantized activations, so only sum order differs;
+                    // their magnitude is within 1% of the f32 one.
                     let tol = |i: usize| SUM_ORDER_REL_TOL * 1.01 * mags[i];
                     check_close(
                         &format!("{isa:?} {dtype} {precision:?} ({n}, {k})"),
@@ -511,9 +702,11 @@ fn matmul_kernel_sets_agree_with_reference() {
     }
 }
 
-#[test]
-fn matmul_fast_matches_f32_precision_within_activation_quantization() {
-    let mut rng = Rng(9);
+/// Quantized-activation matmuls against F32 precision, within a bound on the activation
+/// quantization error that holds for any data: per element `err_per_d` times its block's
+/// scale d = max|x| / 127, weighted by |w|.
+fn check_quantized_matmul_near_f32(precision: Precision, err_per_d: f32, seed: u64) {
+    let mut rng = Rng(seed);
     let t = 3;
     for (n, k) in SHAPES {
         for dtype in [DType::Q4_0, DType::Q4_1, DType::Q8_0] {
@@ -525,7 +718,6 @@ fn matmul_fast_matches_f32_precision_within_activation_quantization() {
                 data: &buf[1..],
             };
             let x = rng.vec(t * k, 2.0);
-            // Per element |error| <= 0.6 d of its block; weighted by |w| that bounds the dot.
             let mut wf = vec![0f32; k];
             let tol: Vec<f32> = (0..t * n)
                 .map(|i| {
@@ -536,17 +728,17 @@ fn matmul_fast_matches_f32_precision_within_activation_quantization() {
                         .zip(xt.chunks(QK))
                         .map(|(wb, xb)| {
                             let d = xb.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
-                            ACT_QUANT_ERR_PER_D * d * wb.iter().map(|v| v.abs()).sum::<f32>()
+                            err_per_d * d * wb.iter().map(|v| v.abs()).sum::<f32>()
                         })
                         .sum();
                     quant_err + 2.0 * SUM_ORDER_REL_TOL * magnitude(&wf, xt)
                 })
                 .collect();
             for isa in supported() {
-                let fast = run(isa, w, &x, t, Precision::Fast);
+                let fast = run(isa, w, &x, t, precision);
                 let exact = run(isa, w, &x, t, Precision::F32);
                 check_close(
-                    &format!("{isa:?} {dtype} Fast vs F32 ({n}, {k})"),
+                    &format!("{isa:?} {dtype} {precision:?} vs F32 ({n}, {k})"),
                     &fast,
                     &exact,
                     |i| tol[i],
@@ -554,6 +746,21 @@ fn matmul_fast_matches_f32_precision_within_activation_quantization() {
             }
         }
     }
+}
+
+#[test]
+fn matmul_q8_matches_f32_precision_within_activation_quantization() {
+    check_quantized_matmul_near_f32(Precision::Q8, ACT_QUANT_ERR_PER_D, 9);
+}
+
+#[test]
+fn matmul_fast_matches_f32_precision_within_two_plane_quantization() {
+    check_quantized_matmul_near_f32(Precision::Fast, ACT_Q8X2_ERR_PER_D, 13);
+}
+
+#[test]
+fn precision_defaults_to_fast_two_plane() {
+    assert_eq!(Precision::default(), Precision::Fast);
 }
 
 #[test]

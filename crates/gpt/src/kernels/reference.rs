@@ -1,7 +1,7 @@
 //! Plain, portable kernels: the reference twins of the SIMD ones and the fallback path.
 #![deny(unsafe_code)]
 
-use super::quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, QK};
+use super::quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, BlockQ8x2, Q8X2_LO_SCALE, QK};
 
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -45,6 +45,54 @@ pub fn dot_q8_0_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
             .map(|(&x, &y)| x as i32 * y as i32)
             .sum();
         acc += bw.d.to_f32() * ba.d.to_f32() * s as f32;
+    }
+    acc
+}
+
+/// The integer sums of one weight block's quants `q` (32, in element order) with both planes
+/// of an activation block: (sum(q * hi), sum(q * lo)).
+fn q8x2_block_sums(q: impl Fn(usize) -> i32, a: &BlockQ8x2) -> (i32, i32) {
+    (0..QK).fold((0, 0), |(sh, sl), j| {
+        (sh + q(j) * a.hi[j] as i32, sl + q(j) * a.lo[j] as i32)
+    })
+}
+
+/// Element j of a 4-bit block: low nibbles hold elements 0..16, high nibbles 16..32.
+fn nibble(qs: &[u8; QK / 2], j: usize) -> i32 {
+    if j < QK / 2 {
+        (qs[j] & 0x0f) as i32
+    } else {
+        (qs[j - QK / 2] >> 4) as i32
+    }
+}
+
+/// sum over blocks of d_w * d_a * (sum(q_w * hi) + sum(q_w * lo) / 254) + m_w * s_a
+pub fn dot_q4_1_q8x2(w: &[BlockQ4_1], a: &[BlockQ8x2]) -> f32 {
+    let mut acc = 0f32;
+    for (bw, ba) in w.iter().zip(a) {
+        let (sh, sl) = q8x2_block_sums(|j| nibble(&bw.qs, j), ba);
+        acc +=
+            bw.d.to_f32() * ba.d * (sh as f32 + sl as f32 / Q8X2_LO_SCALE) + bw.m.to_f32() * ba.s;
+    }
+    acc
+}
+
+/// sum over blocks of d_w * d_a * (sum((q_w - 8) * hi) + sum((q_w - 8) * lo) / 254)
+pub fn dot_q4_0_q8x2(w: &[BlockQ4_0], a: &[BlockQ8x2]) -> f32 {
+    let mut acc = 0f32;
+    for (bw, ba) in w.iter().zip(a) {
+        let (sh, sl) = q8x2_block_sums(|j| nibble(&bw.qs, j) - 8, ba);
+        acc += bw.d.to_f32() * ba.d * (sh as f32 + sl as f32 / Q8X2_LO_SCALE);
+    }
+    acc
+}
+
+/// sum over blocks of d_w * d_a * (sum(q_w * hi) + sum(q_w * lo) / 254)
+pub fn dot_q8_0_q8x2(w: &[BlockQ8_0], a: &[BlockQ8x2]) -> f32 {
+    let mut acc = 0f32;
+    for (bw, ba) in w.iter().zip(a) {
+        let (sh, sl) = q8x2_block_sums(|j| bw.qs[j] as i32, ba);
+        acc += bw.d.to_f32() * ba.d * (sh as f32 + sl as f32 / Q8X2_LO_SCALE);
     }
     acc
 }
