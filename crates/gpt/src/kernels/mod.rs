@@ -220,6 +220,22 @@ impl Isa {
                 isa.quantize_q8_0(x, acts);
                 quant_matmul(&QuantKernel::q8_0(isa), w, acts, t, out);
             }),
+            // Many tokens against f32 weights: a dense product, blocked for the caches.
+            // (File data that is not 4-byte aligned falls through to the row products.)
+            (_, DType::F32) if t >= GEMM_MIN_TOKENS && isa != Isa::Reference => {
+                match bytemuck::try_cast_slice::<u8, f32>(w.data) {
+                    Ok(wf) => gemm::sgemm(
+                        t,
+                        n,
+                        k,
+                        gemm::Operand::new(x),
+                        gemm::Operand::t(wf),
+                        out,
+                        false,
+                    ),
+                    Err(_) => float_matmul(isa, w, x, t, out),
+                }
+            }
             _ => float_matmul(isa, w, x, t, out),
         }
     }
@@ -838,6 +854,10 @@ fn panel_matmul(
         }),
     }
 }
+
+/// From this many tokens on, f32 weights go through [`gemm::sgemm`] (training batches,
+/// prompts of f32 models); below it, row dot products win.
+const GEMM_MIN_TOKENS: usize = 16;
 
 /// F32 precision, or float weights: each row is widened to f32 once per band and dotted with
 /// every token in f32. f32 rows, and f16/bf16 rows for a single token, are dotted in place.

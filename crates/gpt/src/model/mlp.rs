@@ -25,13 +25,30 @@ const GELU_CUBIC: f32 = 0.044715;
 
 /// GELU with the tanh approximation (GPT-2's `gelu_new`).
 pub fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)).tanh())
+    0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)))
+}
+
+/// tanh(x) = 1 - 2 / (e^(2x) + 1), with e^y from Cephes' expf polynomial: within 2e-7 of the
+/// true value (absolute), which is what GELU needs (it uses 1 + tanh), and free of libm calls,
+/// so loops over it vectorize. libm's tanhf was a quarter of training time.
+pub fn tanh(x: f32) -> f32 {
+    let y = (2.0 * x).clamp(-88.0, 88.0);
+    // e^y = 2^n e^r with n = round(y / ln 2) and |r| <= ln 2 / 2.
+    let n = (y * std::f32::consts::LOG2_E).round();
+    let r = y - n * 0.693_359_4 + n * 2.121_944_4e-4; // ln 2 split in two for an exact product
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 0.166_666_66)
+        * r
+        + 0.5;
+    let er = p * r * r + r + 1.0;
+    let e = er * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    1.0 - 2.0 / (e + 1.0)
 }
 
 /// d gelu(x) / dx
 pub fn gelu_grad(x: f32) -> f32 {
     let u = SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x);
-    let th = u.tanh();
+    let th = tanh(u);
     let sech2 = 1.0 - th * th;
     0.5 * (1.0 + th) + 0.5 * x * sech2 * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x * x)
 }
@@ -82,6 +99,19 @@ mod tests {
         assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6); // 1 / (1 + e^-1)
         assert!((gelu(1.0) - 0.841_192).abs() < 1e-5); // PyTorch gelu(1.0, approximate='tanh')
         assert!((gelu(-3.0) - -0.003_637_4).abs() < 1e-6);
+    }
+
+    #[test]
+    fn tanh_is_within_2e7_of_libm() {
+        let mut worst = 0f64;
+        for i in -200_000..=200_000 {
+            let x = i as f32 * 1e-4;
+            worst = worst.max((tanh(x) as f64 - (x as f64).tanh()).abs());
+        }
+        for x in [-1e6f32, -100.0, 44.0, 1e6] {
+            worst = worst.max((tanh(x) as f64 - (x as f64).tanh()).abs());
+        }
+        assert!(worst < 2e-7, "worst {worst}");
     }
 
     #[test]

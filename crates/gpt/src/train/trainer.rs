@@ -224,13 +224,27 @@ fn prepare_data(
             std::fs::copy(&given, &tok_path).map_err(|e| Error::io(&given, e))?;
         } else {
             let d = Path::new(&c.data.tokenizer);
-            let spec = crate::tokenizer::io::gpt2_spec(&d.join("encoder.json"), &d.join("vocab.bpe"))?;
+            let spec =
+                crate::tokenizer::io::gpt2_spec(&d.join("encoder.json"), &d.join("vocab.bpe"))?;
             write_tokenizer_json(&spec, &tok_path)?;
         }
         let tok = Tokenizer::from_tokenizer_json(&tok_path)?;
-        obs.message(&format!("tokenizing {} file(s) with a {}-token vocabulary", c.data.files.len(), tok.vocab_size()));
-        let (nt, nv) = data::prepare(&c.data.files, &tok, &dir, c.data.val_fraction, &mut |w, d, t| obs.progress(w, d, t))?;
-        obs.message(&format!("{nt} training and {nv} validation tokens in {}", dir.display()));
+        obs.message(&format!(
+            "tokenizing {} file(s) with a {}-token vocabulary",
+            c.data.files.len(),
+            tok.vocab_size()
+        ));
+        let (nt, nv) = data::prepare(
+            &c.data.files,
+            &tok,
+            &dir,
+            c.data.val_fraction,
+            &mut |w, d, t| obs.progress(w, d, t),
+        )?;
+        obs.message(&format!(
+            "{nt} training and {nv} validation tokens in {}",
+            dir.display()
+        ));
         write_atomic(&stamp_path, stamp.as_bytes())?;
     }
     let tok = Tokenizer::from_tokenizer_json(&tok_path)?;
@@ -270,7 +284,10 @@ pub fn char_tokenizer_spec(files: &[PathBuf]) -> Result<TokenizerSpec> {
     }
     let alphabet = crate::tokenizer::byte_level::BYTE_TO_CHAR;
     Ok(TokenizerSpec {
-        tokens: (0..256).filter(|&b| seen[b]).map(|b| alphabet[b].to_string()).collect(),
+        tokens: (0..256)
+            .filter(|&b| seen[b])
+            .map(|b| alphabet[b].to_string())
+            .collect(),
         pre: "gpt2".into(),
         ..Default::default()
     })
