@@ -158,7 +158,7 @@ impl TrainConfig {
                 "n_layer, n_head, n_embd and block_size must be positive",
             );
         }
-        if m.n_embd % m.n_head != 0 {
+        if !m.n_embd.is_multiple_of(m.n_head) {
             return bad("model.n_head", "must divide n_embd");
         }
         if self.train.batch_size == 0 || self.train.grad_accum == 0 {
