@@ -50,7 +50,7 @@ impl TrainObserver for Progress {
                 b.set_position(step as u64);
                 b.set_message(format!("loss {loss:.4} lr {lr:.2e} {tps:.0} tok/s"));
             }
-            None if step % 10 == 0 || step == 1 => {
+            None if step.is_multiple_of(10) || step == 1 => {
                 eprintln!("step {step}: loss {loss:.4} lr {lr:.2e} {tps:.0} tok/s")
             }
             None => {}
