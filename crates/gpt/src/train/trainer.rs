@@ -186,6 +186,10 @@ pub trait TrainObserver {
     fn checkpoint(&mut self, _step: usize, _dir: &Path) {}
     fn message(&mut self, _text: &str) {}
     fn progress(&mut self, _what: &str, _done: u64, _total: u64) {}
+    /// Asked after each step (and its evaluation, sample and checkpoint): stop the run here.
+    fn should_stop(&mut self, _step: usize) -> bool {
+        false
+    }
 }
 
 /// The batch of a step's micro-batch: a function of the seed and the position alone, so that a
@@ -418,6 +422,9 @@ pub fn run(c: &TrainConfig, resume: bool, obs: &mut dyn TrainObserver) -> Result
             )?;
             super::loss_curve::write(&t0.out_dir.join("loss.svg"), &state)?;
             obs.checkpoint(state.step, &dir);
+        }
+        if obs.should_stop(state.step) {
+            break;
         }
     }
     super::loss_curve::write(&t0.out_dir.join("loss.svg"), &state)?;
