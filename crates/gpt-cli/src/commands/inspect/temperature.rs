@@ -22,7 +22,7 @@ pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Temperatures, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![0.0, 0.5, 1.0, 2.0])]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, default_values_t = vec![0.0, 0.5, 1.0, 2.0])]
     pub temperatures: Vec<f32>,
     /// How many of the most likely tokens to show.
     #[arg(long, default_value_t = 8)]
