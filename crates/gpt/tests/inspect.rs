@@ -175,15 +175,14 @@ fn real_model_words_resolve_and_king_minus_man_plus_woman_is_queen() {
     let long =
         probes::word_vector(table, &m.tokenizer, "unbelievable", Default::default()).unwrap();
     assert!(long.multi_token());
-    let (v, terms) = probes::expression_vector(
+    let e = probes::expression_vector(
         table,
         &m.tokenizer,
         "king - man + woman",
         Default::default(),
     )
     .unwrap();
-    let exclude: Vec<u32> = terms.iter().flat_map(|(_, w)| w.ids.clone()).collect();
-    let n = probes::nearest(table, &v, 1, &exclude).unwrap();
+    let n = probes::nearest(table, &e.vector, 1, &e.ids()).unwrap();
     assert_eq!(m.tokenizer.token_str(n[0].id), Some("Ġqueen"));
 }
 

@@ -134,10 +134,7 @@ fn cells(
             let fill = blues(t);
             let (x, y) = (x0 + j as f32 * cell, y0 + i as f32 * cell);
             f.rect_tip(
-                x,
-                y,
-                cell - gap,
-                cell - gap,
+                (x, y, cell - gap, cell - gap),
                 fill,
                 Role::Cell,
                 format!("({i}, {j}): {v:.5}"),
@@ -379,10 +376,7 @@ pub fn signed_bars(b: &SignedBars) -> Figure {
             (zero - len, NEGATIVE)
         };
         f.rect_tip(
-            x,
-            y + 3.0,
-            len.max(1.0),
-            ROW - 6.0,
+            (x, y + 3.0, len.max(1.0), ROW - 6.0),
             color,
             Role::Bar,
             format!("{l}: {v:.4}"),
@@ -487,10 +481,7 @@ pub fn grouped_bars(g: &GroupedBars) -> Figure {
             };
             let h = v * PLOT_H;
             f.rect_tip(
-                x0 + si as f32 * bar,
-                base - h,
-                bar - 1.0,
-                h.max(1.0),
+                (x0 + si as f32 * bar, base - h, bar - 1.0, h.max(1.0)),
                 SERIES[si % SERIES.len()],
                 Role::Bar,
                 format!("{name} at {sname}: {v:.4}"),

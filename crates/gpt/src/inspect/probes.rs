@@ -221,13 +221,28 @@ pub fn combine(terms: &[(f32, &[f32])]) -> Vec<f32> {
     out
 }
 
+/// An expression of words evaluated: the vector and the signed words it used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expression {
+    /// (C)
+    pub vector: Vec<f32>,
+    pub terms: Vec<(f32, WordVector)>,
+}
+
+impl Expression {
+    /// Every token id of every word (to exclude from an analogy's answers).
+    pub fn ids(&self) -> Vec<u32> {
+        self.terms.iter().flat_map(|(_, w)| w.ids.clone()).collect()
+    }
+}
+
 /// Evaluates an expression of words into one vector, with the words it used.
 pub fn expression_vector(
     table: &Matrix,
     tokenizer: &Tokenizer,
     expr: &str,
     rule: SpaceRule,
-) -> Result<(Vec<f32>, Vec<(f32, WordVector)>)> {
+) -> Result<Expression> {
     let terms = parse_expression(expr)?
         .into_iter()
         .map(|(s, w)| Ok((s, word_vector(table, tokenizer, &w, rule)?)))
@@ -236,7 +251,10 @@ pub fn expression_vector(
         .iter()
         .map(|(s, w)| (*s, w.vector.as_slice()))
         .collect();
-    Ok((combine(&refs), terms))
+    Ok(Expression {
+        vector: combine(&refs),
+        terms,
+    })
 }
 
 #[cfg(test)]

@@ -143,7 +143,14 @@ impl Figure {
         });
     }
 
-    pub fn rect_tip(&mut self, x: f32, y: f32, w: f32, h: f32, fill: Rgb, role: Role, tip: String) {
+    /// A rectangle (x, y, w, h) with a hover text.
+    pub fn rect_tip(
+        &mut self,
+        (x, y, w, h): (f32, f32, f32, f32),
+        fill: Rgb,
+        role: Role,
+        tip: String,
+    ) {
         self.items.push(Item::Rect {
             x,
             y,
@@ -416,7 +423,7 @@ mod tests {
         let mut f = Figure::new(60, 20);
         f.text(2.0, 10.0, "a<b", 9.0, Anchor::Start);
         let px = f.to_pixels().unwrap();
-        assert!(px.iter().any(|&v| v == 0));
+        assert!(px.contains(&0));
         assert!(f.to_svg().contains(">a&lt;b</text>"));
     }
 

@@ -208,10 +208,9 @@ pub fn run(a: Args) -> Result<()> {
         } => {
             let m = load(&common.model)?;
             let table = &m.transformer.token_embedding.table;
-            let (v, terms) =
-                probes::expression_vector(table, &m.tokenizer, &expression, rule(&common))?;
-            let exclude: Vec<u32> = terms.iter().flat_map(|(_, w)| w.ids.clone()).collect();
-            let n = probes::nearest(table, &v, top, &exclude)?;
+            let e = probes::expression_vector(table, &m.tokenizer, &expression, rule(&common))?;
+            let n = probes::nearest(table, &e.vector, top, &e.ids())?;
+            let terms = e.terms;
             if common.json {
                 let terms: Vec<_> = terms
                     .iter()
@@ -247,8 +246,8 @@ pub fn run(a: Args) -> Result<()> {
             }
             let m = load(&common.model)?;
             let table = &m.transformer.token_embedding.table;
-            let (d, terms) =
-                probes::expression_vector(table, &m.tokenizer, &direction, rule(&common))?;
+            let e = probes::expression_vector(table, &m.tokenizer, &direction, rule(&common))?;
+            let (d, terms) = (e.vector, e.terms);
             let ws = words
                 .iter()
                 .map(|w| probes::word_vector(table, &m.tokenizer, w, rule(&common)))
