@@ -76,7 +76,7 @@ pub fn resolve(model: &str, progress: Progress) -> Result<PathBuf> {
             if path.exists() {
                 Ok(path)
             } else {
-                pull(m, progress)
+                pull(m, true, progress)
             }
         }
         None => Err(Error::Hub(format!(
@@ -90,10 +90,13 @@ pub fn resolve(model: &str, progress: Progress) -> Result<PathBuf> {
     }
 }
 
-/// Fetches a known model into the cache (even if present: the cached copy is replaced only once
-/// the new one is verified).
-pub fn pull(m: &KnownModel, progress: Progress) -> Result<PathBuf> {
+/// Makes sure a known model is in the cache: a cached copy whose sha256 checks out is kept;
+/// otherwise (or with `force`) it is fetched again, and replaces the old copy only once verified.
+pub fn pull(m: &KnownModel, force: bool, progress: Progress) -> Result<PathBuf> {
     let dest = cached_path(m);
+    if !force && dest.exists() && sha256_file(&dest)? == m.sha256 {
+        return Ok(dest);
+    }
     let dir = dest
         .parent()
         .expect("cached_path has a parent")
@@ -221,6 +224,25 @@ pub fn extract_and_verify(
         )));
     }
     Ok(())
+}
+
+/// The sha256 of a file, as lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Known models and whether each is cached.

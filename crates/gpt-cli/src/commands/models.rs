@@ -9,12 +9,15 @@ pub struct PullArgs {
     /// A known model name (see `gpt models`).
     #[arg(default_value = gpt::hub::DEFAULT_MODEL)]
     pub name: String,
+    /// Fetch again even if a verified copy is cached.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn pull(a: PullArgs) -> Result<()> {
     let m = gpt::hub::find(&a.name)
         .ok_or_else(|| anyhow!("unknown model '{}' (see `gpt models`)", a.name))?;
-    let path = gpt::hub::pull(m, &mut progress_bar())?;
+    let path = gpt::hub::pull(m, a.force, &mut progress_bar())?;
     println!("{}", path.display());
     Ok(())
 }
