@@ -40,8 +40,9 @@ pub struct ModelConfig {
 pub struct DataConfig {
     /// Text files, relative to the config file's folder.
     pub files: Vec<PathBuf>,
-    /// "char" (one token per distinct byte of the corpus: per character for ASCII text), or a
-    /// folder with tokenizer.json or GPT-2's encoder.json + vocab.bpe (relative to the config).
+    /// "char" (one token per distinct byte of the corpus: per character for ASCII text),
+    /// "bpe:N" (a byte-level BPE of N tokens trained on the training files first), or a folder
+    /// with tokenizer.json or GPT-2's encoder.json + vocab.bpe (relative to the config).
     pub tokenizer: String,
     /// The share of each file (its end) held out for validation.
     #[serde(default = "default_val_fraction")]
@@ -135,7 +136,7 @@ impl TrainConfig {
         for f in &mut c.data.files {
             *f = base.join(&*f);
         }
-        if c.data.tokenizer != "char" {
+        if c.data.tokenizer != "char" && !c.data.tokenizer.starts_with("bpe:") {
             c.data.tokenizer = base.join(&c.data.tokenizer).display().to_string();
         }
         c.train.out_dir = base.join(&c.train.out_dir);
@@ -224,6 +225,11 @@ fn prepare_data(
         let given = Path::new(&c.data.tokenizer).join("tokenizer.json");
         if c.data.tokenizer == "char" {
             write_tokenizer_json(&char_tokenizer_spec(&c.data.files)?, &tok_path)?;
+        } else if let Some(n) = c.data.tokenizer.strip_prefix("bpe:") {
+            let n: usize = n.parse().map_err(|_| Error::Invalid(format!("data.tokenizer: '{n}' is not a vocabulary size")))?;
+            obs.message(&format!("training a {n}-token byte-level BPE on the training files"));
+            let bpe = crate::tokenizer::train(&c.data.files, &crate::tokenizer::TrainConfig::gpt2(n), &mut |w, d, t| obs.progress(w, d, t))?;
+            write_tokenizer_json(&bpe.spec(), &tok_path)?;
         } else if given.exists() {
             std::fs::copy(&given, &tok_path).map_err(|e| Error::io(&given, e))?;
         } else {
