@@ -47,9 +47,7 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
         return Ok(Tokenizer::from_tokenizer_json(path)?);
     }
     let g = gpt::formats::gguf::GgufFile::open(path)?;
-    Ok(Tokenizer::from_spec(
-        gpt::model::load::tokenizer_spec_from_gguf(&g)?,
-    )?)
+    Ok(Tokenizer::from_spec(gpt::tokenizer::io::gguf_spec(&g)?)?)
 }
 
 #[derive(clap::Args, Debug)]

@@ -231,7 +231,7 @@ impl LoadedModel {
         }
         let g = GgufFile::open(path)?;
         let transformer = Transformer::from_gguf(&g)?;
-        let spec = tokenizer_spec_from_gguf(&g)?;
+        let spec = crate::tokenizer::io::gguf_spec(&g)?;
         let tokenizer = crate::tokenizer::Tokenizer::from_spec(spec)?;
         if tokenizer.vocab_size() != transformer.config.vocab_size {
             return Err(Error::Field {
@@ -375,60 +375,6 @@ impl LoadedModel {
         ids.extend(self.tokenizer.encode(text, allow_special));
         ids
     }
-}
-
-/// The tokenizer described by GGUF's `tokenizer.ggml.*` keys.
-pub fn tokenizer_spec_from_gguf(g: &GgufFile) -> Result<crate::tokenizer::TokenizerSpec> {
-    let field = |k: &str, msg: String| Error::Field {
-        file: g.name.clone(),
-        field: k.into(),
-        msg,
-    };
-    let model = g.get_str("tokenizer.ggml.model")?;
-    if model != "gpt2" {
-        return Err(field(
-            "tokenizer.ggml.model",
-            format!("tokenizer model '{model}' is not supported (supported: gpt2, byte-level BPE)"),
-        ));
-    }
-    let id = |k: &str| g.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
-    let token_types = match g.get("tokenizer.ggml.token_type") {
-        Some(v) => Some(
-            v.as_array()
-                .ok_or_else(|| field("tokenizer.ggml.token_type", "not an array".into()))?
-                .iter()
-                .map(|t| t.as_u64().map(|x| x as i32))
-                .collect::<Option<Vec<i32>>>()
-                .ok_or_else(|| field("tokenizer.ggml.token_type", "not integers".into()))?,
-        ),
-        None => None,
-    };
-    Ok(crate::tokenizer::TokenizerSpec {
-        tokens: g
-            .get_str_array("tokenizer.ggml.tokens")?
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        token_types,
-        merges: g
-            .get_str_array("tokenizer.ggml.merges")?
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        pre: g
-            .get("tokenizer.ggml.pre")
-            .and_then(|v| v.as_str())
-            .unwrap_or("gpt2")
-            .to_string(),
-        bos_id: id("tokenizer.ggml.bos_token_id"),
-        eos_id: id("tokenizer.ggml.eos_token_id"),
-        unk_id: id("tokenizer.ggml.unknown_token_id"),
-        pad_id: id("tokenizer.ggml.padding_token_id"),
-        add_bos: g
-            .get("tokenizer.ggml.add_bos_token")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false),
-    })
 }
 
 /// Reads Hugging Face GPT-2 tensors (`transformer.h.N.attn.c_attn.weight`, ...; the

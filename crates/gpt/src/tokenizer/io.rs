@@ -424,3 +424,57 @@ pub fn write_gpt2_files(spec: &TokenizerSpec, dir: &Path) -> Result<()> {
     }
     write_file(&vocab, &text)
 }
+
+/// The tokenizer described by GGUF's `tokenizer.ggml.*` keys.
+pub fn gguf_spec(g: &crate::formats::gguf::GgufFile) -> Result<TokenizerSpec> {
+    let field = |k: &str, msg: String| Error::Field {
+        file: g.name.clone(),
+        field: k.into(),
+        msg,
+    };
+    let model = g.get_str("tokenizer.ggml.model")?;
+    if model != "gpt2" {
+        return Err(field(
+            "tokenizer.ggml.model",
+            format!("tokenizer model '{model}' is not supported (supported: gpt2, byte-level BPE)"),
+        ));
+    }
+    let id = |k: &str| g.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
+    let token_types = match g.get("tokenizer.ggml.token_type") {
+        Some(v) => Some(
+            v.as_array()
+                .ok_or_else(|| field("tokenizer.ggml.token_type", "not an array".into()))?
+                .iter()
+                .map(|t| t.as_u64().map(|x| x as i32))
+                .collect::<Option<Vec<i32>>>()
+                .ok_or_else(|| field("tokenizer.ggml.token_type", "not integers".into()))?,
+        ),
+        None => None,
+    };
+    Ok(TokenizerSpec {
+        tokens: g
+            .get_str_array("tokenizer.ggml.tokens")?
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        token_types,
+        merges: g
+            .get_str_array("tokenizer.ggml.merges")?
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        pre: g
+            .get("tokenizer.ggml.pre")
+            .and_then(|v| v.as_str())
+            .unwrap_or("gpt2")
+            .to_string(),
+        bos_id: id("tokenizer.ggml.bos_token_id"),
+        eos_id: id("tokenizer.ggml.eos_token_id"),
+        unk_id: id("tokenizer.ggml.unknown_token_id"),
+        pad_id: id("tokenizer.ggml.padding_token_id"),
+        add_bos: g
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+    })
+}

@@ -226,9 +226,17 @@ fn prepare_data(
         if c.data.tokenizer == "char" {
             write_tokenizer_json(&char_tokenizer_spec(&c.data.files)?, &tok_path)?;
         } else if let Some(n) = c.data.tokenizer.strip_prefix("bpe:") {
-            let n: usize = n.parse().map_err(|_| Error::Invalid(format!("data.tokenizer: '{n}' is not a vocabulary size")))?;
-            obs.message(&format!("training a {n}-token byte-level BPE on the training files"));
-            let bpe = crate::tokenizer::train(&c.data.files, &crate::tokenizer::TrainConfig::gpt2(n), &mut |w, d, t| obs.progress(w, d, t))?;
+            let n: usize = n.parse().map_err(|_| {
+                Error::Invalid(format!("data.tokenizer: '{n}' is not a vocabulary size"))
+            })?;
+            obs.message(&format!(
+                "training a {n}-token byte-level BPE on the training files"
+            ));
+            let bpe = crate::tokenizer::train(
+                &c.data.files,
+                &crate::tokenizer::TrainConfig::gpt2(n),
+                &mut |w, d, t| obs.progress(w, d, t),
+            )?;
             write_tokenizer_json(&bpe.spec(), &tok_path)?;
         } else if given.exists() {
             std::fs::copy(&given, &tok_path).map_err(|e| Error::io(&given, e))?;
