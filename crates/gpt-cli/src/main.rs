@@ -32,6 +32,9 @@ enum Command {
     /// Fetch a known model into the cache.
     Pull(commands::models::PullArgs),
     /// List the known models and whether they are cached.
+    #[command(
+        after_help = "Examples:\n  gpt models\n  gpt pull smollm2-135m-instruct\n\nAny other GGUF file or Hugging Face folder works with --model PATH."
+    )]
     Models,
     /// Measure prompt processing and generation speed.
     Bench(commands::bench::Args),

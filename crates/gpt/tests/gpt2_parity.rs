@@ -410,3 +410,74 @@ fn adamw_steps_follow_pytorchs_losses() {
         );
     }
 }
+
+/// The fixture re-saved the way large Hugging Face checkpoints are: in half precision and split
+/// into shards named by model.safetensors.index.json. f16 keeps about 3 significant digits.
+#[test]
+fn sharded_half_precision_folder_loads() {
+    const F16_LOGITS_ATOL: f32 = 2e-2;
+    for dir in fixture_dirs() {
+        let mut st = SafetensorsModel::default();
+        st.add_file(&dir.join("model.safetensors")).unwrap();
+        let out = std::env::temp_dir().join(format!("gpt2-sharded-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::copy(dir.join("config.json"), out.join("config.json")).unwrap();
+        let mut names: Vec<&String> = st.tensors.keys().collect();
+        names.sort();
+        let mut weight_map = serde_json::Map::new();
+        for (shard, chunk) in names.chunks(names.len().div_ceil(2)).enumerate() {
+            let file = format!("model-{:05}-of-00002.safetensors", shard + 1);
+            let data: Vec<(String, Vec<usize>, Vec<u8>)> = chunk
+                .iter()
+                .map(|n| {
+                    let e = &st.tensors[*n];
+                    let halves = e
+                        .data
+                        .chunks_exact(4)
+                        .flat_map(|c| {
+                            half::f16::from_f32(f32::from_le_bytes(c.try_into().unwrap()))
+                                .to_le_bytes()
+                        })
+                        .collect();
+                    weight_map.insert(n.to_string(), serde_json::Value::from(file.clone()));
+                    (n.to_string(), e.shape.clone(), halves)
+                })
+                .collect();
+            let views: Vec<(String, safetensors::tensor::TensorView)> = data
+                .iter()
+                .map(|(n, s, b)| {
+                    (
+                        n.clone(),
+                        safetensors::tensor::TensorView::new(safetensors::Dtype::F16, s.clone(), b)
+                            .unwrap(),
+                    )
+                })
+                .collect();
+            std::fs::write(
+                out.join(&file),
+                safetensors::serialize(views, None).unwrap(),
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            out.join("model.safetensors.index.json"),
+            serde_json::json!({"metadata": {}, "weight_map": weight_map}).to_string(),
+        )
+        .unwrap();
+        let t = load(&out);
+        assert_eq!(t.token_embedding.table.dtype, gpt::tensor::DType::F16);
+        let e = Expected::open(&dir);
+        let (xs, x) = e.ids("x");
+        let (_, logits) = e.f32s("logits");
+        let (tt, v) = (xs[1], t.config.vocab_size);
+        let mut cache = t.new_cache();
+        let got = t.forward(&x[..tt], &mut cache, Logits::All, None).unwrap();
+        assert_close(
+            &format!("{} as sharded f16", dir.display()),
+            &got,
+            &logits[..tt * v],
+            F16_LOGITS_ATOL,
+        );
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
