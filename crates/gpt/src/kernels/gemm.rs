@@ -1,5 +1,5 @@
-//! Dense f32 matrix products for training, through the `gemm` crate (the baseline our own
-//! kernels would have to beat to replace it, per ARCHITECTURE.md).
+//! Dense f32 matrix products for training and long prompts, through the `gemm` crate (the
+//! baseline our own kernels would have to beat to replace it, per ARCHITECTURE.md).
 
 #![allow(unsafe_code)]
 
@@ -8,39 +8,82 @@ use gemm::Parallelism;
 /// Below this many multiply-adds a product runs on one thread: handing out work costs more.
 const PARALLEL_MIN_FLOPS: usize = 1 << 18;
 
-/// A row-major matrix operand, possibly used transposed.
+/// How an operand's elements are laid out in its slice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Row-major (rows, cols).
+    RowMajor,
+    /// The transpose stored row-major: an (M, K) operand stored as (K, M) rows.
+    Transposed,
+    /// Element (i, j) at i * row_stride + j * col_stride: a view into a wider tensor, such as
+    /// one head's columns of a (T, 3C) QKV matrix.
+    Strided { row: usize, col: usize },
+}
+
+/// A matrix operand of a product: a slice and how its elements are laid out.
 #[derive(Clone, Copy, Debug)]
 pub struct Operand<'a> {
     pub data: &'a [f32],
-    /// Stored as the transpose of the operand the product needs: an (M, K) operand stored as
-    /// (K, M) rows.
-    pub transposed: bool,
+    layout: Layout,
 }
 
 impl<'a> Operand<'a> {
+    /// A row-major matrix.
     pub fn new(data: &'a [f32]) -> Self {
         Operand {
             data,
-            transposed: false,
+            layout: Layout::RowMajor,
         }
     }
+
+    /// The transpose of the row-major matrix in `data`.
     pub fn t(data: &'a [f32]) -> Self {
         Operand {
             data,
-            transposed: true,
+            layout: Layout::Transposed,
         }
     }
-    /// (row stride, column stride) of an (rows, cols) operand.
-    fn strides(&self, rows: usize, cols: usize) -> (isize, isize) {
-        if self.transposed {
-            (1, rows as isize)
-        } else {
-            (cols as isize, 1)
+
+    /// Element (i, j) is `data[i * row + j * col]`.
+    pub fn strided(data: &'a [f32], row: usize, col: usize) -> Self {
+        Operand {
+            data,
+            layout: Layout::Strided { row, col },
         }
+    }
+
+    /// (row stride, column stride) of an (rows, cols) operand.
+    fn strides(&self, rows: usize, cols: usize) -> (usize, usize) {
+        match self.layout {
+            Layout::RowMajor => (cols, 1),
+            Layout::Transposed => (1, rows),
+            Layout::Strided { row, col } => (row, col),
+        }
+    }
+
+    /// Checks that every element of an (rows, cols) operand lies in the slice.
+    fn check(&self, rows: usize, cols: usize, what: &str) -> (isize, isize) {
+        let (rs, cs) = self.strides(rows, cols);
+        if rows > 0 && cols > 0 {
+            let last = (rows - 1) * rs + (cols - 1) * cs;
+            assert!(
+                last < self.data.len(),
+                "sgemm: {what} ({rows}, {cols}) does not fit its slice of {}",
+                self.data.len()
+            );
+        }
+        if matches!(self.layout, Layout::RowMajor | Layout::Transposed) {
+            assert_eq!(
+                self.data.len(),
+                rows * cols,
+                "sgemm: {what} is not ({rows}, {cols})"
+            );
+        }
+        (rs as isize, cs as isize)
     }
 }
 
-/// c (M, N) = a (M, K) @ b (K, N), or c += a @ b with `accumulate`.
+/// c (M, N) = a (M, K) @ b (K, N), or c += a @ b with `accumulate`; c is row-major.
 pub fn sgemm(
     m: usize,
     n: usize,
@@ -50,29 +93,47 @@ pub fn sgemm(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    assert_eq!(a.data.len(), m * k, "sgemm: a is not (M, K)");
-    assert_eq!(b.data.len(), k * n, "sgemm: b is not (K, N)");
-    assert_eq!(c.len(), m * n, "sgemm: c is not (M, N)");
+    sgemm_into(m, n, k, a, b, c, n, accumulate)
+}
+
+/// [`sgemm`] into rows of `c` that are `c_row_stride` apart (a block of columns of a wider
+/// matrix).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Operand,
+    b: Operand,
+    c: &mut [f32],
+    c_row_stride: usize,
+    accumulate: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
+    assert!(
+        c_row_stride >= n && (m - 1) * c_row_stride + n <= c.len(),
+        "sgemm: c is not (M, N)"
+    );
+    let (a_rs, a_cs) = a.check(m, k, "a");
+    let (b_rs, b_cs) = b.check(k, n, "b");
     if k == 0 {
         if !accumulate {
-            c.fill(0.0);
+            for row in c.chunks_mut(c_row_stride).take(m) {
+                row[..n].fill(0.0);
+            }
         }
         return;
     }
-    let (a_rs, a_cs) = a.strides(m, k);
-    let (b_rs, b_cs) = b.strides(k, n);
     let threads = rayon::current_num_threads();
     let parallelism = if m * n * k >= PARALLEL_MIN_FLOPS && threads > 1 {
         Parallelism::Rayon(threads)
     } else {
         Parallelism::None
     };
-    // SAFETY: the asserts above check that every index the strides reach lies inside the three
-    // slices (a: m*k, b: k*n, c: m*n elements, row-major or transposed), and `c` is borrowed
-    // mutably, so it aliases neither input.
+    // SAFETY: `check` and the assert above prove that every index the strides reach lies inside
+    // the three slices; `c` is borrowed mutably, so it aliases neither input.
     unsafe {
         gemm::gemm(
             m,
@@ -80,7 +141,7 @@ pub fn sgemm(
             k,
             c.as_mut_ptr(),
             1,
-            n as isize,
+            c_row_stride as isize,
             accumulate,
             a.data.as_ptr(),
             a_cs,
@@ -108,12 +169,15 @@ mod tests {
         let a = [1.0, 2.0, 3.0, 4.0];
         let b = [5.0, 6.0, 7.0, 8.0];
         let (at, bt) = ([1.0, 3.0, 2.0, 4.0], [5.0, 7.0, 6.0, 8.0]);
+        // a as the first two columns of a (2, 3) matrix
+        let wide = [1.0, 2.0, 9.0, 3.0, 4.0, 9.0];
         let want = [19.0, 22.0, 43.0, 50.0];
         for (x, y) in [
             (Operand::new(&a), Operand::new(&b)),
             (Operand::t(&at), Operand::new(&b)),
             (Operand::new(&a), Operand::t(&bt)),
             (Operand::t(&at), Operand::t(&bt)),
+            (Operand::strided(&wide, 3, 1), Operand::strided(&bt, 1, 2)),
         ] {
             let mut c = [0.0; 4];
             sgemm(2, 2, 2, x, y, &mut c, false);
@@ -121,6 +185,19 @@ mod tests {
             sgemm(2, 2, 2, x, y, &mut c, true);
             assert_eq!(c, want.map(|v| 2.0 * v));
         }
+        // into the last two columns of a (2, 3) output
+        let mut c = [7.0; 6];
+        sgemm_into(
+            2,
+            2,
+            2,
+            Operand::new(&a),
+            Operand::new(&b),
+            &mut c[1..],
+            3,
+            false,
+        );
+        assert_eq!(c, [7.0, 19.0, 22.0, 7.0, 43.0, 50.0]);
     }
 
     #[test]

@@ -129,9 +129,10 @@ pub fn attend<'a>(
     }
 }
 
-/// Training forward over a batch: qkv (B, T, 3C) holds each position's query, key and value
-/// (head h at columns h*HS.. of each third); writes out (B, T, C) and the attention
-/// probabilities probs (B, T, NH, T) for the backward pass.
+/// Training forward over a batch, in matrix form per sequence and head: scores S = Q K^T * scale
+/// (T, T), the causal mask (-inf above the diagonal), P = softmax(S) row by row, O = P V (T, HS).
+/// qkv (B, T, 3C) holds each position's query, key and value (head h at columns h*HS.. of each
+/// third); writes out (B, T, C) and the probabilities probs (B, NH, T, T) for the backward pass.
 pub fn attention_forward(
     qkv: &[f32],
     b: usize,
@@ -140,33 +141,41 @@ pub fn attention_forward(
     out: &mut [f32],
     probs: &mut [f32],
 ) {
+    use kernels::gemm::{sgemm, sgemm_into, Operand};
     let c3 = qkv.len() / (b * t);
     let c = c3 / 3;
     let hs = c / nh;
     let scale = 1.0 / (hs as f32).sqrt();
-    out.par_chunks_mut(c)
-        .zip(probs.par_chunks_mut(nh * t))
+    // One task per sequence: its rows of `out` and its (NH, T, T) block of `probs`.
+    out.par_chunks_mut(t * c)
+        .zip(probs.par_chunks_mut(nh * t * t))
         .enumerate()
-        .for_each(|(bt, (o, pr))| {
-            let (bi, ti) = (bt / t, bt % t);
-            let row = |j: usize| &qkv[(bi * t + j) * c3..(bi * t + j + 1) * c3];
+        .for_each(|(bi, (o, pr))| {
+            let x = &qkv[bi * t * c3..(bi + 1) * t * c3];
             for h in 0..nh {
-                attend(
-                    &row(ti)[h * hs..(h + 1) * hs],
-                    |j| &row(j)[c + h * hs..c + (h + 1) * hs],
-                    |j| &row(j)[2 * c + h * hs..2 * c + (h + 1) * hs],
-                    ti + 1,
-                    scale,
-                    &mut pr[h * t..(h + 1) * t],
-                    &mut o[h * hs..(h + 1) * hs],
-                );
+                let q = Operand::strided(&x[h * hs..], c3, 1); // (T, HS)
+                let k_t = Operand::strided(&x[c + h * hs..], 1, c3); // (HS, T)
+                let v = Operand::strided(&x[2 * c + h * hs..], c3, 1); // (T, HS)
+                let p = &mut pr[h * t * t..(h + 1) * t * t];
+                sgemm(t, t, hs, q, k_t, p, false);
+                for (i, row) in p.chunks_exact_mut(t).enumerate() {
+                    for (j, s) in row.iter_mut().enumerate() {
+                        *s = if j <= i {
+                            *s * scale
+                        } else {
+                            f32::NEG_INFINITY
+                        };
+                    }
+                    kernels::softmax(row);
+                }
+                sgemm_into(t, hs, t, Operand::new(p), v, &mut o[h * hs..], c, false);
             }
         });
 }
 
 /// The backward pass of [`attention_forward`]: accumulates dqkv (B, T, 3C) from dout (B, T, C).
-/// Per query row: through the weighted sum (d probs, d values), the softmax
-/// (d score_j = p_j (d p_j - Σ_k p_k d p_k)), and the scaled dot products (d query, d keys).
+/// Per sequence and head: dV = P^T dO, dP = dO V^T, through the softmax
+/// dS_ij = P_ij (dP_ij - Σ_k P_ik dP_ik), then dQ = dS K * scale and dK = dS^T Q * scale.
 pub fn attention_backward(
     dout: &[f32],
     qkv: &[f32],
@@ -176,42 +185,68 @@ pub fn attention_backward(
     nh: usize,
     dqkv: &mut [f32],
 ) {
+    use kernels::gemm::{sgemm, sgemm_into, Operand};
     let c3 = qkv.len() / (b * t);
     let c = c3 / 3;
     let hs = c / nh;
     let scale = 1.0 / (hs as f32).sqrt();
-    // Batch rows are independent: one task per sequence.
     dqkv.par_chunks_mut(t * c3)
         .enumerate()
-        .for_each(|(bi, dq_b)| {
-            let qkv_b = &qkv[bi * t * c3..(bi + 1) * t * c3];
-            let mut dprobs = vec![0f32; t];
-            for ti in 0..t {
-                for h in 0..nh {
-                    let p = &probs[((bi * t + ti) * nh + h) * t..((bi * t + ti) * nh + h + 1) * t];
-                    let g = &dout[(bi * t + ti) * c + h * hs..(bi * t + ti) * c + (h + 1) * hs];
-                    let (qo, ko, vo) = (h * hs, c + h * hs, 2 * c + h * hs);
-                    for j in 0..=ti {
-                        let v = &qkv_b[j * c3 + vo..j * c3 + vo + hs];
-                        dprobs[j] = kernels::dot_f32(v, g);
-                        kernels::axpy(p[j], g, &mut dq_b[j * c3 + vo..j * c3 + vo + hs]);
-                    }
-                    let pd: f32 = (0..=ti).map(|j| p[j] * dprobs[j]).sum();
-                    for j in 0..=ti {
-                        let dscore = p[j] * (dprobs[j] - pd) * scale;
-                        let (q_row, k_row) = (ti * c3 + qo, j * c3 + ko);
-                        kernels::axpy(
-                            dscore,
-                            &qkv_b[k_row..k_row + hs],
-                            &mut dq_b[q_row..q_row + hs],
-                        );
-                        kernels::axpy(
-                            dscore,
-                            &qkv_b[q_row..q_row + hs],
-                            &mut dq_b[k_row..k_row + hs],
-                        );
+        .for_each(|(bi, dx)| {
+            let x = &qkv[bi * t * c3..(bi + 1) * t * c3];
+            let g = &dout[bi * t * c..(bi + 1) * t * c];
+            let mut ds = vec![0f32; t * t];
+            for h in 0..nh {
+                let p = &probs[(bi * nh + h) * t * t..(bi * nh + h + 1) * t * t];
+                let d_o = Operand::strided(&g[h * hs..], c, 1); // (T, HS)
+                                                                // dV += P^T dO
+                sgemm_into(
+                    t,
+                    hs,
+                    t,
+                    Operand::t(p),
+                    d_o,
+                    &mut dx[2 * c + h * hs..],
+                    c3,
+                    true,
+                );
+                // dP = dO V^T, then through the softmax (rows of P are 0 above the diagonal).
+                sgemm(
+                    t,
+                    t,
+                    hs,
+                    d_o,
+                    Operand::strided(&x[2 * c + h * hs..], 1, c3),
+                    &mut ds,
+                    false,
+                );
+                for (pr, dr) in p.chunks_exact(t).zip(ds.chunks_exact_mut(t)) {
+                    let dot: f32 = pr.iter().zip(dr.iter()).map(|(a, b)| a * b).sum();
+                    for (d, &pv) in dr.iter_mut().zip(pr) {
+                        *d = pv * (*d - dot) * scale;
                     }
                 }
+                // dQ += dS K; dK += dS^T Q
+                sgemm_into(
+                    t,
+                    hs,
+                    t,
+                    Operand::new(&ds),
+                    Operand::strided(&x[c + h * hs..], c3, 1),
+                    &mut dx[h * hs..],
+                    c3,
+                    true,
+                );
+                sgemm_into(
+                    t,
+                    hs,
+                    t,
+                    Operand::t(&ds),
+                    Operand::strided(&x[h * hs..], c3, 1),
+                    &mut dx[c + h * hs..],
+                    c3,
+                    true,
+                );
             }
         });
 }

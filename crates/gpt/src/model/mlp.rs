@@ -34,7 +34,9 @@ pub fn gelu(x: f32) -> f32 {
 pub fn tanh(x: f32) -> f32 {
     let y = (2.0 * x).clamp(-88.0, 88.0);
     // e^y = 2^n e^r with n = round(y / ln 2) and |r| <= ln 2 / 2.
-    let n = (y * std::f32::consts::LOG2_E).round();
+    // Round to nearest by adding and removing 1.5 * 2^23 (exact for |y| < 2^22): no libm call.
+    const ROUND: f32 = 12_582_912.0;
+    let n = (y * std::f32::consts::LOG2_E + ROUND) - ROUND;
     let r = y - n * 0.693_359_4 + n * 2.121_944_4e-4; // ln 2 split in two for an exact product
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 0.166_666_66)

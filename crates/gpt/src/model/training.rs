@@ -26,7 +26,7 @@ struct Activations {
     qkv: Vec<f32>,
     /// (L, B, T, C): attention outputs before the projection.
     atty: Vec<f32>,
-    /// (L, B, T, NH, T)
+    /// (L, B, NH, T, T)
     att: Vec<f32>,
     /// (L, B, T, C): the residual stream after attention.
     residual2: Vec<f32>,
