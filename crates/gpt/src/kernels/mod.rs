@@ -28,6 +28,7 @@
 #![allow(unsafe_code)]
 
 pub mod cpu;
+pub mod elementwise;
 pub mod gemm;
 pub mod quant;
 pub mod reference;
