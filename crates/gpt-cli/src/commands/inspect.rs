@@ -7,7 +7,6 @@ mod lens;
 mod params;
 mod temperature;
 
-use super::tokenize::visible;
 use crate::common::{load, ModelArgs};
 use anyhow::{bail, Context, Result};
 use gpt::inspect::render::{Figure, ImageFormat};
@@ -191,7 +190,7 @@ fn logits(a: LogitsArgs) -> Result<()> {
     for (r, c) in top.iter().enumerate() {
         let p = (c.score as f64 - lse).exp();
         let bar = "#".repeat((p * 40.0).round() as usize);
-        let text = visible(m.tokenizer.token_bytes(c.id).unwrap_or(&[]));
+        let text = gpt::inspect::charts::token_label(m.tokenizer.token_bytes(c.id).unwrap_or(&[]));
         println!(
             "{:>4}  {:>8}  {:>9.4}  {:>6.2}%  {:<16} {bar}",
             r + 1,

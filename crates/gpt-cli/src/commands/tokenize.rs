@@ -1,5 +1,6 @@
 use crate::common::progress_bar;
 use anyhow::{bail, Context, Result};
+use gpt::inspect::charts::token_label;
 use gpt::tokenizer::Tokenizer;
 use std::path::Path;
 
@@ -66,20 +67,6 @@ pub struct Args {
     pub json: bool,
 }
 
-/// A token's text made readable: spaces as '␣', newlines and tabs escaped.
-pub fn visible(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .chars()
-        .map(|c| match c {
-            ' ' => "␣".to_string(),
-            '\n' => "\\n".to_string(),
-            '\t' => "\\t".to_string(),
-            '\r' => "\\r".to_string(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
 pub fn run(a: Args) -> Result<()> {
     let tok = a.source.load()?;
     let ids = tok.encode(&a.text, !a.no_special);
@@ -99,7 +86,7 @@ pub fn run(a: Args) -> Result<()> {
         } else {
             ""
         };
-        println!("{id:>8}  {}{special}", visible(b));
+        println!("{id:>8}  {}{special}", token_label(b));
     }
     let words = a.text.split_whitespace().count();
     println!(
