@@ -22,6 +22,7 @@ use crate::errors::ApiError;
 use gpt::infer::{FinishReason, GenerateOptions, KvCache, Sequence};
 use gpt::inspect::capture::{AttentionRecorder, Capture};
 use gpt::model::{LoadedModel, Logits};
+use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
@@ -277,10 +278,15 @@ impl Scheduler {
                 self.stats
                     .decode_tokens
                     .fetch_add(ids.len(), Ordering::Relaxed);
-                let mut done = vec![false; self.running.len()];
-                for ((r, l), d) in self.running.iter_mut().zip(&logits).zip(&mut done) {
-                    *d = !emit(&self.model, r, l);
-                }
+                // Sampling is per sequence and costs about a millisecond over a large
+                // vocabulary: spread it over the pool's threads.
+                let model = &self.model;
+                let done: Vec<bool> = self
+                    .running
+                    .par_iter_mut()
+                    .zip(&logits)
+                    .map(|(r, l)| !emit(model, r, l))
+                    .collect();
                 let mut i = 0;
                 self.release_where(|_| {
                     i += 1;

@@ -108,3 +108,59 @@ fn batched_decode_refuses_mismatched_or_overflowing_input_without_touching_cache
     assert!(matches!(err, Err(gpt::Error::ContextOverflow { .. })));
     assert_eq!((a.len(), b.len()), (0, model.config.context_length));
 }
+
+/// Not a check: prints the time of one batched decode step for several batch sizes
+/// (`cargo test --release -p gpt --test batch_decode -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn batched_decode_step_time_by_batch_size() {
+    // Inside the pool, as the server's scheduler runs (see gpt::kernels on foreign threads).
+    rayon::ThreadPoolBuilder::new()
+        .build()
+        .unwrap()
+        .install(step_times);
+}
+
+fn step_times() {
+    let path = gpt::hub::resolve(gpt::hub::DEFAULT_MODEL, &mut |_, _, _| {}).expect("the model");
+    let m = gpt::model::LoadedModel::open(&path).unwrap();
+    let t = &m.transformer;
+    for b in [1usize, 2, 4, 6, 8, 12, 16, 32] {
+        let mut caches: Vec<KvCache> = (0..b).map(|_| t.new_cache()).collect();
+        for c in &mut caches {
+            t.forward(&[1, 2, 3, 4, 5, 6, 7, 8], c, Logits::Last, None)
+                .unwrap();
+        }
+        let steps = 16;
+        let t0 = std::time::Instant::now();
+        for s in 0..steps {
+            let ids: Vec<u32> = (0..b as u32).map(|i| 100 + i + s).collect();
+            let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
+            t.forward_batch(&ids, &mut refs).unwrap();
+        }
+        let per = t0.elapsed().as_secs_f64() / steps as f64;
+        eprintln!(
+            "B = {b:>2}: {:6.1} ms per step, {:6.1} tokens/s",
+            per * 1e3,
+            b as f64 / per
+        );
+    }
+    let logits = t
+        .forward(&[1, 2, 3], &mut t.new_cache(), Logits::Last, None)
+        .unwrap();
+    let mut s = gpt::infer::Sampler::new(gpt::infer::SamplingParams {
+        temperature: 0.8,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        ..Default::default()
+    });
+    let t0 = std::time::Instant::now();
+    for _ in 0..100 {
+        s.sample(&logits, &[]);
+    }
+    eprintln!(
+        "sampling over the whole vocabulary: {:.2} ms",
+        t0.elapsed().as_secs_f64() * 10.0
+    );
+}
