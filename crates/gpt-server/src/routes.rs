@@ -788,6 +788,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
         "queued": s.queued.load(Ordering::SeqCst),
         "decode_steps": s.decode_steps.load(Ordering::Relaxed),
         "decode_tokens": s.decode_tokens.load(Ordering::Relaxed),
+        "prompt_tokens": s.prompt_tokens.load(Ordering::Relaxed),
     });
     let status = if down {
         StatusCode::SERVICE_UNAVAILABLE

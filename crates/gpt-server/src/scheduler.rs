@@ -3,20 +3,24 @@
 //! Each generating request holds a slot: its own KV cache, taken from a pool of `parallel`
 //! caches (cleared, not freed, between requests, so memory stays bounded by
 //! `parallel` x the context per slot). Every iteration of the loop
-//! 1. admits waiting jobs while slots are free: a generation runs its prompt through the model
-//!    (prefill) and samples its first token; embedding and attention jobs run to completion;
+//! 1. admits waiting jobs while slots are free (embedding and attention jobs run to completion
+//!    at once; a generation takes a slot);
 //! 2. drops the requests whose client has gone (the receiver of their event channel was
 //!    dropped: a closed connection drops the response stream), which frees their slots at once;
-//! 3. runs ONE decode step for all the requests still generating, as one forward pass over the
-//!    (B, C) stack of their newest tokens ([`Transformer::forward_batch`]): the weights are read
-//!    from memory once for all B sequences, which is where batching wins on a CPU whose decode
-//!    speed is bound by memory bandwidth. A request that finishes leaves the batch; a new one
-//!    joins it at the next iteration, without waiting for the others to end.
+//! 3. runs ONE forward pass over every request holding a slot
+//!    ([`Transformer::forward_segments`]): the prompts of newly admitted requests (prefill, in
+//!    chunks of at most [`PREFILL_CHUNK`] tokens per pass so that a long prompt does not stall
+//!    the others for long) and one decode token for each running request, stacked row-wise.
+//!    The weights are read from memory once for all of them, which is where batching wins on a
+//!    CPU whose decode speed is bound by memory bandwidth; attention keeps each sequence to its
+//!    own cache. Each request then samples its next token from its own logits. A request that
+//!    finishes leaves the batch; a new one joins it at the next iteration, without waiting for
+//!    the others to end.
 //!
 //! Waiting jobs sit in a bounded channel: when it is full, [`SchedulerHandle::submit`] refuses
 //! at once (the HTTP layer answers 503 with Retry-After) instead of queueing without limit.
 //!
-//! [`Transformer::forward_batch`]: gpt::model::Transformer::forward_batch
+//! [`Transformer::forward_segments`]: gpt::model::Transformer::forward_segments
 
 use crate::errors::ApiError;
 use gpt::infer::{FinishReason, GenerateOptions, KvCache, Sequence};
@@ -89,9 +93,12 @@ pub struct Stats {
     pub processing: AtomicUsize,
     /// Jobs waiting in the queue.
     pub queued: AtomicUsize,
-    /// Batched decode steps run, and the tokens they produced (for the mean batch size).
+    /// Forward passes that produced tokens, and the tokens they produced (for the mean batch
+    /// size).
     pub decode_steps: AtomicUsize,
     pub decode_tokens: AtomicUsize,
+    /// Prompt tokens run.
+    pub prompt_tokens: AtomicUsize,
 }
 
 /// The handle the HTTP layer holds.
@@ -166,13 +173,32 @@ pub fn start(
     ))
 }
 
+/// The most prompt tokens of one request in one forward pass: a long prompt is run over
+/// several passes, so the requests already generating wait at most one chunk's time for their
+/// next token.
+pub const PREFILL_CHUNK: usize = 256;
+
 /// A request holding a slot.
 struct Running {
     req: GenRequest,
     seq: Sequence,
     cache: KvCache,
-    /// The token sampled last, to run at the next decode step.
+    /// Prompt tokens already run.
+    fed: usize,
+    /// The token sampled last, to run at the next pass.
     next: u32,
+}
+
+impl Running {
+    /// The tokens this request runs in the next pass: a chunk of its prompt, or its last token.
+    fn input(&self) -> &[u32] {
+        let p = &self.req.prompt_ids;
+        if self.fed < p.len() {
+            &p[self.fed..p.len().min(self.fed + PREFILL_CHUNK)]
+        } else {
+            std::slice::from_ref(&self.next)
+        }
+    }
 }
 
 struct Scheduler {
@@ -210,9 +236,9 @@ impl Scheduler {
             }
             // 2. Free the slots of clients that have gone.
             self.release_where(|r| r.req.events.is_closed());
-            // 3. One decode step for every running request.
+            // 3. One forward pass: new prompts and one decode token per running request.
             if !self.running.is_empty() {
-                self.decode_step();
+                self.step();
             }
         }
     }
@@ -220,7 +246,25 @@ impl Scheduler {
     fn admit(&mut self, job: Job) {
         self.stats.queued.fetch_sub(1, Ordering::SeqCst);
         match job {
-            Job::Generate(req) => self.prefill(req),
+            Job::Generate(req) => {
+                if req.events.is_closed() {
+                    return;
+                }
+                let Some(mut cache) = self.slots.pop() else {
+                    let _ = req.events.send(Event::Error("no free slot".into()));
+                    return;
+                };
+                cache.clear();
+                let seq = Sequence::new(&req.prompt_ids, &req.options);
+                self.running.push(Running {
+                    req,
+                    seq,
+                    cache,
+                    fed: 0,
+                    next: 0,
+                });
+                self.stats.processing.fetch_add(1, Ordering::SeqCst);
+            }
             Job::Embed { inputs, reply } => {
                 let _ = reply.send(embed(&self.model, &inputs));
             }
@@ -235,62 +279,56 @@ impl Scheduler {
         }
     }
 
-    /// Runs a new request's prompt in a free slot and samples its first token.
-    fn prefill(&mut self, req: GenRequest) {
-        if req.events.is_closed() {
-            return;
-        }
-        let Some(mut cache) = self.slots.pop() else {
-            let _ = req.events.send(Event::Error("no free slot".into()));
-            return;
-        };
-        cache.clear();
-        let t = &self.model.transformer;
-        match t.forward(&req.prompt_ids, &mut cache, Logits::Last, None) {
-            Ok(logits) => {
-                let seq = Sequence::new(&req.prompt_ids, &req.options);
-                let mut r = Running {
-                    req,
-                    seq,
-                    cache,
-                    next: 0,
-                };
-                if emit(&self.model, &mut r, &logits) {
-                    self.running.push(r);
-                    self.stats.processing.fetch_add(1, Ordering::SeqCst);
-                } else {
-                    self.slots.push(r.cache);
-                }
-            }
-            Err(e) => {
-                let _ = req.events.send(Event::Error(e.to_string()));
-                self.slots.push(cache);
-            }
-        }
-    }
-
-    fn decode_step(&mut self) {
-        let ids: Vec<u32> = self.running.iter().map(|r| r.next).collect();
+    fn step(&mut self) {
+        let inputs: Vec<Vec<u32>> = self.running.iter().map(|r| r.input().to_vec()).collect();
+        let segments: Vec<&[u32]> = inputs.iter().map(Vec::as_slice).collect();
         let mut caches: Vec<&mut KvCache> = self.running.iter_mut().map(|r| &mut r.cache).collect();
-        match self.model.transformer.forward_batch(&ids, &mut caches) {
+        match self
+            .model
+            .transformer
+            .forward_segments(&segments, &mut caches)
+        {
             Ok(logits) => {
-                self.stats.decode_steps.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .decode_tokens
-                    .fetch_add(ids.len(), Ordering::Relaxed);
                 // Sampling is per sequence and costs about a millisecond over a large
                 // vocabulary: spread it over the pool's threads.
                 let model = &self.model;
-                let done: Vec<bool> = self
+                let outcome: Vec<(bool, bool)> = self
                     .running
                     .par_iter_mut()
                     .zip(&logits)
-                    .map(|(r, l)| !emit(model, r, l))
+                    .map(|(r, l)| {
+                        let in_prompt = r.fed < r.req.prompt_ids.len();
+                        if in_prompt {
+                            r.fed += r.input().len();
+                            if r.fed < r.req.prompt_ids.len() {
+                                return (false, false); // more prompt to run
+                            }
+                        }
+                        (!emit(model, r, l), !in_prompt)
+                    })
                     .collect();
+                let prompt: usize = self
+                    .running
+                    .iter()
+                    .zip(&inputs)
+                    .zip(&outcome)
+                    .filter(|(_, (_, decoded))| !decoded)
+                    .map(|((_, i), _)| i.len())
+                    .sum();
+                let decoded = outcome.iter().filter(|(_, d)| *d).count();
+                self.stats
+                    .prompt_tokens
+                    .fetch_add(prompt, Ordering::Relaxed);
+                if decoded > 0 {
+                    self.stats.decode_steps.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .decode_tokens
+                        .fetch_add(decoded, Ordering::Relaxed);
+                }
                 let mut i = 0;
                 self.release_where(|_| {
                     i += 1;
-                    done[i - 1]
+                    outcome[i - 1].0
                 });
             }
             Err(e) => {

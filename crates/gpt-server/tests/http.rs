@@ -559,3 +559,26 @@ fn embeddings_are_unit_vectors_closer_for_similar_texts() {
         "similar texts are closer"
     );
 }
+
+#[test]
+fn a_long_prompt_run_in_chunks_continues_as_the_library_does() {
+    let addr = shared();
+    let m = model();
+    let prompt =
+        "The river ran past the old mill, and the miller counted the sacks of grain. ".repeat(40);
+    let ids = m.encode_prompt(&prompt, true);
+    assert!(ids.len() > 2 * gpt_server::scheduler::PREFILL_CHUNK);
+    let opts = gpt::infer::GenerateOptions {
+        max_tokens: 16,
+        sampling: gpt::infer::SamplingParams::greedy(),
+        stop: Vec::new(),
+        stop_ids: m.stop_ids.clone(),
+    };
+    let want = gpt::infer::Generator::new(&m.transformer, &m.tokenizer)
+        .generate(&ids, &opts, &mut |_| true)
+        .unwrap();
+    let body = serde_json::json!({"prompt": prompt, "max_tokens": 16, "temperature": 0});
+    let v = post(addr, "/v1/completions", &body.to_string()).json();
+    assert_eq!(v["usage"]["prompt_tokens"], ids.len());
+    assert_eq!(v["choices"][0]["text"], want.text.as_str());
+}

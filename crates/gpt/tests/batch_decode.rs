@@ -96,6 +96,43 @@ fn batched_decode_matches_separate_forward_on_default_model() {
 }
 
 #[test]
+fn prompts_and_decode_steps_in_one_pass_match_separate_forward() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2-tiny");
+    let model = Transformer::from_hf_dir(&dir).unwrap();
+    // Two sequences already running (one token each to decode), two new prompts.
+    let running: Vec<Vec<u32>> = vec![vec![5, 9, 2], vec![7, 7, 7, 7, 1]];
+    let (next, prompts): (Vec<u32>, Vec<Vec<u32>>) =
+        (vec![11, 3], vec![vec![4, 8, 15], vec![16, 23, 42, 8, 1, 2]]);
+    let mut solo: Vec<KvCache> = (0..4).map(|_| model.new_cache()).collect();
+    let mut mixed: Vec<KvCache> = (0..4).map(|_| model.new_cache()).collect();
+    for (i, r) in running.iter().enumerate() {
+        model.forward(r, &mut solo[i], Logits::Last, None).unwrap();
+        model.forward(r, &mut mixed[i], Logits::Last, None).unwrap();
+    }
+    let segments: Vec<Vec<u32>> = vec![
+        vec![next[0]],
+        vec![next[1]],
+        prompts[0].clone(),
+        prompts[1].clone(),
+    ];
+    let want: Vec<Vec<f32>> = segments
+        .iter()
+        .zip(&mut solo)
+        .map(|(s, c)| model.forward(s, c, Logits::Last, None).unwrap())
+        .collect();
+    let refs: Vec<&[u32]> = segments.iter().map(Vec::as_slice).collect();
+    let mut caches: Vec<&mut KvCache> = mixed.iter_mut().collect();
+    let got = model.forward_segments(&refs, &mut caches).unwrap();
+    for (s, (a, b)) in want.iter().zip(&got).enumerate() {
+        let d = max_diff(a, b);
+        assert!(d < F32_TOL, "sequence {s}: max |diff| {d}");
+    }
+    for (a, b) in solo.iter().zip(&mixed) {
+        assert_eq!(a.len(), b.len());
+    }
+}
+
+#[test]
 fn batched_decode_refuses_mismatched_or_overflowing_input_without_touching_caches() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2-tiny");
     let model = Transformer::from_hf_dir(&dir).unwrap();

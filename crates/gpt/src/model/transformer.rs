@@ -66,15 +66,29 @@ impl Transformer {
     ///
     /// Equal to B separate [`forward`](Self::forward) calls up to the order of float sums.
     pub fn forward_batch(&self, ids: &[u32], caches: &mut [&mut KvCache]) -> Result<Vec<Vec<f32>>> {
-        if ids.len() != caches.len() {
+        let segments: Vec<&[u32]> = ids.iter().map(std::slice::from_ref).collect();
+        self.forward_segments(&segments, caches)
+    }
+
+    /// [`forward_batch`](Self::forward_batch) with any number of new tokens per sequence:
+    /// `segments[s]` (T_s) follows the positions in `caches[s]`. A server runs the prompts of
+    /// newly arrived requests in the same pass as the decode step of the running ones, so the
+    /// weights are read once for both. Returns the logits (V) of each sequence's last position.
+    pub fn forward_segments(
+        &self,
+        segments: &[&[u32]],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Vec<Vec<f32>>> {
+        if segments.len() != caches.len() {
             return Err(Error::Invalid(format!(
-                "batched decode: {} tokens for {} caches",
-                ids.len(),
+                "batched forward pass: {} sequences for {} caches",
+                segments.len(),
                 caches.len()
             )));
         }
-        let lens = vec![1; ids.len()];
-        let logits = self.forward_stacked(ids, &lens, caches, Logits::Last, None)?;
+        let ids: Vec<u32> = segments.concat();
+        let lens: Vec<usize> = segments.iter().map(|s| s.len()).collect();
+        let logits = self.forward_stacked(&ids, &lens, caches, Logits::Last, None)?;
         Ok(logits
             .chunks_exact(self.config.vocab_size)
             .map(<[f32]>::to_vec)
