@@ -348,6 +348,15 @@ fn a_client_that_disconnects_mid_stream_frees_its_slot_at_once() {
         wait_health(addr, "the slot to be freed", |h| h["slots_processing"] == 0);
         assert!(t0.elapsed() < Duration::from_secs(5));
     }
+    // A client waiting for a whole (non-streaming) reply that goes away frees it too.
+    let body = r#"{"prompt":"Count: one, two,","max_tokens":1500}"#;
+    let mut s = connect(addr);
+    s.write_all(head("POST", "/v1/completions", &[], Some(body.len())).as_bytes())
+        .unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    wait_health(addr, "the slot to be taken", |h| h["slots_processing"] == 1);
+    drop(s);
+    wait_health(addr, "the slot to be freed", |h| h["slots_processing"] == 0);
     // The only slot serves the next request.
     let r = post(
         addr,
@@ -468,6 +477,23 @@ fn shutdown_lets_a_running_stream_finish() {
         TcpStream::connect(addr).is_err(),
         "still accepting after shutdown"
     );
+}
+
+#[test]
+fn shutdown_ends_streams_still_running_after_the_grace_period_with_an_error() {
+    let mut opts = Options::new(MODEL);
+    opts.shutdown_grace = Duration::from_millis(300);
+    let server = Background::start(model(), opts).unwrap();
+    let mut stream = open_stream(server.addr, 1500, &[]);
+    let t0 = Instant::now();
+    let stopper = std::thread::spawn(move || server.stop());
+    let mut rest = String::new();
+    stream.read_to_string(&mut rest).unwrap();
+    // An error event, then the end of the stream (the body is still chunk-framed here).
+    let (err, done) = (rest.find("shutting down"), rest.find("data: [DONE]"));
+    assert!(err.is_some() && done.is_some() && err < done, "{rest}");
+    stopper.join().unwrap().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(20));
 }
 
 #[test]
