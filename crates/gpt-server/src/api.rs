@@ -1,6 +1,12 @@
 //! The request and response bodies of the OpenAI API (and of /tokenize, /detokenize), as
 //! serde types. Unknown fields are ignored, as OpenAI's SDKs send some this server has no use
-//! for; a field of the wrong type is a 400 naming it.
+//! for; a field of the wrong type is a 400 naming it. Fields of OpenAI's API that this server
+//! does not implement (tools, response_format, logit_bias, presence and frequency penalties)
+//! are ignored in the same way; `n` must be 1.
+//!
+//! Sampling follows OpenAI's defaults (temperature 1, top_p 1, no top-k). Log-probabilities are
+//! those of the model's own distribution, softmax(logits), before temperature and top_p: what the
+//! model thinks, whatever the sampler then does (vLLM's convention).
 
 use serde::{Deserialize, Serialize};
 

@@ -26,6 +26,9 @@ pub const MAX_TOP_LOGPROBS: u32 = 20;
 pub const MAX_STOPS: usize = 4;
 /// Inputs per embeddings request: each is a forward pass, run while generations wait.
 pub const MAX_EMBEDDING_INPUTS: usize = 256;
+/// Tokens per embeddings request, all inputs together: about a minute of prompt processing for
+/// a small model on 2 cores, during which the generations wait.
+pub const MAX_EMBEDDING_TOKENS: usize = 16384;
 /// The legacy completions API's default `max_tokens`.
 pub const COMPLETIONS_DEFAULT_MAX_TOKENS: usize = 16;
 /// Reported in every response, as OpenAI does, so clients can tell backends apart.
@@ -706,7 +709,16 @@ async fn embed(state: AppState, body: Bytes) -> Result<Response, ApiError> {
             ));
         }
     }
-    let prompt_tokens = inputs.iter().map(Vec::len).sum();
+    let prompt_tokens: usize = inputs.iter().map(Vec::len).sum();
+    if prompt_tokens > MAX_EMBEDDING_TOKENS {
+        return Err(ApiError::invalid(
+            format!(
+                "the inputs hold {prompt_tokens} tokens; one request may hold at most \
+                 {MAX_EMBEDDING_TOKENS}"
+            ),
+            Some("input"),
+        ));
+    }
     check_open(&state)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     state.scheduler.submit(Job::Embed { inputs, reply: tx })?;
