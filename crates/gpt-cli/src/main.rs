@@ -40,6 +40,8 @@ enum Command {
     Bench(commands::bench::Args),
     /// Pre-train a GPT-2-style model from text (CONFIG.toml).
     Train(commands::train::Args),
+    /// Serve the model over an OpenAI-compatible HTTP API, with a page that shows it thinking.
+    Serve(commands::serve::Args),
 }
 
 fn main() {
@@ -56,6 +58,7 @@ fn main() {
         Command::Models => commands::models::list(),
         Command::Bench(a) => commands::bench::run(a),
         Command::Train(a) => commands::train::run(a),
+        Command::Serve(a) => commands::serve::run(a),
     };
     if let Err(e) = result {
         let msg = format!("{e:#}");

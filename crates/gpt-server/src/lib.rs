@@ -1,1 +1,288 @@
-//! The HTTP layer over `gpt`'s inference API (issue "Serve"): not built yet.
+//! The HTTP layer over `gpt`'s inference API: an OpenAI-compatible server with continuous
+//! batching, and a web page that shows the model thinking.
+//!
+//! - [`api`]: the request and response bodies (OpenAI's shapes).
+//! - [`errors`]: OpenAI's error JSON and status codes.
+//! - [`auth`]: the optional API key.
+//! - [`scheduler`]: the model thread: one KV cache slot per request, prefill of new requests,
+//!   one batched decode step for all running ones per iteration.
+//! - [`routes`]: the endpoints, turning requests into scheduler jobs and events into responses
+//!   (JSON, or server-sent events).
+//! - [`page`]: the page at `/` (one self-contained HTML file) and its data endpoints.
+//!
+//! Endpoints: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`,
+//! `POST /v1/embeddings`, `POST /tokenize`, `POST /detokenize`, `GET /health`, `GET /`,
+//! `GET /page/info`, `POST /page/attention`.
+
+pub mod api;
+pub mod auth;
+pub mod errors;
+pub mod page;
+pub mod routes;
+pub mod scheduler;
+
+use anyhow::{Context, Result};
+use axum::routing::{get, post};
+use axum::Router;
+use gpt::infer::chat_template::{ChatTemplate, CHATML};
+use gpt::model::LoadedModel;
+use scheduler::SchedulerHandle;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The name clients use for the model (`model` in requests, `id` in /v1/models).
+    pub model_id: String,
+    pub api_key: Option<String>,
+    /// Requests generating at the same time (KV cache slots).
+    pub parallel: usize,
+    /// The context window of each slot: prompt + completion tokens (capped by the model's).
+    pub ctx: usize,
+    /// Requests that may wait for a slot before the server answers 503.
+    pub queue: usize,
+    /// The most tokens one request may generate.
+    pub max_tokens: usize,
+    /// The largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+    /// Threads for the matrix products (all cores if `None`).
+    pub threads: Option<usize>,
+    /// After a shutdown signal, how long running requests may go on before they are ended
+    /// with an error.
+    pub shutdown_grace: Duration,
+}
+
+impl Options {
+    pub fn new(model_id: &str) -> Options {
+        Options {
+            model_id: model_id.into(),
+            api_key: None,
+            parallel: 4,
+            ctx: 2048,
+            queue: 64,
+            max_tokens: 2048,
+            max_body_bytes: 2 << 20,
+            threads: None,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct Shared {
+    pub model: Arc<LoadedModel>,
+    pub model_id: String,
+    pub template: ChatTemplate,
+    /// Context window per slot (prompt + completion).
+    pub ctx: usize,
+    pub max_tokens: usize,
+    pub api_key: Option<String>,
+    pub scheduler: SchedulerHandle,
+    /// Set once a shutdown signal arrived: new work is refused with 503.
+    pub shutting_down: AtomicBool,
+    /// Unix time the server started (`created` of the model card).
+    pub started: u64,
+}
+
+pub type AppState = Arc<Shared>;
+
+/// The routes, with the body limit and OpenAI-shaped errors for everything below the handlers.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let keyed = Router::new()
+        .route("/v1/chat/completions", post(routes::chat_completions))
+        .route("/v1/completions", post(routes::completions))
+        .route("/v1/models", get(routes::models))
+        .route("/v1/models/{*id}", get(routes::model))
+        .route("/v1/embeddings", post(routes::embeddings))
+        .route("/tokenize", post(routes::tokenize))
+        .route("/detokenize", post(routes::detokenize))
+        .route("/page/attention", post(page::attention))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ));
+    Router::new()
+        .route("/", get(page::index))
+        .route("/health", get(routes::health))
+        .route("/page/info", get(page::info))
+        .merge(keyed)
+        .fallback(routes::not_found)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            max_body_bytes,
+        ))
+        .layer(axum::middleware::map_response(errors::json_errors))
+        .with_state(state)
+}
+
+/// Serves `model` on `listener` until `shutdown` completes, then stops accepting connections,
+/// lets running requests finish (for up to `opts.shutdown_grace`, after which they end with an
+/// error event) and returns once the model thread has stopped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    model: LoadedModel,
+    opts: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let model = Arc::new(model);
+    let ctx = opts.ctx.clamp(1, model.transformer.config.context_length);
+    let (scheduler, thread) = scheduler::start(
+        model.clone(),
+        opts.parallel.max(1),
+        opts.queue,
+        opts.threads,
+    )?;
+    let template = model.chat_template.clone().unwrap_or_else(|| {
+        tracing::warn!("the model has no chat template; using ChatML");
+        ChatTemplate::new(CHATML, "", "")
+    });
+    let state: AppState = Arc::new(Shared {
+        model,
+        model_id: opts.model_id.clone(),
+        template,
+        ctx,
+        max_tokens: opts.max_tokens.max(1),
+        api_key: opts.api_key.clone().filter(|k| !k.is_empty()),
+        scheduler,
+        shutting_down: AtomicBool::new(false),
+        started: routes::unix_now(),
+    });
+    let app = router(state.clone(), opts.max_body_bytes);
+    let on_signal = {
+        let state = state.clone();
+        let grace = opts.shutdown_grace;
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing running requests");
+            state.shutting_down.store(true, Ordering::SeqCst);
+            let abort = state.scheduler.abort.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                abort.store(true, Ordering::SeqCst);
+            });
+        }
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(on_signal)
+        .await
+        .context("serving")?;
+    // The last handle to the scheduler goes with the state: its thread then ends.
+    drop(state);
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .context("the model thread panicked")?;
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Binds `host:port` and serves until SIGINT or SIGTERM (the `gpt serve` command).
+pub fn run(model: LoadedModel, opts: Options, host: &str, port: u16) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind((host, port))
+            .await
+            .with_context(|| format!("binding {host}:{port}"))?;
+        let addr = listener.local_addr()?;
+        eprintln!(
+            "gpt serve: {} on http://{addr} ({} slots, context {} per slot){}",
+            opts.model_id,
+            opts.parallel,
+            opts.ctx.min(model.transformer.config.context_length),
+            if opts.api_key.is_some() {
+                ", API key required"
+            } else {
+                ""
+            }
+        );
+        serve(listener, model, opts, shutdown_signal()).await
+    })
+}
+
+/// A server running on a background thread (for tests and embedding): bound to a loopback
+/// port, stopped by [`Background::stop`].
+pub struct Background {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl Background {
+    /// Starts `model` on 127.0.0.1 on a free port.
+    pub fn start(model: LoadedModel, opts: Options) -> Result<Background> {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || -> Result<()> {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener)?;
+                serve(listener, model, opts, async {
+                    let _ = rx.await;
+                })
+                .await
+            })
+        });
+        Ok(Background {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Sends the shutdown signal and waits for the server to finish.
+    pub fn stop(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow::anyhow!("server thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}

@@ -100,12 +100,7 @@ impl<'a> Generator<'a> {
             ));
         }
         self.cache.clear();
-        let mut sampler = Sampler::new(opts.sampling.clone());
-        let mut history = prompt_ids.to_vec();
-        let mut ids = Vec::new();
-        let mut stream = StreamDecoder::new();
-        let mut stops = StopStrings::new(&opts.stop);
-        let mut finish = FinishReason::Length;
+        let mut seq = Sequence::new(prompt_ids, opts);
 
         let t0 = std::time::Instant::now();
         let mut logits = self
@@ -113,60 +108,151 @@ impl<'a> Generator<'a> {
             .forward(prompt_ids, &mut self.cache, Logits::Last, None)?;
         let prefill_seconds = t0.elapsed().as_secs_f64();
         let t1 = std::time::Instant::now();
-        for step in 0..opts.max_tokens {
-            let id = sampler.sample(&logits, &history);
-            ids.push(id);
-            history.push(id);
-            if opts.stop_ids.contains(&id) {
-                finish = FinishReason::Stop;
+        for _ in 0..opts.max_tokens {
+            let step = seq.step(&logits, self.tokenizer);
+            if !step.text.is_empty() && !on_text(&step.text) {
+                let rest = seq.cancel();
+                if !rest.is_empty() {
+                    on_text(&rest);
+                }
                 break;
             }
-            let piece = stream.push(self.tokenizer, id);
-            let (ready, hit) = stops.push(&piece);
-            if !ready.is_empty() && !on_text(&ready) {
-                finish = FinishReason::Cancelled;
+            if step.finish.is_some() {
                 break;
             }
-            if hit {
-                finish = FinishReason::Stop;
-                break;
-            }
-            if step + 1 < opts.max_tokens {
-                logits = self
-                    .model
-                    .forward(&[id], &mut self.cache, Logits::Last, None)?;
-            }
-        }
-        if finish != FinishReason::Stop || !stops.hit {
-            let (rest, _) = stops.push(&stream.finish());
-            let rest = rest + &stops.flush();
-            if !rest.is_empty() {
-                on_text(&rest);
-            }
+            logits = self
+                .model
+                .forward(&[step.id], &mut self.cache, Logits::Last, None)?;
         }
         Ok(Generation {
             prompt_ids: prompt_ids.to_vec(),
-            ids,
-            text: stops.text,
-            finish_reason: finish,
+            finish_reason: seq.finish_reason().unwrap_or(FinishReason::Length),
+            ids: seq.ids,
+            text: seq.stops.text,
             prefill_seconds,
             decode_seconds: t1.elapsed().as_secs_f64(),
         })
     }
 }
 
+/// The state of one generation after its prompt: the sampler, the tokens so far, the text
+/// decoder and the stop-string watch. [`Generator`] runs one at a time; a server runs many,
+/// batching their forward passes ([`Transformer::forward_batch`]), and feeds each the logits of
+/// its own sequence.
+#[derive(Debug)]
+pub struct Sequence {
+    sampler: Sampler,
+    /// The prompt and the generated ids (for penalties).
+    history: Vec<u32>,
+    /// The generated ids (including a final end-of-sequence id, if one ended generation).
+    pub ids: Vec<u32>,
+    stream: StreamDecoder,
+    stops: StopStrings,
+    max_tokens: usize,
+    stop_ids: Vec<u32>,
+    finish: Option<FinishReason>,
+    /// Whether the held-back text has been released (at the end).
+    flushed: bool,
+}
+
+/// What one step of a [`Sequence`] produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The token picked.
+    pub id: u32,
+    /// The text that is complete now (possibly empty: part of a character, or of what might be
+    /// a stop string, is held back).
+    pub text: String,
+    /// Set when generation ended with this step.
+    pub finish: Option<FinishReason>,
+}
+
+impl Sequence {
+    pub fn new(prompt_ids: &[u32], opts: &GenerateOptions) -> Sequence {
+        Sequence {
+            sampler: Sampler::new(opts.sampling.clone()),
+            history: prompt_ids.to_vec(),
+            ids: Vec::new(),
+            stream: StreamDecoder::new(),
+            stops: StopStrings::new(opts.stop.clone()),
+            max_tokens: opts.max_tokens,
+            stop_ids: opts.stop_ids.clone(),
+            finish: None,
+            flushed: false,
+        }
+    }
+
+    /// Picks the next token from the logits (V) of the sequence's last position and returns it
+    /// with the text it completes and, if generation ends here, why: an end-of-sequence id (not
+    /// part of the text), a stop string (cut, with everything after it), or the token budget.
+    pub fn step(&mut self, logits: &[f32], tokenizer: &Tokenizer) -> Step {
+        let id = self.sampler.sample(logits, &self.history);
+        self.ids.push(id);
+        self.history.push(id);
+        let mut text = String::new();
+        if self.stop_ids.contains(&id) {
+            self.finish = Some(FinishReason::Stop);
+        } else {
+            let piece = self.stream.push(tokenizer, id);
+            let (ready, hit) = self.stops.push(&piece);
+            text = ready;
+            if hit {
+                self.finish = Some(FinishReason::Stop);
+            } else if self.ids.len() >= self.max_tokens {
+                self.finish = Some(FinishReason::Length);
+            }
+        }
+        if self.finish.is_some() {
+            text += &self.flush();
+        }
+        Step {
+            id,
+            text,
+            finish: self.finish,
+        }
+    }
+
+    /// Ends generation at the caller's request; returns the text still held back.
+    pub fn cancel(&mut self) -> String {
+        self.finish = Some(FinishReason::Cancelled);
+        self.flush()
+    }
+
+    /// Why generation ended, once it has.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    /// The text released so far.
+    pub fn text(&self) -> &str {
+        &self.stops.text
+    }
+
+    /// Releases what the decoder and the stop-string watch hold back (nothing after a stop
+    /// string: the text ends before it).
+    fn flush(&mut self) -> String {
+        if self.flushed || self.stops.hit {
+            return String::new();
+        }
+        self.flushed = true;
+        let (rest, _) = self.stops.push(&self.stream.finish());
+        rest + &self.stops.flush()
+    }
+}
+
 /// Watches the generated text for stop strings, holding back any tail that could be the start
 /// of one so that a stop string is never streamed.
-struct StopStrings<'s> {
-    stops: &'s [String],
+#[derive(Debug)]
+struct StopStrings {
+    stops: Vec<String>,
     /// Everything released so far.
     text: String,
     held: String,
     hit: bool,
 }
 
-impl<'s> StopStrings<'s> {
-    fn new(stops: &'s [String]) -> Self {
+impl StopStrings {
+    fn new(stops: Vec<String>) -> Self {
         StopStrings {
             stops,
             text: String::new(),
@@ -196,7 +282,7 @@ impl<'s> StopStrings<'s> {
         }
         // Keep the longest tail of `held` that is a proper prefix of some stop string.
         let mut keep = 0;
-        for s in self.stops {
+        for s in &self.stops {
             for (i, _) in self.held.char_indices() {
                 let tail = &self.held[i..];
                 if s.starts_with(tail) && tail.len() < s.len() {
@@ -226,7 +312,7 @@ mod tests {
     #[test]
     fn stop_strings_are_never_released() {
         let stops = vec!["\nUser:".to_string()];
-        let mut s = StopStrings::new(&stops);
+        let mut s = StopStrings::new(stops);
         let mut out = String::new();
         for piece in ["Hello", " there", "\nUs", "er", ": hi"] {
             let (r, hit) = s.push(piece);
@@ -242,7 +328,7 @@ mod tests {
     #[test]
     fn held_prefix_is_released_when_it_does_not_complete() {
         let stops = vec!["END".to_string()];
-        let mut s = StopStrings::new(&stops);
+        let mut s = StopStrings::new(stops);
         let (a, _) = s.push("EN");
         assert_eq!(a, "");
         let (b, hit) = s.push("d of it");

@@ -5,6 +5,6 @@ pub mod generate;
 pub mod kv_cache;
 pub mod sampling;
 
-pub use generate::{FinishReason, GenerateOptions, Generation, Generator};
+pub use generate::{FinishReason, GenerateOptions, Generation, Generator, Sequence, Step};
 pub use kv_cache::KvCache;
 pub use sampling::{Sampler, SamplingParams};

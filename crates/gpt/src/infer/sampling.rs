@@ -100,23 +100,45 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
-/// Candidates sorted by descending logit, keeping the k best (all if k == 0).
+/// Candidates sorted by descending logit (ties: ascending id), keeping the k best (all if
+/// k == 0).
+///
+/// Each candidate is sorted as one u64 key (the logit's bits mapped to an unsigned integer in
+/// the order of [`f32::total_cmp`], inverted for descending order, above the id), so the sort
+/// compares integers: sorting the whole vocabulary (k = 0, as an OpenAI request without top-k
+/// asks) was 1.3 ms per token on SmolLM2's 49152 entries, a cost paid per sequence at every
+/// batched decode step.
 pub fn top_k(logits: &[f32], k: usize) -> Vec<Candidate> {
-    let mut c: Vec<Candidate> = logits
+    let mut keys: Vec<u64> = logits
         .iter()
         .enumerate()
-        .map(|(i, &s)| Candidate {
-            id: i as u32,
-            score: s,
-        })
+        .map(|(i, &s)| ((!total_order_bits(s) as u64) << 32) | i as u64)
         .collect();
-    let by_score = |a: &Candidate, b: &Candidate| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id));
-    if k > 0 && k < c.len() {
-        c.select_nth_unstable_by(k - 1, by_score);
-        c.truncate(k);
+    if k > 0 && k < keys.len() {
+        keys.select_nth_unstable(k - 1);
+        keys.truncate(k);
     }
-    c.sort_by(by_score);
-    c
+    keys.sort_unstable();
+    keys.into_iter()
+        .map(|key| {
+            let id = key as u32;
+            Candidate {
+                id,
+                score: logits[id as usize],
+            }
+        })
+        .collect()
+}
+
+/// The bits of `x` as an unsigned integer that orders like [`f32::total_cmp`]: negative values
+/// have every bit flipped (so larger magnitudes come first), others get the sign bit set.
+fn total_order_bits(x: f32) -> u32 {
+    let b = x.to_bits();
+    if b >> 31 == 1 {
+        !b
+    } else {
+        b | 1 << 31
+    }
 }
 
 /// Turns sorted logits into probabilities: softmax(logit / temperature).
@@ -223,6 +245,36 @@ mod tests {
         for _ in 0..20 {
             assert_eq!(s.sample(&[0.1, 3.0, 2.9, -1.0], &[]), 1);
         }
+    }
+
+    #[test]
+    fn top_k_orders_as_total_cmp_then_id() {
+        let logits = [
+            0.5,
+            -1.0,
+            f32::INFINITY,
+            0.5,
+            -0.0,
+            0.0,
+            f32::NEG_INFINITY,
+            -1e-30,
+            3.25,
+            -1.0,
+            f32::MIN_POSITIVE,
+        ];
+        let mut want: Vec<Candidate> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| Candidate {
+                id: i as u32,
+                score: s,
+            })
+            .collect();
+        want.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+        let ids = |c: &[Candidate]| c.iter().map(|x| x.id).collect::<Vec<_>>();
+        assert_eq!(ids(&top_k(&logits, 0)), ids(&want));
+        assert_eq!(ids(&top_k(&logits, 4)), ids(&want[..4]));
+        assert_eq!(ids(&top_k(&logits, 4)), vec![2, 8, 0, 3]);
     }
 
     #[test]

@@ -31,59 +31,80 @@ pub struct Attention {
     pub rope: Option<Rope>,
 }
 
+/// One sequence's share of a stacked forward pass: its `t` new positions, starting at position
+/// `pos0` (the length of its cache), whose keys and values go to `cache`.
+pub struct SeqRows<'c> {
+    pub t: usize,
+    pub pos0: usize,
+    pub cache: &'c mut LayerCache,
+}
+
 impl Attention {
-    /// x: (T, C), the normalized residual stream of T new positions starting at `cache`'s length
-    /// `pos0`. Appends their keys and values to `cache`; returns (T, C).
+    /// x: (N, C), the normalized residual stream of the new positions of one or more sequences,
+    /// stacked in the order of `seqs` (N = the sum of their `t`). The projections run once on
+    /// all N rows (the weights are read once however many sequences there are); each row
+    /// attends only to its own sequence's cache. Appends the keys and values; returns (N, C).
+    ///
+    /// `capture` sees the attention pattern only of a single-sequence pass, where (NH, T, P)
+    /// has one meaning.
     pub fn forward(
         &self,
         x: &[f32],
-        pos0: usize,
-        cache: &mut LayerCache,
+        seqs: &mut [SeqRows],
         precision: Precision,
         layer: usize,
         capture: Option<&mut dyn Capture>,
     ) -> Vec<f32> {
         let (nh, hs) = (self.n_head, self.head_dim);
-        let t = x.len() / self.wq.in_features();
-        let mut q = self.wq.forward(x, t, precision); // (T, NH * HS)
-        let mut k = self.wk.forward(x, t, precision); // (T, NKV * HS)
-        let v = self.wv.forward(x, t, precision); // (T, NKV * HS)
+        let kw = self.n_kv_head * hs;
+        let n = x.len() / self.wq.in_features();
+        let mut q = self.wq.forward(x, n, precision); // (N, NH * HS)
+        let mut k = self.wk.forward(x, n, precision); // (N, NKV * HS)
+        let v = self.wv.forward(x, n, precision); // (N, NKV * HS)
+                                                  // Each row's sequence and position.
+        let rows: Vec<(usize, usize)> = seqs
+            .iter()
+            .enumerate()
+            .flat_map(|(s, seq)| (seq.pos0..seq.pos0 + seq.t).map(move |pos| (s, pos)))
+            .collect();
         if let Some(rope) = &self.rope {
-            for ti in 0..t {
-                let (cos, sin) = rope.angles(pos0 + ti);
-                rope.rotate(&mut q[ti * nh * hs..(ti + 1) * nh * hs], hs, &cos, &sin);
-                let kw = self.n_kv_head * hs;
-                rope.rotate(&mut k[ti * kw..(ti + 1) * kw], hs, &cos, &sin);
+            for (r, &(_, pos)) in rows.iter().enumerate() {
+                let (cos, sin) = rope.angles(pos);
+                rope.rotate(&mut q[r * nh * hs..(r + 1) * nh * hs], hs, &cos, &sin);
+                rope.rotate(&mut k[r * kw..(r + 1) * kw], hs, &cos, &sin);
             }
         }
-        cache.append(&k, &v, hs);
+        let mut r0 = 0;
+        for seq in seqs.iter_mut() {
+            let span = r0 * kw..(r0 + seq.t) * kw;
+            seq.cache.append(&k[span.clone()], &v[span], hs);
+            r0 += seq.t;
+        }
+        let caches: Vec<&LayerCache> = seqs.iter().map(|s| &*s.cache).collect();
 
-        let p = pos0 + t; // key positions visible to the last query
         let group = nh / self.n_kv_head;
         let scale = 1.0 / (hs as f32).sqrt();
-        let record = capture.as_ref().is_some_and(|c| c.wants_attention(layer));
-        let mut probs_all = if record {
-            vec![0f32; nh * t * p]
-        } else {
-            Vec::new()
-        };
-        let mut out = vec![0f32; t * nh * hs]; // (T, NH * HS)
+        let record = seqs.len() == 1 && capture.as_ref().is_some_and(|c| c.wants_attention(layer));
+        // Key positions visible to the last query of a single sequence: the width of a pattern.
+        let p = seqs.first().map_or(0, |s| s.pos0 + s.t);
+        let mut out = vec![0f32; n * nh * hs]; // (N, NH * HS)
 
-        // One task per (query position, head): row i of the scores, its softmax, its weighted sum.
-        let rows: Vec<(usize, Vec<f32>)> = out
+        // One task per (row, head): row i of the scores, its softmax, its weighted sum.
+        let recorded: Vec<(usize, Vec<f32>)> = out
             .par_chunks_mut(hs)
             .enumerate()
             .map(|(idx, o)| {
-                let (ti, h) = (idx / nh, idx % nh);
+                let (r, h) = (idx / nh, idx % nh);
+                let (s, pos) = rows[r];
                 let kv = h / group;
-                let (keys, values) = (&cache.k[kv], &cache.v[kv]);
-                let qh = &q[(ti * nh + h) * hs..(ti * nh + h + 1) * hs];
-                let mut probs = vec![0f32; p];
+                let (keys, values) = (&caches[s].k[kv], &caches[s].v[kv]);
+                let qh = &q[(r * nh + h) * hs..(r * nh + h + 1) * hs];
+                let mut probs = vec![0f32; if record { p } else { pos + 1 }];
                 attend(
                     qh,
                     |j| &keys[j * hs..(j + 1) * hs],
                     |j| &values[j * hs..(j + 1) * hs],
-                    pos0 + ti + 1,
+                    pos + 1,
                     scale,
                     &mut probs,
                     o,
@@ -93,13 +114,15 @@ impl Attention {
             .filter(|(_, s)| !s.is_empty())
             .collect();
         if let Some(c) = capture.filter(|_| record) {
-            for (idx, scores) in rows {
+            let t = n;
+            let mut probs_all = vec![0f32; nh * t * p];
+            for (idx, scores) in recorded {
                 let (ti, h) = (idx / nh, idx % nh);
                 probs_all[(h * t + ti) * p..(h * t + ti + 1) * p].copy_from_slice(&scores);
             }
             c.attention(layer, nh, t, p, &probs_all);
         }
-        self.wo.forward(&out, t, precision)
+        self.wo.forward(&out, n, precision)
     }
 }
 

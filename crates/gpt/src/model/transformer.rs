@@ -1,7 +1,7 @@
 //! The whole model: embedding, the stack of blocks on the residual stream, the final norm and
 //! the unembedding.
 
-use super::attention::Attention;
+use super::attention::{Attention, SeqRows};
 use super::config::Config;
 use super::embedding::Embedding;
 use super::mlp::Mlp;
@@ -52,18 +52,79 @@ impl Transformer {
         ids: &[u32],
         cache: &mut KvCache,
         logits: Logits,
+        capture: Option<&mut dyn Capture>,
+    ) -> Result<Vec<f32>> {
+        self.forward_stacked(ids, &[ids.len()], &mut [cache], logits, capture)
+    }
+
+    /// One decode step of B sequences at once: `ids` (B) holds one new token per sequence, each
+    /// following the positions already in its own cache (`caches`, B). Every matmul runs on the
+    /// (B, C) stack of the sequences' vectors, so the weights are read from memory once per step
+    /// for all B sequences; on a CPU, where generating one token is bound by memory bandwidth,
+    /// B tokens cost little more than one. Attention runs per sequence against its own cache.
+    /// Returns each sequence's logits (V), in the order of `ids`.
+    ///
+    /// Equal to B separate [`forward`](Self::forward) calls up to the order of float sums.
+    pub fn forward_batch(&self, ids: &[u32], caches: &mut [&mut KvCache]) -> Result<Vec<Vec<f32>>> {
+        let segments: Vec<&[u32]> = ids.iter().map(std::slice::from_ref).collect();
+        self.forward_segments(&segments, caches)
+    }
+
+    /// [`forward_batch`](Self::forward_batch) with any number of new tokens per sequence:
+    /// `segments[s]` (T_s) follows the positions in `caches[s]`. A server runs the prompts of
+    /// newly arrived requests in the same pass as the decode step of the running ones, so the
+    /// weights are read once for both. Returns the logits (V) of each sequence's last position.
+    pub fn forward_segments(
+        &self,
+        segments: &[&[u32]],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Vec<Vec<f32>>> {
+        if segments.len() != caches.len() {
+            return Err(Error::Invalid(format!(
+                "batched forward pass: {} sequences for {} caches",
+                segments.len(),
+                caches.len()
+            )));
+        }
+        let ids: Vec<u32> = segments.concat();
+        let lens: Vec<usize> = segments.iter().map(|s| s.len()).collect();
+        let logits = self.forward_stacked(&ids, &lens, caches, Logits::Last, None)?;
+        Ok(logits
+            .chunks_exact(self.config.vocab_size)
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+
+    /// The forward pass over S sequences stacked row-wise: sequence s contributes `lens[s]`
+    /// consecutive ids of `ids` (N = the sum of `lens`), at the positions following those in
+    /// `caches[s]`. Embedding, norms, MLP and every projection run on all N rows at once;
+    /// attention keeps each sequence to its own cache. Returns the logits of each sequence's
+    /// last position (S, V) for [`Logits::Last`], of every row (N, V) for [`Logits::All`].
+    fn forward_stacked(
+        &self,
+        ids: &[u32],
+        lens: &[usize],
+        caches: &mut [&mut KvCache],
+        logits: Logits,
         mut capture: Option<&mut dyn Capture>,
     ) -> Result<Vec<f32>> {
         let c = &self.config;
-        let (t, pos0) = (ids.len(), cache.len());
-        if t == 0 {
+        let n = ids.len();
+        if n == 0 || lens.is_empty() || lens.contains(&0) {
             return Err(Error::Invalid("forward pass over zero tokens".into()));
         }
-        if pos0 + t > c.context_length {
-            return Err(Error::ContextOverflow {
-                needed: pos0 + t,
-                context: c.context_length,
-            });
+        if lens.iter().sum::<usize>() != n || lens.len() != caches.len() {
+            return Err(Error::Invalid(
+                "forward pass: sequence lengths do not add up to the tokens".into(),
+            ));
+        }
+        for (cache, &t) in caches.iter().zip(lens) {
+            if cache.len() + t > c.context_length {
+                return Err(Error::ContextOverflow {
+                    needed: cache.len() + t,
+                    context: c.context_length,
+                });
+            }
         }
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= c.vocab_size) {
             return Err(Error::Invalid(format!(
@@ -71,37 +132,61 @@ impl Transformer {
                 c.vocab_size
             )));
         }
+        let pos0: Vec<usize> = caches.iter().map(|k| k.len()).collect();
 
-        let mut x = self.token_embedding.forward(ids); // (T, C): the residual stream
+        let mut x = self.token_embedding.forward(ids); // (N, C): the residual stream
         if let Some(pe) = &self.position_embedding {
-            pe.add_positions(&mut x, pos0);
+            let mut r0 = 0;
+            for (&t, &p) in lens.iter().zip(&pos0) {
+                pe.add_positions(&mut x[r0 * c.d_model..(r0 + t) * c.d_model], p);
+                r0 += t;
+            }
         }
         for (l, block) in self.blocks.iter().enumerate() {
+            let mut seqs: Vec<SeqRows> = caches
+                .iter_mut()
+                .zip(lens.iter().zip(&pos0))
+                .map(|(cache, (&t, &pos0))| SeqRows {
+                    t,
+                    pos0,
+                    cache: &mut cache.layers[l],
+                })
+                .collect();
             let h = block.attn_norm.forward(&x);
             let a = block.attn.forward(
                 &h,
-                pos0,
-                &mut cache.layers[l],
+                &mut seqs,
                 self.precision,
                 l,
                 capture.as_mut().map(|c| &mut **c as &mut dyn Capture),
             );
             add(&mut x, &a);
             let h = block.mlp_norm.forward(&x);
-            let m = block.mlp.forward(&h, t, self.precision);
+            let m = block.mlp.forward(&h, n, self.precision);
             add(&mut x, &m);
             if let Some(cap) = capture.as_mut().filter(|c| c.wants_residual()) {
                 cap.residual(l, &x);
             }
         }
-        cache.advance(t);
+        for (cache, &t) in caches.iter_mut().zip(lens) {
+            cache.advance(t);
+        }
 
         let x = match logits {
-            Logits::Last => &x[(t - 1) * c.d_model..],
-            Logits::All => &x[..],
+            Logits::Last if lens.len() == 1 => x[(n - 1) * c.d_model..].to_vec(),
+            Logits::Last => {
+                let mut last = Vec::with_capacity(lens.len() * c.d_model);
+                let mut end = 0;
+                for &t in lens {
+                    end += t;
+                    last.extend_from_slice(&x[(end - 1) * c.d_model..end * c.d_model]);
+                }
+                last
+            }
+            Logits::All => x,
         };
         let rows = x.len() / c.d_model;
-        let h = self.final_norm.forward(x);
+        let h = self.final_norm.forward(&x);
         Ok(self.unembedding.forward(&h, rows, self.precision))
     }
 

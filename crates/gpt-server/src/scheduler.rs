@@ -1,0 +1,497 @@
+//! Continuous batching: one thread owns the model and serves every request.
+//!
+//! Each generating request holds a slot: its own KV cache, taken from a pool of `parallel`
+//! caches (cleared, not freed, between requests, so memory stays bounded by
+//! `parallel` x the context per slot). Every iteration of the loop
+//! 1. admits waiting jobs while slots are free (embedding and attention jobs run to completion
+//!    at once; a generation takes a slot);
+//! 2. drops the requests whose client has gone (the receiver of their event channel was
+//!    dropped: a closed connection drops the response stream), which frees their slots at once;
+//! 3. runs ONE forward pass over every request holding a slot
+//!    ([`Transformer::forward_segments`]): the prompts of newly admitted requests (prefill, in
+//!    chunks of at most [`PREFILL_CHUNK`] tokens per pass so that a long prompt does not stall
+//!    the others for long) and one decode token for each running request, stacked row-wise.
+//!    The weights are read from memory once for all of them, which is where batching wins on a
+//!    CPU whose decode speed is bound by memory bandwidth; attention keeps each sequence to its
+//!    own cache. Each request then samples its next token from its own logits. A request that
+//!    finishes leaves the batch; a new one joins it at the next iteration, without waiting for
+//!    the others to end.
+//!
+//! Waiting jobs sit in a bounded channel: when it is full, [`SchedulerHandle::submit`] refuses
+//! at once (the HTTP layer answers 503 with Retry-After) instead of queueing without limit.
+//!
+//! [`Transformer::forward_segments`]: gpt::model::Transformer::forward_segments
+
+use crate::errors::ApiError;
+use gpt::infer::{FinishReason, GenerateOptions, KvCache, Sequence};
+use gpt::inspect::capture::{AttentionRecorder, Capture};
+use gpt::model::{LoadedModel, Logits};
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
+use tokio::sync::{mpsc::UnboundedSender, oneshot};
+
+/// A generation to run.
+pub struct GenRequest {
+    pub prompt_ids: Vec<u32>,
+    pub options: GenerateOptions,
+    /// `Some(k)`: report each token's log-probability and its k most likely alternatives.
+    pub logprobs: Option<usize>,
+    /// Where the tokens go; dropping the receiver cancels the request.
+    pub events: UnboundedSender<Event>,
+}
+
+/// A token's log-probability under the model's distribution (softmax of the raw logits, before
+/// temperature or top-p: what the model thinks, whatever the sampler then did).
+#[derive(Debug, Clone)]
+pub struct TokenLogprob {
+    pub logprob: f32,
+    /// The most likely tokens at this step, best first: (id, log-probability).
+    pub top: Vec<(u32, f32)>,
+}
+
+/// What a generating request receives, in order: tokens, then `Done` or `Error`.
+#[derive(Debug)]
+pub enum Event {
+    /// One generated token and the text it completes (often the token's text; empty while a
+    /// character or a possible stop string is incomplete).
+    Token {
+        id: u32,
+        text: String,
+        logprob: Option<TokenLogprob>,
+    },
+    Done {
+        finish: FinishReason,
+        prompt_tokens: usize,
+        completion_tokens: usize,
+    },
+    Error(String),
+}
+
+/// Work for the model thread.
+pub enum Job {
+    Generate(GenRequest),
+    /// One pooled vector (C) per input (see [`embed`]).
+    Embed {
+        inputs: Vec<Vec<u32>>,
+        reply: oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
+    },
+    /// The attention pattern (T, T) of one head of one layer over `ids`.
+    Attention {
+        ids: Vec<u32>,
+        layer: usize,
+        head: usize,
+        reply: oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
+    },
+}
+
+/// Live counts, for /health and the tests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests holding a slot.
+    pub processing: AtomicUsize,
+    /// Jobs waiting in the queue.
+    pub queued: AtomicUsize,
+    /// Forward passes that produced tokens, and the tokens they produced (for the mean batch
+    /// size).
+    pub decode_steps: AtomicUsize,
+    pub decode_tokens: AtomicUsize,
+    /// Prompt tokens run.
+    pub prompt_tokens: AtomicUsize,
+}
+
+/// The handle the HTTP layer holds.
+pub struct SchedulerHandle {
+    tx: SyncSender<Job>,
+    pub stats: Arc<Stats>,
+    /// Set to end every running request with an error (the end of the shutdown grace period).
+    pub abort: Arc<AtomicBool>,
+    pub parallel: usize,
+}
+
+impl SchedulerHandle {
+    /// Queues a job, or refuses at once when the queue is full.
+    pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+        self.stats.queued.fetch_add(1, Ordering::SeqCst);
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.stats.queued.fetch_sub(1, Ordering::SeqCst);
+                Err(match e {
+                    TrySendError::Full(_) => ApiError::overloaded(
+                        "The server is busy: every slot is generating and the queue is full. Retry shortly.",
+                    ),
+                    TrySendError::Disconnected(_) => {
+                        ApiError::overloaded("The model thread has stopped.")
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// Starts the model thread: `parallel` slots, a queue of `queue` waiting jobs, matmuls on
+/// `threads` threads (all cores if `None`). The thread ends when every handle is dropped and
+/// the last running request has finished.
+pub fn start(
+    model: Arc<LoadedModel>,
+    parallel: usize,
+    queue: usize,
+    threads: Option<usize>,
+) -> anyhow::Result<(SchedulerHandle, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::sync_channel(queue);
+    let stats = Arc::new(Stats::default());
+    let abort = Arc::new(AtomicBool::new(false));
+    // The kernels run best called from inside the rayon pool (see gpt::kernels): the loop runs
+    // on one of the pool's threads.
+    let mut pool = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("gpt-model-{i}"));
+    if let Some(n) = threads {
+        pool = pool.num_threads(n.max(1));
+    }
+    let pool = pool.build()?;
+    let mut s = Scheduler {
+        slots: (0..parallel)
+            .map(|_| model.transformer.new_cache())
+            .collect(),
+        model,
+        running: Vec::new(),
+        stats: stats.clone(),
+        abort: abort.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("gpt-scheduler".into())
+        .spawn(move || pool.install(|| s.run(rx)))?;
+    Ok((
+        SchedulerHandle {
+            tx,
+            stats,
+            abort,
+            parallel,
+        },
+        thread,
+    ))
+}
+
+/// The most prompt tokens of one request in one forward pass: a long prompt is run over
+/// several passes, so the requests already generating wait at most one chunk's time for their
+/// next token.
+pub const PREFILL_CHUNK: usize = 256;
+
+/// A request holding a slot.
+struct Running {
+    req: GenRequest,
+    seq: Sequence,
+    cache: KvCache,
+    /// Prompt tokens already run.
+    fed: usize,
+    /// The token sampled last, to run at the next pass.
+    next: u32,
+}
+
+impl Running {
+    /// The tokens this request runs in the next pass: a chunk of its prompt, or its last token.
+    fn input(&self) -> &[u32] {
+        let p = &self.req.prompt_ids;
+        if self.fed < p.len() {
+            &p[self.fed..p.len().min(self.fed + PREFILL_CHUNK)]
+        } else {
+            std::slice::from_ref(&self.next)
+        }
+    }
+}
+
+struct Scheduler {
+    model: Arc<LoadedModel>,
+    /// Free KV caches.
+    slots: Vec<KvCache>,
+    running: Vec<Running>,
+    stats: Arc<Stats>,
+    abort: Arc<AtomicBool>,
+}
+
+impl Scheduler {
+    fn run(&mut self, rx: Receiver<Job>) {
+        let mut open = true;
+        loop {
+            if self.abort.load(Ordering::SeqCst) {
+                self.abort_all(&rx);
+            }
+            // 1. Admit: block while idle, otherwise take what is waiting while slots are free.
+            if self.running.is_empty() {
+                if !open {
+                    return;
+                }
+                match rx.recv() {
+                    Ok(job) => self.admit(job),
+                    Err(_) => return,
+                }
+            }
+            while open && !self.slots.is_empty() {
+                match rx.try_recv() {
+                    Ok(job) => self.admit(job),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => open = false,
+                }
+            }
+            // 2. Free the slots of clients that have gone.
+            self.release_where(|r| r.req.events.is_closed());
+            // 3. One forward pass: new prompts and one decode token per running request.
+            if !self.running.is_empty() {
+                self.step();
+            }
+        }
+    }
+
+    fn admit(&mut self, job: Job) {
+        self.stats.queued.fetch_sub(1, Ordering::SeqCst);
+        match job {
+            Job::Generate(req) => {
+                if req.events.is_closed() {
+                    return;
+                }
+                let Some(mut cache) = self.slots.pop() else {
+                    let _ = req.events.send(Event::Error("no free slot".into()));
+                    return;
+                };
+                cache.clear();
+                let seq = Sequence::new(&req.prompt_ids, &req.options);
+                self.running.push(Running {
+                    req,
+                    seq,
+                    cache,
+                    fed: 0,
+                    next: 0,
+                });
+                self.stats.processing.fetch_add(1, Ordering::SeqCst);
+            }
+            Job::Embed { inputs, reply } => {
+                let _ = reply.send(embed(&self.model, &inputs));
+            }
+            Job::Attention {
+                ids,
+                layer,
+                head,
+                reply,
+            } => {
+                let _ = reply.send(attention(&self.model, &ids, layer, head));
+            }
+        }
+    }
+
+    fn step(&mut self) {
+        let inputs: Vec<Vec<u32>> = self.running.iter().map(|r| r.input().to_vec()).collect();
+        let segments: Vec<&[u32]> = inputs.iter().map(Vec::as_slice).collect();
+        let mut caches: Vec<&mut KvCache> = self.running.iter_mut().map(|r| &mut r.cache).collect();
+        match self
+            .model
+            .transformer
+            .forward_segments(&segments, &mut caches)
+        {
+            Ok(logits) => {
+                // Sampling is per sequence and costs about a millisecond over a large
+                // vocabulary: spread it over the pool's threads.
+                let model = &self.model;
+                let outcome: Vec<(bool, bool)> = self
+                    .running
+                    .par_iter_mut()
+                    .zip(&logits)
+                    .map(|(r, l)| {
+                        let in_prompt = r.fed < r.req.prompt_ids.len();
+                        if in_prompt {
+                            r.fed += r.input().len();
+                            if r.fed < r.req.prompt_ids.len() {
+                                return (false, false); // more prompt to run
+                            }
+                        }
+                        (!emit(model, r, l), !in_prompt)
+                    })
+                    .collect();
+                let prompt: usize = self
+                    .running
+                    .iter()
+                    .zip(&inputs)
+                    .zip(&outcome)
+                    .filter(|(_, (_, decoded))| !decoded)
+                    .map(|((_, i), _)| i.len())
+                    .sum();
+                let decoded = outcome.iter().filter(|(_, d)| *d).count();
+                self.stats
+                    .prompt_tokens
+                    .fetch_add(prompt, Ordering::Relaxed);
+                if decoded > 0 {
+                    self.stats.decode_steps.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .decode_tokens
+                        .fetch_add(decoded, Ordering::Relaxed);
+                }
+                let mut i = 0;
+                self.release_where(|_| {
+                    i += 1;
+                    outcome[i - 1].0
+                });
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for r in &self.running {
+                    let _ = r.req.events.send(Event::Error(msg.clone()));
+                }
+                self.release_where(|_| true);
+            }
+        }
+    }
+
+    /// Removes the running requests for which `f` is true (called in order) and frees their
+    /// slots.
+    fn release_where(&mut self, mut f: impl FnMut(&Running) -> bool) {
+        let mut keep = Vec::with_capacity(self.running.len());
+        for r in self.running.drain(..) {
+            if f(&r) {
+                self.slots.push(r.cache);
+                self.stats.processing.fetch_sub(1, Ordering::SeqCst);
+            } else {
+                keep.push(r);
+            }
+        }
+        self.running = keep;
+    }
+
+    /// Ends every running and waiting request with an error (shutdown after the grace period).
+    fn abort_all(&mut self, rx: &Receiver<Job>) {
+        for r in &self.running {
+            let _ = r
+                .req
+                .events
+                .send(Event::Error("the server is shutting down".into()));
+        }
+        self.release_where(|_| true);
+        while let Ok(job) = rx.try_recv() {
+            self.stats.queued.fetch_sub(1, Ordering::SeqCst);
+            let msg = "the server is shutting down".to_string();
+            match job {
+                Job::Generate(req) => {
+                    let _ = req.events.send(Event::Error(msg));
+                }
+                Job::Embed { reply, .. } | Job::Attention { reply, .. } => {
+                    let _ = reply.send(Err(msg));
+                }
+            }
+        }
+    }
+}
+
+/// Samples the request's next token from `logits` (V) and sends it. Returns whether the
+/// request goes on (false: finished, or its client has gone).
+fn emit(model: &LoadedModel, r: &mut Running, logits: &[f32]) -> bool {
+    let step = r.seq.step(logits, &model.tokenizer);
+    let logprob = r.req.logprobs.map(|k| logprobs(logits, step.id, k));
+    let sent = r.req.events.send(Event::Token {
+        id: step.id,
+        text: step.text,
+        logprob,
+    });
+    if sent.is_err() {
+        return false;
+    }
+    if let Some(finish) = step.finish {
+        let _ = r.req.events.send(Event::Done {
+            finish,
+            prompt_tokens: r.req.prompt_ids.len(),
+            completion_tokens: r.seq.ids.len(),
+        });
+        return false;
+    }
+    r.next = step.id;
+    true
+}
+
+/// The log-probability of `id` and the `k` most likely tokens under softmax(logits).
+pub fn logprobs(logits: &[f32], id: u32, k: usize) -> TokenLogprob {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    // The sum in f64: 49152 terms of very different sizes.
+    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    let lse = max + sum.ln() as f32;
+    let top = if k == 0 {
+        Vec::new()
+    } else {
+        gpt::infer::sampling::top_k(logits, k)
+            .into_iter()
+            .map(|c| (c.id, c.score - lse))
+            .collect()
+    };
+    TokenLogprob {
+        logprob: logits
+            .get(id as usize)
+            .map_or(f32::NEG_INFINITY, |l| l - lse),
+        top,
+    }
+}
+
+/// Keeps the residual stream after the last block.
+struct LastResidual {
+    layer: usize,
+    x: Vec<f32>,
+}
+
+impl Capture for LastResidual {
+    fn wants_residual(&self) -> bool {
+        true
+    }
+    fn residual(&mut self, layer: usize, x: &[f32]) {
+        if layer == self.layer {
+            self.x = x.to_vec();
+        }
+    }
+}
+
+/// Document embeddings: for each input, the mean over its positions of the final-norm hidden
+/// states (the vectors the unembedding reads, after the model's final norm), scaled to unit
+/// length so that a dot product is the cosine similarity. Mean pooling because a causal model's
+/// last position alone weighs the end of the text most.
+pub fn embed(model: &LoadedModel, inputs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, String> {
+    let t = &model.transformer;
+    let c = t.config.d_model;
+    let mut out = Vec::with_capacity(inputs.len());
+    for ids in inputs {
+        let mut cache = t.new_cache();
+        let mut cap = LastResidual {
+            layer: t.config.n_layer - 1,
+            x: Vec::new(),
+        };
+        t.forward(ids, &mut cache, Logits::Last, Some(&mut cap))
+            .map_err(|e| e.to_string())?;
+        let h = t.final_norm.forward(&cap.x); // (T, C)
+        let mut v = vec![0f32; c];
+        for row in h.chunks_exact(c) {
+            for (a, b) in v.iter_mut().zip(row) {
+                *a += b;
+            }
+        }
+        let norm = v
+            .iter()
+            .map(|x| x * x)
+            .sum::<f32>()
+            .sqrt()
+            .max(f32::MIN_POSITIVE);
+        v.iter_mut().for_each(|x| *x /= norm);
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// The (T, T) attention pattern of one head of one layer over `ids`, through the library's
+/// capture hook.
+pub fn attention(
+    model: &LoadedModel,
+    ids: &[u32],
+    layer: usize,
+    head: usize,
+) -> Result<Vec<Vec<f32>>, String> {
+    let t = &model.transformer;
+    let mut rec = AttentionRecorder::new(vec![layer]);
+    let mut cache = t.new_cache();
+    t.forward(ids, &mut cache, Logits::Last, Some(&mut rec))
+        .map_err(|e| e.to_string())?;
+    rec.pattern(layer, head)
+        .ok_or_else(|| format!("no head {head} in layer {layer}"))
+}

@@ -1,0 +1,624 @@
+//! The real server on a loopback port, driven over raw HTTP/1.1: every kind of bad request gets
+//! its documented answer (OpenAI's error JSON and status), a client that vanishes mid-stream
+//! frees its slot, a full queue answers 503 with Retry-After, the API key is enforced,
+//! concurrent requests share decode steps, and shutdown lets a running stream finish.
+
+use gpt::model::LoadedModel;
+use gpt_server::{Background, Options};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const MODEL: &str = gpt::hub::DEFAULT_MODEL;
+
+fn model() -> LoadedModel {
+    let path = gpt::hub::resolve(MODEL, &mut |_, _, _| {}).expect("the default model");
+    LoadedModel::open(&path).expect("loading the model")
+}
+
+/// A server of one slot, for the tests that compare greedy output with the library's: no other
+/// test's request shares its forward passes (batching changes the order of float sums, which
+/// could flip a near tie).
+fn solo() -> SocketAddr {
+    static SERVER: OnceLock<Background> = OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            let mut opts = Options::new(MODEL);
+            opts.parallel = 1;
+            Background::start(model(), opts).unwrap()
+        })
+        .addr
+}
+
+/// One server for the tests that need no special options.
+fn shared() -> SocketAddr {
+    static SERVER: OnceLock<Background> = OnceLock::new();
+    SERVER
+        .get_or_init(|| Background::start(model(), Options::new(MODEL)).unwrap())
+        .addr
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// Asserts OpenAI's error shape and returns the error object.
+    fn error(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        let v = self.json();
+        let e = v["error"].clone();
+        assert!(e["message"].is_string(), "{v}");
+        assert!(e["type"].is_string(), "{v}");
+        assert!(e.get("param").is_some() && e.get("code").is_some(), "{v}");
+        e
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    s
+}
+
+fn head(method: &str, path: &str, extra: &[(&str, &str)], len: Option<usize>) -> String {
+    let mut h = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(n) = len {
+        h += &format!("Content-Type: application/json\r\nContent-Length: {n}\r\n");
+    }
+    for (k, v) in extra {
+        h += &format!("{k}: {v}\r\n");
+    }
+    h + "\r\n"
+}
+
+/// Reads the status line and headers.
+fn read_head(r: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    (status, headers)
+}
+
+/// Reads a whole body, undoing chunked transfer encoding.
+fn read_body(r: &mut impl BufRead, headers: &[(String, String)]) -> String {
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let mut out = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            let mut buf = vec![0; n + 2];
+            r.read_exact(&mut buf).unwrap();
+            out.extend_from_slice(&buf[..n]);
+        }
+    } else {
+        r.read_to_end(&mut out).unwrap();
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut s = connect(addr);
+    let len = (method == "POST").then_some(body.len());
+    s.write_all(head(method, path, extra, len).as_bytes())
+        .unwrap();
+    s.write_all(body).unwrap();
+    let mut r = BufReader::new(s);
+    let (status, headers) = read_head(&mut r);
+    let body = read_body(&mut r, &headers);
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn post(addr: SocketAddr, path: &str, body: &str) -> Reply {
+    request(addr, "POST", path, &[], body.as_bytes())
+}
+
+fn get(addr: SocketAddr, path: &str) -> Reply {
+    request(addr, "GET", path, &[], b"")
+}
+
+fn health(addr: SocketAddr) -> Value {
+    get(addr, "/health").json()
+}
+
+/// Waits until /health satisfies `f` (a few seconds at most).
+fn wait_health(addr: SocketAddr, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let h = health(addr);
+        if f(&h) {
+            return h;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}: {h}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Opens a streaming completion and returns the reader positioned after the first data event.
+fn open_stream(
+    addr: SocketAddr,
+    max_tokens: usize,
+    extra: &[(&str, &str)],
+) -> BufReader<TcpStream> {
+    // ignore_eos-like: a prompt that keeps a small model talking; max_tokens bounds it.
+    let body = format!(
+        r#"{{"prompt":"Count from one to one thousand: one, two, three,","max_tokens":{max_tokens},"stream":true,"temperature":0}}"#
+    );
+    let mut s = connect(addr);
+    s.write_all(head("POST", "/v1/completions", extra, Some(body.len())).as_bytes())
+        .unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut r = BufReader::new(s);
+    let (status, _) = read_head(&mut r);
+    assert_eq!(status, 200);
+    let mut line = String::new();
+    while !line.contains("data:") {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "stream ended early");
+    }
+    r
+}
+
+fn chat_body(content: &str, extra: &str) -> String {
+    format!(
+        r#"{{"model":"{MODEL}","messages":[{{"role":"user","content":{}}}]{extra}}}"#,
+        serde_json::to_string(content).unwrap()
+    )
+}
+
+#[test]
+fn malformed_json_is_400_invalid_request() {
+    let addr = shared();
+    for body in ["{not json", "", "{\"model\": \"x\",}", "{\"messages\": [}"] {
+        let e = post(addr, "/v1/chat/completions", body).error(400);
+        assert_eq!(e["type"], "invalid_request_error");
+        assert!(e["message"].as_str().unwrap().contains("parse"), "{e}");
+    }
+}
+
+#[test]
+fn wrong_types_are_400_naming_the_problem() {
+    let addr = shared();
+    for (body, needle) in [
+        (r#"{"messages":"hi"}"#.to_string(), "expected a sequence"),
+        (chat_body("hi", r#","temperature":"hot""#), "hot"),
+        (chat_body("hi", r#","max_tokens":-3"#), "-3"),
+        (
+            r#"{"messages":[{"role":"user","content":5}]}"#.to_string(),
+            "content",
+        ),
+    ] {
+        let e = post(addr, "/v1/chat/completions", &body).error(400);
+        let msg = e["message"].as_str().unwrap();
+        assert!(
+            msg.contains(needle) || msg.contains("did not match"),
+            "{body}: {msg}"
+        );
+    }
+    // Values of the right type but out of range.
+    let e = post(
+        addr,
+        "/v1/chat/completions",
+        &chat_body("hi", r#","temperature":7"#),
+    )
+    .error(400);
+    assert_eq!(e["param"], "temperature");
+    let e = post(addr, "/v1/chat/completions", &chat_body("hi", r#","n":3"#)).error(400);
+    assert_eq!(e["param"], "n");
+    let e = post(addr, "/v1/completions", r#"{"prompt":"x","logprobs":50}"#).error(400);
+    assert_eq!(e["param"], "logprobs");
+    let e = post(addr, "/detokenize", r#"{"tokens":[4000000000]}"#).error(400);
+    assert_eq!(e["param"], "tokens");
+}
+
+#[test]
+fn huge_body_is_413_and_the_server_goes_on() {
+    let mut opts = Options::new(MODEL);
+    opts.max_body_bytes = 64 << 10;
+    let server = Background::start(model(), opts).unwrap();
+    let addr = server.addr;
+    // Announced size over the limit: refused before the body is read (what curl's
+    // Expect: 100-continue relies on).
+    let mut s = connect(addr);
+    s.write_all(
+        head(
+            "POST",
+            "/v1/completions",
+            &[("Expect", "100-continue")],
+            Some(10 << 20),
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let (status, headers) = read_head(&mut r);
+    let reply = Reply {
+        status,
+        body: read_body(&mut r, &headers),
+        headers,
+    };
+    reply.error(413);
+    // A body just over the limit, sent in full.
+    let big = format!(r#"{{"prompt":"{}"}}"#, "a".repeat(70 << 10));
+    post(addr, "/v1/completions", &big).error(413);
+    assert_eq!(health(addr)["status"], "ok");
+    server.stop().unwrap();
+}
+
+#[test]
+fn unknown_model_and_route_are_404() {
+    let addr = shared();
+    let e = post(
+        addr,
+        "/v1/chat/completions",
+        r#"{"model":"gpt-9","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .error(404);
+    assert_eq!(e["code"], "model_not_found");
+    assert_eq!(e["param"], "model");
+    post(addr, "/v1/embeddings", r#"{"model":"gpt-9","input":"x"}"#).error(404);
+    get(addr, "/v1/models/gpt-9").error(404);
+    assert_eq!(
+        get(addr, &format!("/v1/models/{MODEL}")).json()["id"],
+        MODEL
+    );
+    get(addr, "/v2/everything").error(404);
+    request(addr, "DELETE", "/v1/models", &[], b"").error(405);
+}
+
+#[test]
+fn prompt_beyond_the_context_is_400_context_length_exceeded() {
+    let mut opts = Options::new(MODEL);
+    opts.ctx = 64;
+    let server = Background::start(model(), opts).unwrap();
+    let long = "word ".repeat(200);
+    let e = post(server.addr, "/v1/chat/completions", &chat_body(&long, "")).error(400);
+    assert_eq!(e["code"], "context_length_exceeded");
+    let e = post(
+        server.addr,
+        "/v1/completions",
+        r#"{"prompt":"hello","max_tokens":100}"#,
+    )
+    .error(400);
+    assert_eq!(e["code"], "context_length_exceeded");
+    let e = post(
+        server.addr,
+        "/v1/embeddings",
+        &format!(r#"{{"input":"{long}"}}"#),
+    )
+    .error(400);
+    assert_eq!(e["code"], "context_length_exceeded");
+    // Within the window, fine.
+    let ok = post(
+        server.addr,
+        "/v1/completions",
+        r#"{"prompt":"hello","max_tokens":4}"#,
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_client_that_disconnects_mid_stream_frees_its_slot_at_once() {
+    let mut opts = Options::new(MODEL);
+    opts.parallel = 1;
+    let server = Background::start(model(), opts).unwrap();
+    let addr = server.addr;
+    for _ in 0..3 {
+        // 1500 tokens would take far longer than the wait below.
+        let stream = open_stream(addr, 1500, &[]);
+        wait_health(addr, "the slot to be taken", |h| h["slots_processing"] == 1);
+        drop(stream);
+        let t0 = Instant::now();
+        wait_health(addr, "the slot to be freed", |h| h["slots_processing"] == 0);
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+    // A client waiting for a whole (non-streaming) reply that goes away frees it too.
+    let body = r#"{"prompt":"Count: one, two,","max_tokens":1500}"#;
+    let mut s = connect(addr);
+    s.write_all(head("POST", "/v1/completions", &[], Some(body.len())).as_bytes())
+        .unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    wait_health(addr, "the slot to be taken", |h| h["slots_processing"] == 1);
+    drop(s);
+    wait_health(addr, "the slot to be freed", |h| h["slots_processing"] == 0);
+    // The only slot serves the next request.
+    let r = post(
+        addr,
+        "/v1/completions",
+        r#"{"prompt":"Hello","max_tokens":3}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["usage"]["completion_tokens"], 3);
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_full_queue_answers_503_with_retry_after() {
+    let mut opts = Options::new(MODEL);
+    opts.parallel = 1;
+    opts.queue = 1;
+    let server = Background::start(model(), opts).unwrap();
+    let addr = server.addr;
+    let running = open_stream(addr, 1500, &[]);
+    wait_health(addr, "the slot to be taken", |h| h["slots_processing"] == 1);
+    // The second waits in the queue (its reply will not come until the slot frees).
+    let body = r#"{"prompt":"Hi","max_tokens":2}"#;
+    let mut waiting = connect(addr);
+    waiting
+        .write_all(head("POST", "/v1/completions", &[], Some(body.len())).as_bytes())
+        .unwrap();
+    waiting.write_all(body.as_bytes()).unwrap();
+    wait_health(addr, "one queued request", |h| h["queued"] == 1);
+    let r = post(addr, "/v1/completions", body);
+    let e = r.error(503);
+    assert_eq!(e["code"], "server_overloaded");
+    assert!(r.header("retry-after").is_some());
+    // Freeing the slot lets the queued request through.
+    drop(running);
+    let mut rd = BufReader::new(waiting);
+    let (status, headers) = read_head(&mut rd);
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&read_body(&mut rd, &headers)).unwrap();
+    assert_eq!(v["object"], "text_completion");
+    server.stop().unwrap();
+}
+
+#[test]
+fn the_api_key_is_required_on_v1_but_not_on_the_page() {
+    let mut opts = Options::new(MODEL);
+    opts.api_key = Some("sk-test-123".into());
+    let server = Background::start(model(), opts).unwrap();
+    let addr = server.addr;
+    let e = get(addr, "/v1/models").error(401);
+    assert_eq!(e["code"], "invalid_api_key");
+    request(
+        addr,
+        "GET",
+        "/v1/models",
+        &[("Authorization", "Bearer sk-test-124")],
+        b"",
+    )
+    .error(401);
+    post(addr, "/tokenize", r#"{"prompt":"x"}"#).error(401);
+    let ok = request(
+        addr,
+        "GET",
+        "/v1/models",
+        &[("Authorization", "Bearer sk-test-123")],
+        b"",
+    );
+    assert_eq!(ok.status, 200);
+    assert_eq!(get(addr, "/health").status, 200);
+    let page = get(addr, "/");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<canvas"));
+    server.stop().unwrap();
+}
+
+#[test]
+fn concurrent_requests_share_decode_steps() {
+    let mut opts = Options::new(MODEL);
+    opts.parallel = 4;
+    let server = Background::start(model(), opts).unwrap();
+    let addr = server.addr;
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let body = format!(
+                    r#"{{"prompt":"Story number {i}: once upon a time","max_tokens":24,"temperature":0.8,"seed":{i}}}"#
+                );
+                let r = post(addr, "/v1/completions", &body);
+                assert_eq!(r.status, 200, "{}", r.body);
+                r.json()["usage"]["completion_tokens"].as_u64().unwrap()
+            })
+        })
+        .collect();
+    let tokens: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let h = health(addr);
+    let (steps, batched) = (
+        h["decode_steps"].as_u64().unwrap(),
+        h["decode_tokens"].as_u64().unwrap(),
+    );
+    assert!(tokens > 4);
+    // Each request's first token comes from its prefill; the rest from decode steps, which
+    // the requests shared: fewer steps than tokens.
+    assert!(batched as f64 / steps as f64 > 1.5, "{h}");
+    server.stop().unwrap();
+}
+
+#[test]
+fn shutdown_lets_a_running_stream_finish() {
+    let server = Background::start(model(), Options::new(MODEL)).unwrap();
+    let addr = server.addr;
+    let mut stream = open_stream(addr, 40, &[]);
+    let stopper = std::thread::spawn(move || server.stop());
+    let mut rest = String::new();
+    stream.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("\"finish_reason\":\"length\""), "{rest}");
+    assert!(rest.contains("data: [DONE]"));
+    stopper.join().unwrap().unwrap();
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[test]
+fn shutdown_ends_streams_still_running_after_the_grace_period_with_an_error() {
+    let mut opts = Options::new(MODEL);
+    opts.shutdown_grace = Duration::from_millis(300);
+    let server = Background::start(model(), opts).unwrap();
+    let mut stream = open_stream(server.addr, 1500, &[]);
+    let t0 = Instant::now();
+    let stopper = std::thread::spawn(move || server.stop());
+    let mut rest = String::new();
+    stream.read_to_string(&mut rest).unwrap();
+    // An error event, then the end of the stream (the body is still chunk-framed here).
+    let (err, done) = (rest.find("shutting down"), rest.find("data: [DONE]"));
+    assert!(err.is_some() && done.is_some() && err < done, "{rest}");
+    stopper.join().unwrap().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn greedy_chat_equals_the_library_generator() {
+    let addr = solo();
+    let m = model();
+    let template = m.chat_template.clone().unwrap();
+    let prompt = template
+        .render(
+            &[gpt::infer::chat_template::Message::new(
+                "user",
+                "Name three colors.",
+            )],
+            true,
+        )
+        .unwrap();
+    let ids = m.tokenizer.encode(&prompt, true);
+    let opts = gpt::infer::GenerateOptions {
+        max_tokens: 24,
+        sampling: gpt::infer::SamplingParams::greedy(),
+        stop: Vec::new(),
+        stop_ids: m.stop_ids.clone(),
+    };
+    let want = gpt::infer::Generator::new(&m.transformer, &m.tokenizer)
+        .generate(&ids, &opts, &mut |_| true)
+        .unwrap();
+    let r = post(
+        addr,
+        "/v1/chat/completions",
+        &chat_body("Name three colors.", r#","temperature":0,"max_tokens":24"#),
+    );
+    let v = r.json();
+    assert_eq!(v["choices"][0]["message"]["content"], want.text.as_str());
+    assert_eq!(v["usage"]["prompt_tokens"], ids.len());
+    assert_eq!(v["usage"]["completion_tokens"], want.ids.len());
+}
+
+#[test]
+fn stop_strings_cut_the_text_and_end_with_stop() {
+    let addr = shared();
+    let r = post(
+        addr,
+        "/v1/completions",
+        r#"{"prompt":"1, 2, 3, 4,","max_tokens":30,"temperature":0,"stop":[" 7"]}"#,
+    );
+    let v = r.json();
+    let text = v["choices"][0]["text"].as_str().unwrap();
+    assert!(!text.contains(" 7"), "{text}");
+    assert!(text.contains('6'), "{text}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+}
+
+#[test]
+fn tokenize_and_detokenize_round_trip() {
+    let addr = shared();
+    let t = post(
+        addr,
+        "/tokenize",
+        r#"{"prompt":"Hello world, this is gpt-rs."}"#,
+    )
+    .json();
+    let ids = t["tokens"].clone();
+    assert_eq!(t["count"], ids.as_array().unwrap().len());
+    let d = post(addr, "/detokenize", &format!(r#"{{"tokens":{ids}}}"#)).json();
+    assert_eq!(d["prompt"], "Hello world, this is gpt-rs.");
+}
+
+#[test]
+fn embeddings_are_unit_vectors_closer_for_similar_texts() {
+    let addr = shared();
+    let v = post(
+        addr,
+        "/v1/embeddings",
+        r#"{"input":["The cat sat on the mat.","A cat was sitting on the mat.","Quarterly revenue rose by four percent."]}"#,
+    )
+    .json();
+    let e: Vec<Vec<f64>> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| serde_json::from_value(d["embedding"].clone()).unwrap())
+        .collect();
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    for x in &e {
+        assert!((dot(x, x) - 1.0).abs() < 1e-4);
+    }
+    assert!(
+        dot(&e[0], &e[1]) > dot(&e[0], &e[2]),
+        "similar texts are closer"
+    );
+}
+
+#[test]
+fn a_long_prompt_run_in_chunks_continues_as_the_library_does() {
+    let addr = solo();
+    let m = model();
+    let prompt =
+        "The river ran past the old mill, and the miller counted the sacks of grain. ".repeat(40);
+    let ids = m.encode_prompt(&prompt, true);
+    assert!(ids.len() > 2 * gpt_server::scheduler::PREFILL_CHUNK);
+    let opts = gpt::infer::GenerateOptions {
+        max_tokens: 16,
+        sampling: gpt::infer::SamplingParams::greedy(),
+        stop: Vec::new(),
+        stop_ids: m.stop_ids.clone(),
+    };
+    let want = gpt::infer::Generator::new(&m.transformer, &m.tokenizer)
+        .generate(&ids, &opts, &mut |_| true)
+        .unwrap();
+    let body = serde_json::json!({"prompt": prompt, "max_tokens": 16, "temperature": 0});
+    let v = post(addr, "/v1/completions", &body.to_string()).json();
+    assert_eq!(v["usage"]["prompt_tokens"], ids.len());
+    assert_eq!(v["choices"][0]["text"], want.text.as_str());
+}

@@ -1,0 +1,204 @@
+"""The official `openai` Python client against a running `gpt serve`.
+
+Run by scripts/openai_client_check.sh, which starts the servers. Each check prints one line;
+the last line is `N passed, M failed`, and the exit code is non-zero if any check failed.
+"""
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import traceback
+
+import openai
+
+PROMPT = "The three primary colors are"
+CHAT = [{"role": "user", "content": "What is the capital of France?"}]
+
+checks = []
+
+
+def check(fn):
+    checks.append(fn)
+    return fn
+
+
+@check
+def models_list(c, a):
+    ids = [m.id for m in c.models.list().data]
+    assert a.model in ids, ids
+    assert c.models.retrieve(a.model).id == a.model
+
+
+@check
+def chat_completion(c, a):
+    r = c.chat.completions.create(model=a.model, messages=CHAT, temperature=0, max_tokens=32)
+    ch = r.choices[0]
+    assert ch.message.role == "assistant"
+    assert "Paris" in ch.message.content, ch.message.content
+    assert ch.finish_reason in ("stop", "length"), ch.finish_reason
+    u = r.usage
+    assert u.prompt_tokens > 0 and u.completion_tokens > 0
+    assert u.total_tokens == u.prompt_tokens + u.completion_tokens
+
+
+@check
+def chat_streaming_equals_non_streaming(c, a):
+    whole = c.chat.completions.create(model=a.model, messages=CHAT, temperature=0, max_tokens=32)
+    parts, finish, usage = [], None, None
+    stream = c.chat.completions.create(
+        model=a.model, messages=CHAT, temperature=0, max_tokens=32, stream=True,
+        stream_options={"include_usage": True},
+    )
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for ch in chunk.choices:
+            if ch.delta.content:
+                parts.append(ch.delta.content)
+            if ch.finish_reason:
+                finish = ch.finish_reason
+    assert "".join(parts) == whole.choices[0].message.content, (parts, whole)
+    assert finish == whole.choices[0].finish_reason
+    assert usage is not None and usage.completion_tokens == whole.usage.completion_tokens
+
+
+@check
+def completion_and_its_stream(c, a):
+    r = c.completions.create(model=a.model, prompt=PROMPT, temperature=0, max_tokens=20)
+    text = r.choices[0].text
+    assert text and r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.completion_tokens <= 20
+    streamed = "".join(
+        ch.choices[0].text
+        for ch in c.completions.create(model=a.model, prompt=PROMPT, temperature=0,
+                                       max_tokens=20, stream=True)
+        if ch.choices
+    )
+    assert streamed == text, (streamed, text)
+
+
+@check
+def greedy_equals_gpt_generate(c, a):
+    n = 32
+    out = subprocess.run(
+        [a.gpt, "generate", PROMPT, "--model", a.model_arg, "--temperature", "0",
+         "--max-tokens", str(n), "--json"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    want = json.loads(out)
+    r = c.completions.create(model=a.model, prompt=PROMPT, temperature=0, max_tokens=n)
+    assert r.choices[0].text == want["text"], (r.choices[0].text, want["text"])
+    assert r.usage.prompt_tokens == len(want["prompt_ids"])
+    assert r.usage.completion_tokens == len(want["ids"])
+
+
+@check
+def embeddings(c, a):
+    texts = ["The cat sat on the mat.", "A cat was sitting on a mat.", "Stock markets fell sharply."]
+    # The client asks for base64 by default and decodes it.
+    r = c.embeddings.create(model=a.model, input=texts)
+    vecs = [d.embedding for d in r.data]
+    assert len(vecs) == 3 and len(vecs[0]) > 0
+    for v in vecs:
+        assert abs(math.sqrt(sum(x * x for x in v)) - 1) < 1e-3
+    f = c.embeddings.create(model=a.model, input=texts[0], encoding_format="float")
+    assert max(abs(x - y) for x, y in zip(f.data[0].embedding, vecs[0])) < 1e-6
+    dot = lambda u, v: sum(x * y for x, y in zip(u, v))
+    assert dot(vecs[0], vecs[1]) > dot(vecs[0], vecs[2])
+    assert r.usage.prompt_tokens > 0
+
+
+@check
+def chat_logprobs(c, a):
+    r = c.chat.completions.create(model=a.model, messages=CHAT, temperature=0, max_tokens=8,
+                                  logprobs=True, top_logprobs=5)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens
+    for t in content:
+        assert t.logprob <= 0 and len(t.top_logprobs) == 5
+        lps = [x.logprob for x in t.top_logprobs]
+        assert lps == sorted(lps, reverse=True)
+        # Greedy: the chosen token is the most likely one.
+        assert t.logprob >= lps[0] - 1e-4, (t, lps)
+        assert bytes(t.bytes).decode("utf-8", "replace") == t.token or t.token.startswith("<|")
+    assert sum(math.exp(x.logprob) for x in content[0].top_logprobs) <= 1.0 + 1e-4
+
+
+@check
+def completion_logprobs(c, a):
+    r = c.completions.create(model=a.model, prompt=PROMPT, temperature=0, max_tokens=6, logprobs=3)
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 6
+    assert all(len(t) <= 3 for t in lp.top_logprobs)
+    assert "".join(lp.tokens) == r.choices[0].text
+
+
+@check
+def seed_reproduces_and_stop_cuts(c, a):
+    kw = dict(model=a.model, prompt="Once upon a time", temperature=1.0, max_tokens=24)
+    x = c.completions.create(seed=42, **kw).choices[0].text
+    y = c.completions.create(seed=42, **kw).choices[0].text
+    assert x == y, (x, y)
+    r = c.completions.create(model=a.model, prompt="1, 2, 3, 4,", temperature=0, max_tokens=30,
+                             stop=[" 7"])
+    assert " 7" not in r.choices[0].text and r.choices[0].finish_reason == "stop"
+
+
+@check
+def errors_map_to_client_exceptions(c, a):
+    try:
+        c.chat.completions.create(model="no-such-model", messages=CHAT)
+        raise AssertionError("unknown model accepted")
+    except openai.NotFoundError as e:
+        assert e.body["code"] == "model_not_found", e.body
+    try:
+        c.completions.create(model=a.model, prompt="word " * 5000, max_tokens=4)
+        raise AssertionError("prompt beyond the context accepted")
+    except openai.BadRequestError as e:
+        assert e.body["code"] == "context_length_exceeded", e.body
+
+
+@check
+def api_key_is_required(c, a):
+    if not a.keyed_base_url:
+        return
+    no_key = openai.OpenAI(base_url=a.keyed_base_url, api_key="wrong-key", max_retries=0)
+    try:
+        no_key.models.list()
+        raise AssertionError("a wrong key was accepted")
+    except openai.AuthenticationError:
+        pass
+    good = openai.OpenAI(base_url=a.keyed_base_url, api_key=a.api_key, max_retries=0)
+    r = good.chat.completions.create(model=a.model, messages=CHAT, max_tokens=4)
+    assert r.choices[0].message.content is not None
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--base-url", required=True)
+    p.add_argument("--keyed-base-url")
+    p.add_argument("--api-key")
+    p.add_argument("--model", required=True, help="the model id the server reports")
+    p.add_argument("--model-arg", help="the --model argument of gpt generate (default: --model)")
+    p.add_argument("--gpt", required=True, help="the gpt binary")
+    a = p.parse_args()
+    a.model_arg = a.model_arg or a.model
+    c = openai.OpenAI(base_url=a.base_url, api_key="unused", max_retries=0, timeout=300)
+    passed = failed = 0
+    for fn in checks:
+        try:
+            fn(c, a)
+            passed += 1
+            print(f"ok   {fn.__name__}")
+        except Exception:
+            failed += 1
+            print(f"FAIL {fn.__name__}")
+            traceback.print_exc()
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
