@@ -174,6 +174,7 @@ fn generate_options(
         },
         stop,
         stop_ids: state.model.stop_ids.clone(),
+        slide: false,
     })
 }
 

@@ -530,6 +530,7 @@ fn greedy_chat_equals_the_library_generator() {
         sampling: gpt::infer::SamplingParams::greedy(),
         stop: Vec::new(),
         stop_ids: m.stop_ids.clone(),
+        slide: false,
     };
     let want = gpt::infer::Generator::new(&m.transformer, &m.tokenizer)
         .generate(&ids, &opts, &mut |_| true)
@@ -613,6 +614,7 @@ fn a_long_prompt_run_in_chunks_continues_as_the_library_does() {
         sampling: gpt::infer::SamplingParams::greedy(),
         stop: Vec::new(),
         stop_ids: m.stop_ids.clone(),
+        slide: false,
     };
     let want = gpt::infer::Generator::new(&m.transformer, &m.tokenizer)
         .generate(&ids, &opts, &mut |_| true)

@@ -481,3 +481,40 @@ fn sharded_half_precision_folder_loads() {
         let _ = std::fs::remove_dir_all(&out);
     }
 }
+
+/// A generation longer than the context window: refused by default, and with `slide` it goes on
+/// past the window, its first steps still PyTorch's greedy continuation.
+#[test]
+fn generation_past_the_window_slides_only_when_asked() {
+    use gpt::infer::{GenerateOptions, Generator, SamplingParams};
+    let dir = &fixture_dirs()[0];
+    let t = load(dir);
+    let ctx = t.config.context_length;
+    let e = Expected::open(dir);
+    let (_, want) = e.ids("greedy");
+    // A tokenizer is needed for text; its vocabulary must cover the model's ids.
+    let vocab: Vec<String> = (0..t.config.vocab_size)
+        .map(|i| ((b'!' + (i % 90) as u8) as char).to_string() + &"x".repeat(i / 90))
+        .collect();
+    let tok = gpt::tokenizer::Tokenizer::from_spec(gpt::tokenizer::TokenizerSpec {
+        tokens: vocab,
+        pre: "gpt2".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut g = Generator::new(&t, &tok);
+    let mut opts = GenerateOptions {
+        max_tokens: ctx + 8,
+        sampling: SamplingParams::greedy(),
+        ..Default::default()
+    };
+    let err = g
+        .generate(&GREEDY_PROMPT, &opts, &mut |_| true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("context window"), "{err}");
+    opts.slide = true;
+    let r = g.generate(&GREEDY_PROMPT, &opts, &mut |_| true).unwrap();
+    assert_eq!(r.ids.len(), ctx + 8);
+    assert_eq!(&r.ids[..want.len()], &want[..]);
+}

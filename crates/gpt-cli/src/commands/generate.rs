@@ -30,6 +30,10 @@ pub struct SamplingArgs {
     /// Stop before this string (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
+    /// When the context window fills, keep its last half and go on (for small trained models
+    /// with short windows) instead of refusing a longer generation.
+    #[arg(long)]
+    pub slide: bool,
 }
 
 impl SamplingArgs {
@@ -47,6 +51,7 @@ impl SamplingArgs {
             },
             stop: self.stop.clone(),
             stop_ids: stop_ids.to_vec(),
+            slide: self.slide,
         }
     }
 }

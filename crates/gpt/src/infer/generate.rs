@@ -17,6 +17,10 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// Token ids that end generation (the model's end-of-sequence tokens); not part of the text.
     pub stop_ids: Vec<u32>,
+    /// When the context window is full, keep its last half and go on (recomputing it, as
+    /// nanoGPT's generate crops the context) instead of refusing a generation longer than the
+    /// window. For small trained models whose window is a few dozen tokens.
+    pub slide: bool,
 }
 
 impl Default for GenerateOptions {
@@ -26,6 +30,7 @@ impl Default for GenerateOptions {
             sampling: SamplingParams::default(),
             stop: Vec::new(),
             stop_ids: Vec::new(),
+            slide: false,
         }
     }
 }
@@ -90,7 +95,11 @@ impl<'a> Generator<'a> {
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
         let context = self.model.config.context_length;
-        let needed = prompt_ids.len() + opts.max_tokens;
+        let needed = if opts.slide {
+            prompt_ids.len()
+        } else {
+            prompt_ids.len() + opts.max_tokens
+        };
         if needed > context {
             return Err(Error::ContextOverflow { needed, context });
         }
@@ -120,9 +129,20 @@ impl<'a> Generator<'a> {
             if step.finish.is_some() {
                 break;
             }
-            logits = self
-                .model
-                .forward(&[step.id], &mut self.cache, Logits::Last, None)?;
+            if seq.ids.len() == opts.max_tokens {
+                break;
+            }
+            logits = if self.cache.len() < context {
+                self.model
+                    .forward(&[step.id], &mut self.cache, Logits::Last, None)?
+            } else {
+                // The window is full (only with `slide`): restart it from its last half.
+                let history: Vec<u32> = prompt_ids.iter().chain(&seq.ids).copied().collect();
+                self.cache.clear();
+                let keep = &history[history.len() - (context / 2).max(1)..];
+                self.model
+                    .forward(keep, &mut self.cache, Logits::Last, None)?
+            };
         }
         Ok(Generation {
             prompt_ids: prompt_ids.to_vec(),

@@ -470,7 +470,7 @@ fn sample(c: &Config, params: &Parameters, tok: &Tokenizer, n: usize, seed: u64)
     let model = crate::model::Transformer::from_gpt2_params(c, params)?;
     let start = tok.encode("\n", false).first().copied().unwrap_or(0);
     let opts = GenerateOptions {
-        max_tokens: n.min(c.context_length - 1),
+        max_tokens: n,
         sampling: SamplingParams {
             temperature: 0.8,
             top_k: 0,
@@ -481,6 +481,7 @@ fn sample(c: &Config, params: &Parameters, tok: &Tokenizer, n: usize, seed: u64)
         },
         stop: vec![],
         stop_ids: vec![],
+        slide: true,
     };
     let mut g = Generator::new(&model, tok);
     Ok(g.generate(&[start], &opts, &mut |_| true)?.text)
