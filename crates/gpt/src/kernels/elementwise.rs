@@ -6,9 +6,19 @@
 
 use super::Isa;
 
+/// Slices longer than this are split into chunks of this size across threads.
+const CHUNK: usize = 1 << 14;
+
 /// out[i] = f(x[i]).
-pub fn map(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
+pub fn map(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Copy + Sync) {
     assert_eq!(x.len(), out.len(), "map: lengths differ");
+    if x.len() > CHUNK {
+        use rayon::prelude::*;
+        return out
+            .par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(o, x)| map(x, o, f));
+    }
     match Isa::detected() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `detected` returns Avx512Vnni only when avx512f/bw/vl are available.
@@ -21,11 +31,19 @@ pub fn map(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
 }
 
 /// acc[i] += f(x[i]) * g[i]: the chain rule through an elementwise function with derivative f.
-pub fn chain(g: &[f32], x: &[f32], acc: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
+pub fn chain(g: &[f32], x: &[f32], acc: &mut [f32], f: impl Fn(f32) -> f32 + Copy + Sync) {
     assert!(
         g.len() == x.len() && x.len() == acc.len(),
         "chain: lengths differ"
     );
+    if x.len() > CHUNK {
+        use rayon::prelude::*;
+        return acc
+            .par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|((a, x), g)| chain(g, x, a, f));
+    }
     match Isa::detected() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `map`.

@@ -52,18 +52,26 @@ pub fn layer_norm_forward(
     mean: &mut [f32],
     rstd: &mut [f32],
 ) {
+    use rayon::prelude::*;
     let c = w.len();
-    for (i, (xr, yr)) in x.chunks_exact(c).zip(out.chunks_exact_mut(c)).enumerate() {
-        let m = xr.iter().sum::<f32>() / c as f32;
-        let var = xr.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / c as f32;
-        let s = 1.0 / (var + eps).sqrt();
-        for (((y, v), wi), bi) in yr.iter_mut().zip(xr).zip(w).zip(b) {
-            *y = (v - m) * s * wi + bi;
-        }
-        mean[i] = m;
-        rstd[i] = s;
-    }
+    out.par_chunks_mut(c)
+        .zip(x.par_chunks(c))
+        .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
+        .with_min_len(ROWS_PER_TASK)
+        .for_each(|((yr, xr), (mean, rstd))| {
+            let m = xr.iter().sum::<f32>() / c as f32;
+            let var = xr.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / c as f32;
+            let s = 1.0 / (var + eps).sqrt();
+            for (((y, v), wi), bi) in yr.iter_mut().zip(xr).zip(w).zip(b) {
+                *y = (v - m) * s * wi + bi;
+            }
+            *mean = m;
+            *rstd = s;
+        });
 }
+
+/// Rows per task in the norms' loops: fixed, so that sums are grouped the same way on every run.
+const ROWS_PER_TASK: usize = 64;
 
 /// The backward pass of [`layer_norm_forward`]: accumulates dx (N, C), dw (C), db (C) from
 /// dout (N, C). With xhat = (x - mean) * rstd and g = dout * w:
@@ -79,27 +87,41 @@ pub fn layer_norm_backward(
     dw: &mut [f32],
     db: &mut [f32],
 ) {
+    use rayon::prelude::*;
     let c = w.len();
-    for (i, ((dyr, xr), dxr)) in dout
-        .chunks_exact(c)
-        .zip(x.chunks_exact(c))
-        .zip(dx.chunks_exact_mut(c))
+    // dx rows are independent; dw and db are sums over rows: each task sums a fixed block of
+    // rows and the blocks are added in order, so the result has the same bits on every run.
+    let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(ROWS_PER_TASK * c)
         .enumerate()
-    {
-        let (m, s) = (mean[i], rstd[i]);
-        let (mut g_mean, mut gx_mean) = (0f32, 0f32);
+        .map(|(blk, dx_blk)| {
+            let (mut dw_p, mut db_p) = (vec![0f32; c], vec![0f32; c]);
+            for (k, dxr) in dx_blk.chunks_exact_mut(c).enumerate() {
+                let i = blk * ROWS_PER_TASK + k;
+                let (dyr, xr) = (&dout[i * c..(i + 1) * c], &x[i * c..(i + 1) * c]);
+                let (m, s) = (mean[i], rstd[i]);
+                let (mut g_mean, mut gx_mean) = (0f32, 0f32);
+                for j in 0..c {
+                    let g = dyr[j] * w[j];
+                    g_mean += g;
+                    gx_mean += g * (xr[j] - m) * s;
+                }
+                g_mean /= c as f32;
+                gx_mean /= c as f32;
+                for j in 0..c {
+                    let xhat = (xr[j] - m) * s;
+                    db_p[j] += dyr[j];
+                    dw_p[j] += dyr[j] * xhat;
+                    dxr[j] += s * (dyr[j] * w[j] - g_mean - xhat * gx_mean);
+                }
+            }
+            (dw_p, db_p)
+        })
+        .collect();
+    for (dw_p, db_p) in partial {
         for j in 0..c {
-            let g = dyr[j] * w[j];
-            g_mean += g;
-            gx_mean += g * (xr[j] - m) * s;
-        }
-        g_mean /= c as f32;
-        gx_mean /= c as f32;
-        for j in 0..c {
-            let xhat = (xr[j] - m) * s;
-            db[j] += dyr[j];
-            dw[j] += dyr[j] * xhat;
-            dxr[j] += s * (dyr[j] * w[j] - g_mean - xhat * gx_mean);
+            dw[j] += dw_p[j];
+            db[j] += db_p[j];
         }
     }
 }
