@@ -375,6 +375,7 @@ pub fn run(c: &TrainConfig, resume: bool, obs: &mut dyn TrainObserver) -> Result
             )
         }
     };
+    let mut workers = DataParallel::new(&config, t0.batch_size)?;
     let schedule = Schedule {
         max_lr: t0.learning_rate,
         min_lr: t0.min_lr,
@@ -396,8 +397,7 @@ pub fn run(c: &TrainConfig, resume: bool, obs: &mut dyn TrainObserver) -> Result
         let mut loss = 0f32;
         for micro in 0..t0.grad_accum {
             let (x, y) = train_data.batch(b, t, &mut batch_rng(t0.seed, step, micro))?;
-            loss += model.forward(&x, &y, b, t)?;
-            model.backward();
+            loss += workers.forward_backward(&mut model, &x, &y, b, t)?;
         }
         loss /= t0.grad_accum as f32;
         if t0.grad_accum > 1 {
@@ -485,4 +485,81 @@ fn sample(c: &Config, params: &Parameters, tok: &Tokenizer, n: usize, seed: u64)
     };
     let mut g = Generator::new(&model, tok);
     Ok(g.generate(&[start], &opts, &mut |_| true)?.text)
+}
+
+/// Data parallelism over the batch: each thread runs the forward and backward passes of its own
+/// block of sequences with single-threaded kernels, and the gradients are summed once per
+/// micro-batch. On a small model this beats splitting every matrix product across threads,
+/// whose many short parallel regions cost more in wake-ups than they save. Blocks and the order
+/// of the sums are fixed by the thread count, so a run is bit-identical for the same count.
+struct DataParallel {
+    /// One replica per thread (parameters copied in before each pass), with a one-thread pool.
+    replicas: Vec<(Gpt2Training, rayon::ThreadPool)>,
+}
+
+impl DataParallel {
+    fn new(config: &Config, batch: usize) -> Result<DataParallel> {
+        let n = rayon::current_num_threads().min(batch).max(1);
+        let replicas = (0..if n > 1 { n } else { 0 })
+            .map(|_| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
+                Ok((
+                    Gpt2Training::new(config.clone(), Parameters::zeros(config)),
+                    pool,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        Ok(DataParallel { replicas })
+    }
+
+    /// Adds the gradient of the mean loss over inputs (B, T) to `model.grads`; returns the loss.
+    fn forward_backward(
+        &mut self,
+        model: &mut Gpt2Training,
+        x: &[u32],
+        y: &[u32],
+        b: usize,
+        t: usize,
+    ) -> Result<f32> {
+        use rayon::prelude::*;
+        if self.replicas.is_empty() {
+            let loss = model.forward(x, y, b, t)?;
+            model.backward();
+            return Ok(loss);
+        }
+        let k = self.replicas.len();
+        let rows = |i: usize| (i * b / k, (i + 1) * b / k); // sequences [lo, hi) of replica i
+        let params = &model.params.data;
+        let losses: Vec<Result<f32>> = self
+            .replicas
+            .par_iter_mut()
+            .enumerate()
+            .map(|(i, (r, pool))| {
+                let (lo, hi) = rows(i);
+                pool.install(|| {
+                    r.params.data.copy_from_slice(params);
+                    r.zero_grad();
+                    let loss = r.forward(&x[lo * t..hi * t], &y[lo * t..hi * t], hi - lo, t)?;
+                    r.backward();
+                    Ok(loss)
+                })
+            })
+            .collect();
+        let mut total = 0f32;
+        for (i, (loss, (r, _))) in losses.into_iter().zip(&self.replicas).enumerate() {
+            let (lo, hi) = rows(i);
+            let share = (hi - lo) as f32 / b as f32; // each replica's loss is a mean over its rows
+            total += loss? * share;
+            model
+                .grads
+                .data
+                .par_iter_mut()
+                .zip(&r.grads.data)
+                .for_each(|(g, rg)| *g += rg * share);
+        }
+        Ok(total)
+    }
 }
