@@ -15,6 +15,10 @@ MODEL="${MODEL:-smollm2-135m-instruct}"
 if ! command -v chromium >/dev/null; then
   apt-get install -y chromium >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y chromium >/dev/null; }
 fi
+# A machine with only Debian's packages gets Node.js and npm from Debian too.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt-get install -y nodejs npm >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y nodejs npm >/dev/null; }
+fi
 DIR="$TARGET/browser-test"
 mkdir -p "$DIR"
 if [ ! -d "$DIR/node_modules/playwright-core" ]; then
