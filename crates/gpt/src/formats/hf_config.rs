@@ -99,10 +99,68 @@ impl HfConfig {
                     rope_dim: 0,
                 }
             }
+            "llama" => {
+                let act = v
+                    .get("hidden_act")
+                    .and_then(|x| x.as_str())
+                    .unwrap_or("silu");
+                if act != "silu" {
+                    return Err(field(
+                        "hidden_act",
+                        format!("'{act}' is not supported (silu is)"),
+                    ));
+                }
+                let d_model = int("hidden_size")?;
+                let n_head = int("num_attention_heads")?;
+                let n_kv_head = match v.get("num_key_value_heads") {
+                    Some(Value::Null) | None => n_head,
+                    Some(_) => int("num_key_value_heads")?,
+                };
+                let head_dim = match v.get("head_dim") {
+                    Some(Value::Null) | None => d_model / n_head,
+                    Some(_) => int("head_dim")?,
+                };
+                if n_head % n_kv_head != 0 || head_dim % 2 != 0 || head_dim * n_head != d_model {
+                    return Err(field(
+                        "num_attention_heads",
+                        format!("{n_head} heads of {head_dim} with {n_kv_head} key/value heads do not fit hidden_size {d_model}"),
+                    ));
+                }
+                // transformers 5 nests rope_theta in rope_parameters; earlier versions keep it on top.
+                let theta = v
+                    .get("rope_parameters")
+                    .and_then(|r| r.get("rope_theta"))
+                    .or_else(|| v.get("rope_theta"))
+                    .and_then(|x| x.as_f64())
+                    .unwrap_or(10000.0);
+                let rope_type = v
+                    .get("rope_parameters")
+                    .and_then(|r| r.get("rope_type"))
+                    .and_then(|x| x.as_str());
+                if v.get("rope_scaling").is_some_and(|r| !r.is_null())
+                    || rope_type.is_some_and(|t| t != "default")
+                {
+                    return Err(field("rope_scaling", "scaled RoPE is not supported".into()));
+                }
+                Config {
+                    arch: Arch::Llama,
+                    n_layer: int("num_hidden_layers")?,
+                    d_model,
+                    n_head,
+                    n_kv_head,
+                    head_dim,
+                    d_ff: int("intermediate_size")?,
+                    vocab_size: int("vocab_size")?,
+                    context_length: int("max_position_embeddings")?,
+                    norm_eps: float("rms_norm_eps", 1e-6) as f32,
+                    rope_theta: Some(theta as f32),
+                    rope_dim: head_dim,
+                }
+            }
             other => {
                 return Err(field(
                     "model_type",
-                    format!("'{other}' is not supported from safetensors yet (supported: gpt2)"),
+                    format!("'{other}' is not supported from safetensors (supported: gpt2, llama)"),
                 ))
             }
         };

@@ -448,6 +448,9 @@ impl Transformer {
     pub fn from_hf_dir(dir: &std::path::Path) -> Result<Transformer> {
         let hf = crate::formats::hf_config::HfConfig::from_file(&dir.join("config.json"))?;
         let st = crate::formats::safetensors::SafetensorsModel::open_dir(dir)?;
+        if hf.config.arch == Arch::Llama {
+            return Transformer::from_hf_llama(&hf, &st);
+        }
         let prefix = if st.contains("transformer.wte.weight") {
             "transformer."
         } else {
@@ -592,6 +595,84 @@ impl Transformer {
             final_norm: ln(v.ln_f_w, v.ln_f_b),
             unembedding,
             precision: Precision::F32,
+        })
+    }
+}
+
+impl Transformer {
+    /// A Llama-family model from Hugging Face tensors (`model.layers.N.self_attn.q_proj.weight`,
+    /// ...). Hugging Face keeps Q and K rows unpermuted, so RoPE rotates halves (`rotate_half`).
+    pub fn from_hf_llama(
+        hf: &crate::formats::hf_config::HfConfig,
+        st: &crate::formats::safetensors::SafetensorsModel,
+    ) -> Result<Transformer> {
+        let c = hf.config.clone();
+        let (dm, qd, kvd) = (c.d_model, c.n_head * c.head_dim, c.kv_dim());
+        let matrix = |name: &str, rows: usize, cols: usize| -> Result<Matrix> {
+            let e = st.get(name, &[rows, cols])?;
+            Matrix::new(name, e.dtype, rows, cols, e.data.clone())
+        };
+        let lin = |name: &str, rows: usize, cols: usize| -> Result<Linear> {
+            Ok(Linear::new(matrix(name, rows, cols)?, None))
+        };
+        let rms = |name: &str| -> Result<Norm> {
+            let e = st.get(name, &[dm])?;
+            let m = Matrix::new(name, e.dtype, 1, dm, e.data.clone())?;
+            let mut weight = vec![0f32; dm];
+            m.row_f32(0, &mut weight);
+            Ok(Norm::Rms {
+                weight,
+                eps: c.norm_eps,
+            })
+        };
+        let token_embedding = Embedding {
+            table: matrix("model.embed_tokens.weight", c.vocab_size, dm)?,
+        };
+        let mut blocks = Vec::with_capacity(c.n_layer);
+        for l in 0..c.n_layer {
+            let p = |s: &str| format!("model.layers.{l}.{s}");
+            blocks.push(Block {
+                attn_norm: rms(&p("input_layernorm.weight"))?,
+                attn: Attention {
+                    wq: lin(&p("self_attn.q_proj.weight"), qd, dm)?,
+                    wk: lin(&p("self_attn.k_proj.weight"), kvd, dm)?,
+                    wv: lin(&p("self_attn.v_proj.weight"), kvd, dm)?,
+                    wo: lin(&p("self_attn.o_proj.weight"), dm, qd)?,
+                    n_head: c.n_head,
+                    n_kv_head: c.n_kv_head,
+                    head_dim: c.head_dim,
+                    rope: c
+                        .rope_theta
+                        .map(|th| Rope::new(c.rope_dim, th, RopePairs::Halves)),
+                },
+                mlp_norm: rms(&p("post_attention_layernorm.weight"))?,
+                mlp: Mlp::SwiGlu {
+                    gate: lin(&p("mlp.gate_proj.weight"), c.d_ff, dm)?,
+                    up: lin(&p("mlp.up_proj.weight"), c.d_ff, dm)?,
+                    down: lin(&p("mlp.down_proj.weight"), dm, c.d_ff)?,
+                },
+            });
+        }
+        let unembedding = if !hf.tied && st.contains("lm_head.weight") {
+            Unembedding {
+                linear: lin("lm_head.weight", c.vocab_size, dm)?,
+                tied: false,
+            }
+        } else {
+            Unembedding {
+                linear: Linear::new(token_embedding.table.clone(), None),
+                tied: true,
+            }
+        };
+        let final_norm = rms("model.norm.weight")?;
+        Ok(Transformer {
+            config: c,
+            token_embedding,
+            position_embedding: None,
+            blocks,
+            final_norm,
+            unembedding,
+            precision: Precision::default(),
         })
     }
 }
