@@ -1,60 +1,11 @@
 //! The `gpt` binary end to end on the default model, against the Hugging Face reference outputs
 //! (data-driven over every reference*.json of the library's smollm2 fixtures).
 
+mod common;
+
+use common::{gpt, model_path, references, stdout};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn gpt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gpt"))
-        .args(args)
-        .output()
-        .expect("running gpt")
-}
-
-fn stdout(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "gpt failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn references() -> Vec<Value> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../gpt/tests/fixtures/smollm2");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("reference")
-        })
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
-        .collect()
-}
-
-/// The known model whose sha256 a reference file names (the default model for `Null`),
-/// fetched through `gpt pull` itself.
-fn model_path(r: &Value) -> String {
-    let name = match r["model_sha256"].as_str() {
-        Some(sha) => {
-            gpt::hub::KNOWN_MODELS
-                .iter()
-                .find(|m| m.sha256 == sha)
-                .expect("a known model")
-                .name
-        }
-        None => gpt::hub::DEFAULT_MODEL,
-    };
-    stdout(&gpt(&["pull", name])).trim().to_string()
-}
 
 fn ids(v: &Value) -> Vec<u64> {
     v.as_array()

@@ -2,65 +2,19 @@
 //! over every attention case of the smollm2 reference files), pictures written and decoded,
 //! parameter presets, and clear errors for out-of-range input.
 
+mod common;
+
+use common::{gpt, model_path, references, stdout};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 /// Attention probabilities within this of Hugging Face's (they are rounded to 5 significant digits).
 const ATTENTION_TOL: f64 = 1e-3;
 /// Rows sum to 1 up to f32 rounding (and JSON's shortest round-trip printing).
 const ROW_SUM_TOL: f64 = 1e-5;
 
-fn gpt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gpt"))
-        .args(args)
-        .output()
-        .expect("running gpt")
-}
-
-fn stdout(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "gpt failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
 fn json(args: &[&str]) -> Value {
     serde_json::from_str(&stdout(&gpt(args))).unwrap()
-}
-
-fn references() -> Vec<Value> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../gpt/tests/fixtures/smollm2");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy().to_string();
-            n.starts_with("reference") && n.ends_with(".json")
-        })
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
-        .collect()
-}
-
-/// The known model a reference file names (the default model for `Null`), via `gpt pull`.
-fn model_path(r: &Value) -> String {
-    let name = match r["model_sha256"].as_str() {
-        Some(sha) => {
-            gpt::hub::KNOWN_MODELS
-                .iter()
-                .find(|m| m.sha256 == sha)
-                .expect("a known model")
-                .name
-        }
-        None => gpt::hub::DEFAULT_MODEL,
-    };
-    stdout(&gpt(&["pull", name])).trim().to_string()
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
