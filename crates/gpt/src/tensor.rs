@@ -217,6 +217,20 @@ impl Matrix {
         )
     }
 
+    /// A vector of `len` values of `dtype` in `data` (checked as [`Matrix::new`] checks), as f32:
+    /// norm gains and biases, whatever the file stored them as.
+    pub fn vector_f32(
+        name: &str,
+        dtype: DType,
+        len: usize,
+        data: Bytes,
+    ) -> crate::Result<Vec<f32>> {
+        let m = Matrix::new(name, dtype, 1, len, data)?;
+        let mut v = vec![0f32; len];
+        m.row_f32(0, &mut v);
+        Ok(v)
+    }
+
     pub fn as_ref(&self) -> crate::kernels::MatRef<'_> {
         crate::kernels::MatRef {
             dtype: self.dtype,

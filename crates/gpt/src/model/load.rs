@@ -61,11 +61,9 @@ impl GgufTensors<'_> {
                     ),
                 });
             }
-            Matrix::new(name, info.dtype, 1, len, self.g.tensor_data(info))?
+            Matrix::vector_f32(name, info.dtype, len, self.g.tensor_data(info))
         };
-        let mut v = vec![0f32; len];
-        m.row_f32(0, &mut v);
-        Ok(v)
+        m
     }
 
     fn linear(&self, name: &str, rows: usize, cols: usize) -> Result<Linear> {
@@ -396,10 +394,7 @@ impl HfTensors<'_> {
     /// A vector (len), as f32.
     fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
         let e = self.entry(name, &[len])?;
-        let m = Matrix::new(name, e.dtype, 1, len, e.data.clone())?;
-        let mut v = vec![0f32; len];
-        m.row_f32(0, &mut v);
-        Ok(v)
+        Matrix::vector_f32(name, e.dtype, len, e.data.clone())
     }
 
     /// An (out, in) matrix stored as such (nn.Linear, embeddings).
@@ -608,25 +603,18 @@ impl Transformer {
     ) -> Result<Transformer> {
         let c = hf.config.clone();
         let (dm, qd, kvd) = (c.d_model, c.n_head * c.head_dim, c.kv_dim());
-        let matrix = |name: &str, rows: usize, cols: usize| -> Result<Matrix> {
-            let e = st.get(name, &[rows, cols])?;
-            Matrix::new(name, e.dtype, rows, cols, e.data.clone())
-        };
+        let f = HfTensors { st, prefix: "" };
         let lin = |name: &str, rows: usize, cols: usize| -> Result<Linear> {
-            Ok(Linear::new(matrix(name, rows, cols)?, None))
+            Ok(Linear::new(f.matrix(name, rows, cols)?, None))
         };
         let rms = |name: &str| -> Result<Norm> {
-            let e = st.get(name, &[dm])?;
-            let m = Matrix::new(name, e.dtype, 1, dm, e.data.clone())?;
-            let mut weight = vec![0f32; dm];
-            m.row_f32(0, &mut weight);
             Ok(Norm::Rms {
-                weight,
+                weight: f.vector(name, dm)?,
                 eps: c.norm_eps,
             })
         };
         let token_embedding = Embedding {
-            table: matrix("model.embed_tokens.weight", c.vocab_size, dm)?,
+            table: f.matrix("model.embed_tokens.weight", c.vocab_size, dm)?,
         };
         let mut blocks = Vec::with_capacity(c.n_layer);
         for l in 0..c.n_layer {

@@ -273,9 +273,7 @@ impl Parameters {
         for s in p.specs.clone() {
             let hf_name = format!("{prefix}{}", s.name.trim_start_matches("transformer."));
             let e = st.get(&hf_name, &s.hf_shape())?;
-            let m = crate::tensor::Matrix::new(&hf_name, e.dtype, 1, s.len(), e.data.clone())?;
-            let mut v = vec![0f32; s.len()];
-            m.row_f32(0, &mut v);
+            let v = crate::tensor::Matrix::vector_f32(&hf_name, e.dtype, s.len(), e.data.clone())?;
             p.set_hf(&s.name, &v)?;
         }
         Ok(p)
