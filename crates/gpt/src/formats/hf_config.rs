@@ -1,6 +1,7 @@
 //! Hugging Face's `config.json`: the hyperparameters of a model folder.
 
-use crate::model::config::{Arch, Config};
+use crate::model::arch::{MlpKind, SlidingPattern};
+use crate::model::config::{sliding_pattern, Arch, Config};
 use crate::{Error, Result};
 use serde_json::Value;
 use std::path::Path;
@@ -97,72 +98,21 @@ impl HfConfig {
                     norm_eps: float("layer_norm_epsilon", 1e-5) as f32,
                     rope_theta: None,
                     rope_dim: 0,
+                    ..Config::default()
                 }
             }
-            "llama" => {
-                let act = v
-                    .get("hidden_act")
-                    .and_then(|x| x.as_str())
-                    .unwrap_or("silu");
-                if act != "silu" {
+            other => match Arch::from_hf_model_type(other) {
+                Some(arch) => llama_like(v, arch, file)?,
+                None => {
                     return Err(field(
-                        "hidden_act",
-                        format!("'{act}' is not supported (silu is)"),
-                    ));
+                        "model_type",
+                        format!(
+                            "'{other}' is not supported from safetensors (supported: {})",
+                            Arch::hf_model_types()
+                        ),
+                    ))
                 }
-                let d_model = int("hidden_size")?;
-                let n_head = int("num_attention_heads")?;
-                let n_kv_head = match v.get("num_key_value_heads") {
-                    Some(Value::Null) | None => n_head,
-                    Some(_) => int("num_key_value_heads")?,
-                };
-                let head_dim = match v.get("head_dim") {
-                    Some(Value::Null) | None => d_model / n_head,
-                    Some(_) => int("head_dim")?,
-                };
-                if n_head % n_kv_head != 0 || head_dim % 2 != 0 || head_dim * n_head != d_model {
-                    return Err(field(
-                        "num_attention_heads",
-                        format!("{n_head} heads of {head_dim} with {n_kv_head} key/value heads do not fit hidden_size {d_model}"),
-                    ));
-                }
-                // transformers 5 nests rope_theta in rope_parameters; earlier versions keep it on top.
-                let theta = v
-                    .get("rope_parameters")
-                    .and_then(|r| r.get("rope_theta"))
-                    .or_else(|| v.get("rope_theta"))
-                    .and_then(|x| x.as_f64())
-                    .unwrap_or(10000.0);
-                let rope_type = v
-                    .get("rope_parameters")
-                    .and_then(|r| r.get("rope_type"))
-                    .and_then(|x| x.as_str());
-                if v.get("rope_scaling").is_some_and(|r| !r.is_null())
-                    || rope_type.is_some_and(|t| t != "default")
-                {
-                    return Err(field("rope_scaling", "scaled RoPE is not supported".into()));
-                }
-                Config {
-                    arch: Arch::Llama,
-                    n_layer: int("num_hidden_layers")?,
-                    d_model,
-                    n_head,
-                    n_kv_head,
-                    head_dim,
-                    d_ff: int("intermediate_size")?,
-                    vocab_size: int("vocab_size")?,
-                    context_length: int("max_position_embeddings")?,
-                    norm_eps: float("rms_norm_eps", 1e-6) as f32,
-                    rope_theta: Some(theta as f32),
-                    rope_dim: head_dim,
-                }
-            }
-            other => {
-                return Err(field(
-                    "model_type",
-                    format!("'{other}' is not supported from safetensors (supported: gpt2, llama)"),
-                ))
-            }
+            },
         };
         Ok(HfConfig {
             config,
@@ -170,4 +120,182 @@ impl HfConfig {
             architecture,
         })
     }
+}
+
+/// The hyperparameters of a RoPE architecture (Llama and the families built on its block), by
+/// transformers' key names.
+fn llama_like(v: &Value, arch: Arch, file: &str) -> Result<Config> {
+    let spec = arch.spec();
+    let field = |k: &str, msg: String| Error::Field {
+        file: file.into(),
+        field: k.into(),
+        msg,
+    };
+    let present = |k: &str| v.get(k).is_some_and(|x| !x.is_null());
+    let int = |k: &str| -> Result<usize> {
+        let x = v
+            .get(k)
+            .and_then(|x| x.as_u64())
+            .ok_or_else(|| field(k, "missing or not a positive integer".into()))?;
+        if x == 0 || x > MAX_DIM * 8 {
+            return Err(field(k, format!("{x} is out of range")));
+        }
+        Ok(x as usize)
+    };
+    let float = |k: &str, default: f64| v.get(k).and_then(|x| x.as_f64()).unwrap_or(default);
+    let (act_key, act) = ["hidden_act", "hidden_activation"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(|x| x.as_str()).map(|a| (*k, a)))
+        .unwrap_or(("hidden_act", "silu"));
+    let act_ok = match spec.mlp {
+        MlpKind::SwiGlu => act == "silu",
+        MlpKind::GeGlu => matches!(act, "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast"),
+        MlpKind::Gelu => false,
+    };
+    if !act_ok {
+        return Err(field(
+            act_key,
+            format!("'{act}' is not supported for {:?} models", arch),
+        ));
+    }
+    for k in ["attn_logit_softcapping", "final_logit_softcapping"] {
+        if present(k) {
+            return Err(field(k, "logit soft-capping is not supported".into()));
+        }
+    }
+    let d_model = int("hidden_size")?;
+    let n_head = int("num_attention_heads")?;
+    let n_kv_head = if present("num_key_value_heads") {
+        int("num_key_value_heads")?
+    } else {
+        n_head
+    };
+    let head_dim = if present("head_dim") {
+        int("head_dim")?
+    } else {
+        d_model / n_head
+    };
+    if n_head % n_kv_head != 0 || head_dim % 2 != 0 || head_dim == 0 {
+        return Err(field(
+            "num_attention_heads",
+            format!("{n_head} heads of {head_dim} with {n_kv_head} key/value heads do not fit together"),
+        ));
+    }
+    let n_layer = int("num_hidden_layers")?;
+    // transformers 5 nests the RoPE settings in rope_parameters, per layer type where the layer
+    // types differ (Gemma 3); earlier versions keep rope_theta and rope_scaling on top.
+    let rope_params = |layer_type: &str| -> Option<&Value> {
+        let rp = v.get("rope_parameters").filter(|r| !r.is_null())?;
+        Some(rp.get(layer_type).unwrap_or(rp))
+    };
+    let theta_of = |layer_type: &str, top: &str, default: f64| -> f64 {
+        rope_params(layer_type)
+            .and_then(|r| r.get("rope_theta"))
+            .or_else(|| v.get(top))
+            .and_then(|x| x.as_f64())
+            .unwrap_or(default)
+    };
+    let theta = theta_of("full_attention", "rope_theta", 10000.0);
+    let scaling = rope_params("full_attention")
+        .filter(|r| r.get("rope_type").is_some())
+        .or_else(|| v.get("rope_scaling").filter(|r| !r.is_null()));
+    let rope_scale = match scaling {
+        None => 1.0,
+        Some(r) => match r
+            .get("rope_type")
+            .or_else(|| r.get("type"))
+            .and_then(|t| t.as_str())
+        {
+            Some("default") | None => 1.0,
+            Some("linear") => {
+                let f = r.get("factor").and_then(|x| x.as_f64()).unwrap_or(1.0);
+                if !(f.is_finite() && f > 0.0) {
+                    return Err(field("rope_scaling", format!("factor {f} is not positive")));
+                }
+                f as f32
+            }
+            Some(other) => {
+                return Err(field(
+                    "rope_scaling",
+                    format!("RoPE scaling '{other}' is not supported (linear is)"),
+                ))
+            }
+        },
+    };
+    let rope_dim = match v.get("partial_rotary_factor").and_then(|x| x.as_f64()) {
+        Some(f) if f > 0.0 && f <= 1.0 => ((head_dim as f64 * f) as usize) & !1,
+        Some(f) => return Err(field("partial_rotary_factor", format!("{f} is out of (0, 1]"))),
+        None => head_dim,
+    };
+    // Which layers slide: transformers' explicit layer_types where given, else the family's rule.
+    let mut sliding_window = if present("sliding_window") {
+        Some(int("sliding_window")?)
+    } else {
+        None
+    };
+    if arch == Arch::Qwen2 && !v.get("use_sliding_window").and_then(|x| x.as_bool()).unwrap_or(false) {
+        sliding_window = None;
+    }
+    let sliding_layers = if let Some(types) = v.get("layer_types").and_then(|x| x.as_array()) {
+        if types.len() != n_layer {
+            return Err(field(
+                "layer_types",
+                format!("{} entries for {n_layer} layers", types.len()),
+            ));
+        }
+        types
+            .iter()
+            .map(|t| t.as_str() == Some("sliding_attention"))
+            .collect()
+    } else {
+        match arch {
+            Arch::Gemma3 => {
+                let n = v.get("sliding_window_pattern").and_then(|x| x.as_u64()).unwrap_or(6);
+                sliding_pattern(SlidingPattern::GlobalEvery(n.max(1) as usize), n_layer)
+            }
+            Arch::Qwen2 => {
+                let from = v.get("max_window_layers").and_then(|x| x.as_u64()).unwrap_or(0);
+                (0..n_layer).map(|l| l as u64 >= from).collect()
+            }
+            _ => sliding_pattern(spec.sliding, n_layer),
+        }
+    };
+    let (sliding_window, sliding_layers) = if sliding_layers.iter().any(|&s| s) {
+        (sliding_window, sliding_layers)
+    } else {
+        (None, Vec::new())
+    };
+    let sliding_window = sliding_window.filter(|_| !sliding_layers.is_empty());
+    let rope_theta_sliding = spec
+        .sliding_rope_theta
+        .filter(|_| sliding_window.is_some())
+        .map(|d| theta_of("sliding_attention", "rope_local_base_freq", d as f64) as f32);
+    let attn_scale = if present("query_pre_attn_scalar") {
+        let s = float("query_pre_attn_scalar", 0.0);
+        if !(s.is_finite() && s > 0.0) {
+            return Err(field("query_pre_attn_scalar", format!("{s} is not positive")));
+        }
+        Some((1.0 / s.sqrt()) as f32)
+    } else {
+        None
+    };
+    Ok(Config {
+        arch,
+        n_layer,
+        d_model,
+        n_head,
+        n_kv_head,
+        head_dim,
+        d_ff: int("intermediate_size")?,
+        vocab_size: int("vocab_size")?,
+        context_length: int("max_position_embeddings")?,
+        norm_eps: float("rms_norm_eps", 1e-6) as f32,
+        rope_theta: Some(theta as f32),
+        rope_dim,
+        rope_scale,
+        rope_theta_sliding,
+        sliding_window,
+        sliding_layers,
+        attn_scale,
+    })
 }

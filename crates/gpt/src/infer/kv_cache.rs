@@ -1,14 +1,19 @@
 //! The KV cache: keys and values of every position seen so far, so that each new token attends
 //! to the past without recomputing it. Stored in f32, contiguous per head, so that one head's
-//! keys are one (P, HS) slice.
+//! keys are one (P, HS) slice. A sliding-window layer keeps only the positions a later query
+//! can still see, so its memory stays bounded however long the generation runs.
 
 /// The cache of one layer.
 #[derive(Debug, Clone, Default)]
 pub struct LayerCache {
-    /// Per key/value head: (P, HS) keys.
+    /// Per key/value head: (P - start, HS) keys of positions start..P.
     pub k: Vec<Vec<f32>>,
-    /// Per key/value head: (P, HS) values.
+    /// Per key/value head: (P - start, HS) values.
     pub v: Vec<Vec<f32>>,
+    /// The position of the first stored key: earlier ones have left a sliding window.
+    pub start: usize,
+    /// A sliding layer's window (each query sees this many positions, itself included).
+    pub window: Option<usize>,
 }
 
 /// The cache of all layers for one sequence.
@@ -22,13 +27,19 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    pub fn new(n_layer: usize, n_kv_head: usize, head_dim: usize) -> KvCache {
-        let layer = LayerCache {
-            k: vec![Vec::new(); n_kv_head],
-            v: vec![Vec::new(); n_kv_head],
-        };
+    /// A cache for `windows.len()` layers; `windows[l]` is layer l's sliding window, if any.
+    pub fn new(windows: &[Option<usize>], n_kv_head: usize, head_dim: usize) -> KvCache {
+        let layers = windows
+            .iter()
+            .map(|&window| LayerCache {
+                k: vec![Vec::new(); n_kv_head],
+                v: vec![Vec::new(); n_kv_head],
+                start: 0,
+                window,
+            })
+            .collect();
         KvCache {
-            layers: vec![layer; n_layer],
+            layers,
             len: 0,
             n_kv_head,
             head_dim,
@@ -36,7 +47,16 @@ impl KvCache {
     }
 
     pub fn for_config(c: &crate::model::Config) -> KvCache {
-        KvCache::new(c.n_layer, c.n_kv_head, c.head_dim)
+        let windows: Vec<Option<usize>> = (0..c.n_layer)
+            .map(|l| c.sliding_window.filter(|_| c.is_sliding(l)))
+            .collect();
+        KvCache::new(&windows, c.n_kv_head, c.head_dim)
+    }
+
+    /// Whether every layer still holds every position before `len`, so that the cache can be
+    /// truncated to `len` (a sliding layer may have dropped them).
+    pub fn can_truncate(&self, len: usize) -> bool {
+        self.layers.iter().all(|l| l.start <= len)
     }
 
     /// Positions stored.
@@ -54,12 +74,19 @@ impl KvCache {
     }
 
     /// Forgets every position from `len` on (to reuse a shared prefix, or to start over).
+    /// Where a sliding layer no longer holds positions before `len` (see
+    /// [`can_truncate`](Self::can_truncate)), the whole cache is cleared instead.
     pub fn truncate(&mut self, len: usize) {
+        let len = if self.can_truncate(len) { len } else { 0 };
         let hs = self.head_dim;
         for l in &mut self.layers {
+            let keep = (len - len.min(l.start)) * hs;
             for h in 0..self.n_kv_head {
-                l.k[h].truncate(len * hs);
-                l.v[h].truncate(len * hs);
+                l.k[h].truncate(keep);
+                l.v[h].truncate(keep);
+            }
+            if len == 0 {
+                l.start = 0;
             }
         }
         self.len = self.len.min(len);
@@ -83,5 +110,58 @@ impl LayerCache {
                 self.v[h].extend_from_slice(&vr[h * head_dim..(h + 1) * head_dim]);
             }
         }
+    }
+
+    /// Keys and values of head `h` at position `pos` (which must be stored).
+    #[inline]
+    pub fn kv(&self, h: usize, pos: usize, head_dim: usize) -> (&[f32], &[f32]) {
+        let i = (pos - self.start) * head_dim;
+        (&self.k[h][i..i + head_dim], &self.v[h][i..i + head_dim])
+    }
+
+    /// On a sliding layer, after a forward step: drops the positions no later query can see.
+    /// The next query (at the position after the last stored) sees the last window - 1 stored
+    /// positions; older ones go once there are a window's worth of them, so each position is
+    /// moved at most once and the layer holds fewer than 2 x window positions.
+    pub fn slide(&mut self, head_dim: usize) {
+        let Some(w) = self.window else { return };
+        let stored = self.k.first().map_or(0, |k| k.len() / head_dim);
+        let keep = w.saturating_sub(1);
+        if stored >= keep + w.max(1) {
+            let drop = stored - keep;
+            for (k, v) in self.k.iter_mut().zip(self.v.iter_mut()) {
+                k.drain(..drop * head_dim);
+                v.drain(..drop * head_dim);
+            }
+            self.start += drop;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_layer_keeps_what_later_queries_see() {
+        let w = 4;
+        let mut c = KvCache::new(&[Some(w), None], 1, 1);
+        for pos in 0..50 {
+            for l in &mut c.layers {
+                l.append(&[pos as f32], &[pos as f32], 1);
+                l.slide(1);
+            }
+            c.advance(1);
+            let s = &c.layers[0];
+            // The next query (pos + 1) sees pos + 2 - w ..= pos: all still stored.
+            assert!(s.start <= (pos + 2).saturating_sub(w), "start {} at {pos}", s.start);
+            assert!(s.k[0].len() < 2 * w);
+            let first = (pos + 2).saturating_sub(w);
+            assert_eq!(s.kv(0, first, 1).0, &[first as f32]);
+            assert_eq!(c.layers[1].k[0].len(), pos + 1);
+        }
+        assert!(!c.can_truncate(10));
+        c.truncate(10);
+        assert_eq!(c.len(), 0);
     }
 }

@@ -225,7 +225,7 @@ impl ParamTable {
             add(Part::Value, linear(&a.wv), lshape(&a.wv));
             add(Part::Output, linear(&a.wo), lshape(&a.wo));
             match &b.mlp {
-                Mlp::SwiGlu { gate, up, down } => {
+                Mlp::SwiGlu { gate, up, down } | Mlp::GeGlu { gate, up, down } => {
                     add(Part::MlpUp, linear(up), lshape(up));
                     add(Part::MlpGate, linear(gate), lshape(gate));
                     add(Part::MlpDown, linear(down), lshape(down));
@@ -235,16 +235,32 @@ impl ParamTable {
                     add(Part::MlpDown, linear(proj), lshape(proj));
                 }
             }
-            let (n1, s1) = norm(&b.attn_norm);
-            let (n2, s2) = norm(&b.mlp_norm);
-            let shape = if s1 == s2 && s1.contains('+') {
-                format!("2 x [{s1}]")
-            } else if s1 == s2 {
-                format!("2 x {s1}")
+            // Every norm of the block: before attention and MLP, and where the architecture
+            // has them, after each (Gemma) and on each head's queries and keys (QK-norm).
+            let norms: Vec<(u64, String)> = [
+                Some(&b.attn_norm),
+                b.attn.q_norm.as_ref(),
+                b.attn.k_norm.as_ref(),
+                b.post_attn_norm.as_ref(),
+                Some(&b.mlp_norm),
+                b.post_mlp_norm.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(norm)
+            .collect();
+            let shapes: Vec<&str> = norms.iter().map(|(_, s)| s.as_str()).collect();
+            let shape = if shapes.iter().all(|s| *s == shapes[0]) {
+                let s1 = shapes[0];
+                if s1.contains('+') {
+                    format!("{} x [{s1}]", shapes.len())
+                } else {
+                    format!("{} x {s1}", shapes.len())
+                }
             } else {
-                format!("{s1} + {s2}")
+                shapes.join(" + ")
             };
-            add(Part::Norms, n1 + n2, shape);
+            add(Part::Norms, norms.iter().map(|(n, _)| n).sum(), shape);
         }
         for (part, v) in per_block {
             let first = v[0].0;
@@ -445,20 +461,20 @@ impl Hyperparameters {
             parts.push(up);
         }
         parts.push(layer(Part::MlpUp, f, c));
-        if self.arch == Arch::Llama {
+        if self.arch != Arch::Gpt2 {
             parts.push(layer(Part::MlpGate, f, c));
         }
         parts.push(layer(Part::MlpDown, c, f));
         if full {
             let (n, shape) = match self.arch {
                 Arch::Gpt2 => (2 * c, format!("({c}) + ({c})")),
-                Arch::Llama => (c, format!("({c})")),
+                _ => (c, format!("({c})")),
             };
             parts.push(PartCount {
                 part: Part::Norms,
                 shape: match self.arch {
                     Arch::Gpt2 => format!("2 x [{shape}]"),
-                    Arch::Llama => format!("2 x {shape}"),
+                    _ => format!("2 x {shape}"),
                 },
                 per_layer: Some(2 * n),
                 total: l * 2 * n,

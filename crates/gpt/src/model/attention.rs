@@ -6,8 +6,12 @@
 //! probabilities; the head's output is the probability-weighted sum of the values. The heads'
 //! outputs are concatenated and projected back to C by the output matrix.
 //! Under grouped-query attention (NKV < NH) each key/value head serves NH / NKV query heads.
+//! Some architectures add: RMSNorm on each head's query and key before RoPE (QK-norm: Qwen3,
+//! Gemma 3), another query scale than 1/sqrt(HS), and a sliding window on some layers (each
+//! query sees only the last `window` positions, itself included).
 
 use super::linear::Linear;
+use super::norm::Norm;
 use super::rope::Rope;
 use crate::infer::kv_cache::LayerCache;
 use crate::inspect::capture::Capture;
@@ -29,6 +33,14 @@ pub struct Attention {
     pub head_dim: usize,
     /// `None` for models with learned position embeddings (GPT-2).
     pub rope: Option<Rope>,
+    /// RMSNorm over each query head's HS values, before RoPE (QK-norm); weight (HS).
+    pub q_norm: Option<Norm>,
+    /// RMSNorm over each key head's HS values, before RoPE; weight (HS).
+    pub k_norm: Option<Norm>,
+    /// The factor on q·k (1 / sqrt(HS) for most architectures).
+    pub scale: f32,
+    /// A sliding layer's window: query i sees keys i - window + 1 ..= i. `None`: all of them.
+    pub window: Option<usize>,
 }
 
 /// One sequence's share of a stacked forward pass: its `t` new positions, starting at position
@@ -61,7 +73,13 @@ impl Attention {
         let mut q = self.wq.forward(x, n, precision); // (N, NH * HS)
         let mut k = self.wk.forward(x, n, precision); // (N, NKV * HS)
         let v = self.wv.forward(x, n, precision); // (N, NKV * HS)
-                                                  // Each row's sequence and position.
+        if let Some(qn) = &self.q_norm {
+            q = qn.forward(&q); // each HS-wide head of each row
+        }
+        if let Some(kn) = &self.k_norm {
+            k = kn.forward(&k);
+        }
+        // Each row's sequence and position.
         let rows: Vec<(usize, usize)> = seqs
             .iter()
             .enumerate()
@@ -83,7 +101,8 @@ impl Attention {
         let caches: Vec<&LayerCache> = seqs.iter().map(|s| &*s.cache).collect();
 
         let group = nh / self.n_kv_head;
-        let scale = 1.0 / (hs as f32).sqrt();
+        let scale = self.scale;
+        let window = self.window;
         let record = seqs.len() == 1 && capture.as_ref().is_some_and(|c| c.wants_attention(layer));
         // Key positions visible to the last query of a single sequence: the width of a pattern.
         let p = seqs.first().map_or(0, |s| s.pos0 + s.t);
@@ -97,14 +116,15 @@ impl Attention {
                 let (r, h) = (idx / nh, idx % nh);
                 let (s, pos) = rows[r];
                 let kv = h / group;
-                let (keys, values) = (&caches[s].k[kv], &caches[s].v[kv]);
+                let cache = caches[s];
                 let qh = &q[(r * nh + h) * hs..(r * nh + h + 1) * hs];
+                let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
                 let mut probs = vec![0f32; if record { p } else { pos + 1 }];
                 attend(
                     qh,
-                    |j| &keys[j * hs..(j + 1) * hs],
-                    |j| &values[j * hs..(j + 1) * hs],
-                    pos + 1,
+                    |j| cache.kv(kv, j, hs).0,
+                    |j| cache.kv(kv, j, hs).1,
+                    first..pos + 1,
                     scale,
                     &mut probs,
                     o,
@@ -122,24 +142,28 @@ impl Attention {
             }
             c.attention(layer, nh, t, p, &probs_all);
         }
+        for seq in seqs.iter_mut() {
+            seq.cache.slide(hs);
+        }
         self.wo.forward(&out, n, precision)
     }
 }
 
 /// One query's causal attention over key positions 0..P (P = probs.len()): the scores
-/// q·k_j * scale for the `visible` positions j < visible, -inf for the rest (the causal mask:
-/// the future), softmax into `probs` (P), and out (HS) = Σ_j probs[j] v_j.
+/// q·k_j * scale for the `visible` positions j, -inf for the rest (the causal mask: the future;
+/// and, on a sliding layer, the positions that have left the window), softmax into `probs` (P),
+/// and out (HS) = Σ_j probs[j] v_j.
 pub fn attend<'a>(
     q: &[f32],
     key: impl Fn(usize) -> &'a [f32],
     value: impl Fn(usize) -> &'a [f32],
-    visible: usize,
+    visible: std::ops::Range<usize>,
     scale: f32,
     probs: &mut [f32],
     out: &mut [f32],
 ) {
     for (j, s) in probs.iter_mut().enumerate() {
-        *s = if j < visible {
+        *s = if visible.contains(&j) {
             kernels::dot_f32(q, key(j)) * scale
         } else {
             f32::NEG_INFINITY
@@ -147,8 +171,8 @@ pub fn attend<'a>(
     }
     kernels::softmax(probs);
     out.fill(0.0);
-    for (j, &pj) in probs.iter().enumerate().take(visible) {
-        kernels::axpy(pj, value(j), out);
+    for j in visible {
+        kernels::axpy(probs[j], value(j), out);
     }
 }
 

@@ -7,6 +7,9 @@ use crate::tensor::Matrix;
 pub struct Embedding {
     /// (V, C) for tokens, (n_positions, C) for positions.
     pub table: Matrix,
+    /// Each looked-up row is multiplied by this (Gemma: sqrt(C), so that embeddings stored at
+    /// the unembedding's scale enter the residual stream at the blocks' scale).
+    pub scale: Option<f32>,
 }
 
 impl Embedding {
@@ -16,6 +19,9 @@ impl Embedding {
         let mut out = vec![0f32; ids.len() * c];
         for (row, &id) in out.chunks_exact_mut(c).zip(ids) {
             self.table.row_f32(id as usize, row);
+            if let Some(s) = self.scale {
+                row.iter_mut().for_each(|x| *x *= s);
+            }
         }
         out
     }

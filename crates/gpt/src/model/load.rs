@@ -1,8 +1,11 @@
-//! Building a [`Transformer`] from a model file: a map from the file's tensor names to the
-//! model's parts, with every shape checked.
+//! Building a [`Transformer`] from a model file: one builder for every architecture, driven by
+//! the architecture's table ([`super::arch`]), over one of three sources of tensors: a GGUF file,
+//! a Hugging Face folder, or the f32 parameters of a model in training. The builder asks for
+//! every tensor by its GGUF name and checks every shape.
 
+use super::arch::{MlpKind, NormKind, Positions};
 use super::attention::Attention;
-use super::config::{Arch, Config};
+use super::config::Config;
 use super::embedding::Embedding;
 use super::linear::Linear;
 use super::mlp::Mlp;
@@ -11,93 +14,213 @@ use super::rope::{Rope, RopePairs};
 use super::transformer::{Block, Transformer};
 use super::unembedding::Unembedding;
 use crate::formats::gguf::GgufFile;
+use crate::formats::safetensors::SafetensorsModel;
 use crate::kernels::Precision;
-use crate::tensor::Matrix;
+use crate::tensor::{Bytes, Matrix};
 use crate::{Error, Result};
 
-/// Reads GGUF tensors by llama.cpp's names (`blk.N.attn_q.weight`, ...).
-struct GgufTensors<'a> {
+/// Where the builder's tensors come from, by GGUF name (`blk.0.attn_q.weight`).
+trait Source {
+    fn has(&self, name: &str) -> bool;
+    /// A (rows, cols) matrix, in the file's storage type.
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix>;
+    /// A vector of `len` values as f32 (norm gains, biases).
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>>;
+    /// The row count of a 2-D tensor, if it is one.
+    fn rows(&self, name: &str) -> Option<usize>;
+    /// RoPE's pairing of the Q/K rows this source stores.
+    fn rope_pairs(&self, arch_pairs: RopePairs) -> RopePairs;
+}
+
+/// A GGUF file's tensors, by llama.cpp's names.
+struct GgufSource<'a> {
     g: &'a GgufFile,
 }
 
-impl GgufTensors<'_> {
+impl GgufSource<'_> {
     fn info(&self, name: &str) -> Result<&crate::formats::gguf::TensorInfo> {
         self.g.tensor_info(name).ok_or_else(|| Error::Tensor {
             name: name.into(),
             msg: format!("missing from {}", self.g.name),
         })
     }
+}
 
+impl Source for GgufSource<'_> {
     fn has(&self, name: &str) -> bool {
         self.g.tensor_info(name).is_some()
     }
 
-    /// A (rows, cols) matrix; GGUF lists dims innermost first, so its dims are [cols, rows].
+    /// GGUF lists dims innermost first, so a (rows, cols) matrix has dims [cols, rows].
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
         let info = self.info(name)?;
-        let dims: Vec<u64> = info.dims.clone();
-        if dims != [cols as u64, rows as u64] {
+        if info.dims != [cols as u64, rows as u64] {
             return Err(Error::Tensor {
                 name: name.into(),
                 msg: format!(
                     "expected shape ({rows}, {cols}) but {} has {:?} (GGUF order, innermost first)",
-                    self.g.name, dims
+                    self.g.name, info.dims
                 ),
             });
         }
         Matrix::new(name, info.dtype, rows, cols, self.g.tensor_data(info))
     }
 
-    /// A vector of `len` values, dequantized to f32.
     fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
-        let m = {
-            let info = self.info(name)?;
-            if info.dims.iter().product::<u64>() != len as u64 || info.dims[0] != len as u64 {
-                return Err(Error::Tensor {
-                    name: name.into(),
-                    msg: format!(
-                        "expected shape ({len}) but {} has {:?}",
-                        self.g.name, info.dims
-                    ),
-                });
-            }
-            Matrix::vector_f32(name, info.dtype, len, self.g.tensor_data(info))
-        };
-        m
+        let info = self.info(name)?;
+        if info.dims != [len as u64] {
+            return Err(Error::Tensor {
+                name: name.into(),
+                msg: format!("expected shape ({len}) but {} has {:?}", self.g.name, info.dims),
+            });
+        }
+        Matrix::vector_f32(name, info.dtype, len, self.g.tensor_data(info))
     }
 
-    fn linear(&self, name: &str, rows: usize, cols: usize) -> Result<Linear> {
-        let bias_name = name.replace(".weight", ".bias");
-        let bias = if self.has(&bias_name) {
-            Some(self.vector(&bias_name, rows)?)
-        } else {
-            None
-        };
-        Ok(Linear::new(self.matrix(name, rows, cols)?, bias))
+    fn rows(&self, name: &str) -> Option<usize> {
+        let info = self.g.tensor_info(name)?;
+        (info.dims.len() == 2).then(|| info.dims[1] as usize)
     }
 
-    fn norm(&self, prefix: &str, c: &Config) -> Result<Norm> {
-        let weight = self.vector(&format!("{prefix}.weight"), c.d_model)?;
-        Ok(match c.arch {
-            Arch::Llama => Norm::Rms {
-                weight,
-                eps: c.norm_eps,
-            },
-            Arch::Gpt2 => Norm::Layer {
-                weight,
-                bias: self.vector(&format!("{prefix}.bias"), c.d_model)?,
-                eps: c.norm_eps,
-            },
-        })
+    fn rope_pairs(&self, arch_pairs: RopePairs) -> RopePairs {
+        arch_pairs
     }
 }
 
-/// Splits a fused (3C, C) QKV projection into its q, k and v row blocks.
-fn split_rows(l: &Linear, parts: &[usize]) -> Result<Vec<Linear>> {
+/// A Hugging Face folder's tensors, found through the architecture's name table.
+struct HfSource<'a> {
+    st: &'a SafetensorsModel,
+    names: &'static super::arch::HfNames,
+    /// Tried in order before each name (GPT-2 checkpoints with and without `transformer.`).
+    prefixes: Vec<String>,
+    /// RMSNorm gains are stored as w - 1 (Gemma).
+    norm_plus_one: bool,
+}
+
+impl HfSource<'_> {
+    /// The folder's name for a GGUF name, and its tensor.
+    fn find(&self, gguf: &str) -> Result<(String, &crate::formats::safetensors::TensorEntry)> {
+        let hf = self.names.translate(gguf).ok_or_else(|| Error::Tensor {
+            name: gguf.into(),
+            msg: "this architecture has no such tensor in Hugging Face files".into(),
+        })?;
+        for p in &self.prefixes {
+            let name = format!("{p}{hf}");
+            if let Some(e) = self.st.tensors.get(&name) {
+                return Ok((name, e));
+            }
+        }
+        // Not found: let the safetensors reader say so (it names the tensor and the folder).
+        let name = format!("{}{hf}", self.prefixes[0]);
+        self.st.get(&name, &[]).map(|e| (name, e))
+    }
+
+    /// Conv1D weights (GPT-2) are the blocks' 2-D weights.
+    fn is_conv1d(&self, gguf: &str) -> bool {
+        self.names.conv1d && gguf.starts_with("blk.") && gguf.ends_with(".weight")
+    }
+}
+
+impl Source for HfSource<'_> {
+    fn has(&self, name: &str) -> bool {
+        self.find(name).is_ok()
+    }
+
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        let (hf, _) = self.find(name)?;
+        if !self.is_conv1d(name) {
+            let e = self.st.get(&hf, &[rows, cols])?;
+            return Matrix::new(&hf, e.dtype, rows, cols, e.data.clone());
+        }
+        // Conv1D stores (in, out) and computes x @ W: transposed once here to (out, in).
+        let e = self.st.get(&hf, &[cols, rows])?;
+        let es = e.dtype.type_size();
+        let mut t = vec![0u8; e.data.len()];
+        for i in 0..cols {
+            for o in 0..rows {
+                let (src, dst) = ((i * rows + o) * es, (o * cols + i) * es);
+                t[dst..dst + es].copy_from_slice(&e.data[src..src + es]);
+            }
+        }
+        Matrix::new(&hf, e.dtype, rows, cols, Bytes::from_vec(t))
+    }
+
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
+        let (hf, _) = self.find(name)?;
+        let e = self.st.get(&hf, &[len])?;
+        let mut v = Matrix::vector_f32(&hf, e.dtype, len, e.data.clone())?;
+        if self.norm_plus_one && name.ends_with("norm.weight") {
+            v.iter_mut().for_each(|w| *w += 1.0);
+        }
+        Ok(v)
+    }
+
+    fn rows(&self, name: &str) -> Option<usize> {
+        let (_, e) = self.find(name).ok()?;
+        (e.shape.len() == 2).then(|| e.shape[0])
+    }
+
+    fn rope_pairs(&self, _: RopePairs) -> RopePairs {
+        RopePairs::Halves
+    }
+}
+
+/// A model in training: f32 parameters named as Hugging Face's GPT-2, weights already (out, in).
+struct ParamsSource<'a> {
+    p: &'a crate::model::params::Parameters,
+    names: &'static super::arch::HfNames,
+}
+
+impl ParamsSource<'_> {
+    fn get(&self, gguf: &str, len: usize) -> Result<&[f32]> {
+        let hf = self.names.translate(gguf).unwrap_or_default();
+        let name = format!("{}{hf}", self.names.optional_prefix);
+        match self.p.get(&name) {
+            Some(x) if x.len() == len => Ok(x),
+            Some(x) => Err(Error::Tensor {
+                name,
+                msg: format!("{} values where {len} were expected", x.len()),
+            }),
+            None => Err(Error::Tensor {
+                name,
+                msg: "not a parameter of this model".into(),
+            }),
+        }
+    }
+}
+
+impl Source for ParamsSource<'_> {
+    fn has(&self, name: &str) -> bool {
+        self.names
+            .translate(name)
+            .is_some_and(|hf| self.p.spec(&format!("{}{hf}", self.names.optional_prefix)).is_some())
+    }
+
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        Matrix::from_f32(name, rows, cols, self.get(name, rows * cols)?)
+    }
+
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
+        Ok(self.get(name, len)?.to_vec())
+    }
+
+    fn rows(&self, name: &str) -> Option<usize> {
+        let hf = self.names.translate(name)?;
+        let s = self.p.spec(&format!("{}{hf}", self.names.optional_prefix))?;
+        (s.shape.len() == 2).then(|| s.shape[0])
+    }
+
+    fn rope_pairs(&self, _: RopePairs) -> RopePairs {
+        RopePairs::Halves
+    }
+}
+
+/// Splits a fused projection (rows stacked: e.g. q, k, v) into its row blocks.
+fn split_rows(l: &Linear, parts: &[(&str, usize)]) -> Result<Vec<Linear>> {
     let mut out = Vec::new();
     let mut r0 = 0;
     let row_bytes = l.weight.as_ref().row_bytes();
-    for (i, &rows) in parts.iter().enumerate() {
+    for &(part, rows) in parts {
         let data = l
             .weight
             .data
@@ -106,7 +229,7 @@ fn split_rows(l: &Linear, parts: &[usize]) -> Result<Vec<Linear>> {
                 name: l.weight.name.clone(),
                 msg: "fused matrix too small to split".into(),
             })?;
-        let name = format!("{}[{}]", l.weight.name, ["q", "k", "v"][i.min(2)]);
+        let name = format!("{}[{part}]", l.weight.name);
         let w = Matrix::new(&name, l.weight.dtype, rows, l.weight.cols, data)?;
         let b = l.bias.as_ref().map(|b| b[r0..r0 + rows].to_vec());
         out.push(Linear::new(w, b));
@@ -115,96 +238,207 @@ fn split_rows(l: &Linear, parts: &[usize]) -> Result<Vec<Linear>> {
     Ok(out)
 }
 
+/// The one builder: every architecture, every source.
+fn build(mut config: Config, src: &dyn Source, tied: bool) -> Result<Transformer> {
+    let spec = config.arch.spec();
+    let c = config.clone();
+    let (dm, qd, kvd, hs) = (c.d_model, c.n_head * c.head_dim, c.kv_dim(), c.head_dim);
+    let linear = |name: &str, rows: usize, cols: usize| -> Result<Linear> {
+        let bias_name = format!("{name}.bias");
+        let bias = if src.has(&bias_name) {
+            Some(src.vector(&bias_name, rows)?)
+        } else {
+            None
+        };
+        Ok(Linear::new(src.matrix(&format!("{name}.weight"), rows, cols)?, bias))
+    };
+    let norm = |name: &str, len: usize| -> Result<Norm> {
+        let weight = src.vector(&format!("{name}.weight"), len)?;
+        Ok(match spec.norm {
+            NormKind::Rms => Norm::Rms {
+                weight,
+                eps: c.norm_eps,
+            },
+            NormKind::Layer => Norm::Layer {
+                weight,
+                bias: src.vector(&format!("{name}.bias"), len)?,
+                eps: c.norm_eps,
+            },
+        })
+    };
+    let token_embedding = Embedding {
+        table: src.matrix("token_embd.weight", c.vocab_size, dm)?,
+        scale: spec.embed_scale_sqrt_c.then(|| (dm as f32).sqrt()),
+    };
+    let position_embedding = match spec.positions {
+        Positions::Learned => {
+            let n_pos = src.rows("position_embd.weight").unwrap_or(0);
+            // A table shorter than the declared context bounds the context.
+            config.context_length = config.context_length.min(n_pos);
+            if n_pos == 0 {
+                return Err(Error::Tensor {
+                    name: "position_embd.weight".into(),
+                    msg: "missing or not 2-D".into(),
+                });
+            }
+            Some(Embedding {
+                table: src.matrix("position_embd.weight", n_pos, dm)?,
+                scale: None,
+            })
+        }
+        Positions::Rope { .. } => None,
+    };
+    let rope_for = |l: usize| -> Option<Rope> {
+        let Positions::Rope { gguf_pairs } = spec.positions else {
+            return None;
+        };
+        let pairs = src.rope_pairs(gguf_pairs);
+        let sliding = c.is_sliding(l);
+        let theta = match (sliding, c.rope_theta_sliding) {
+            (true, Some(t)) => t,
+            _ => c.rope_theta?,
+        };
+        let scale = if sliding { 1.0 } else { c.rope_scale };
+        Some(Rope::new(c.rope_dim, theta, pairs).with_linear_scaling(scale))
+    };
+    let mut blocks = Vec::with_capacity(c.n_layer);
+    for l in 0..c.n_layer {
+        let p = |s: &str| format!("blk.{l}.{s}");
+        let (wq, wk, wv) = if src.has(&p("attn_qkv.weight")) {
+            let fused = linear(&p("attn_qkv"), qd + 2 * kvd, dm)?;
+            let [q, k, v]: [Linear; 3] = split_rows(&fused, &[("q", qd), ("k", kvd), ("v", kvd)])?
+                .try_into()
+                .map_err(|_| Error::Invalid("attn_qkv split".into()))?;
+            (q, k, v)
+        } else {
+            (
+                linear(&p("attn_q"), qd, dm)?,
+                linear(&p("attn_k"), kvd, dm)?,
+                linear(&p("attn_v"), kvd, dm)?,
+            )
+        };
+        let (q_norm, k_norm) = if spec.qk_norm {
+            (Some(norm(&p("attn_q_norm"), hs)?), Some(norm(&p("attn_k_norm"), hs)?))
+        } else {
+            (None, None)
+        };
+        let attn = Attention {
+            wq,
+            wk,
+            wv,
+            wo: linear(&p("attn_output"), dm, qd)?,
+            n_head: c.n_head,
+            n_kv_head: c.n_kv_head,
+            head_dim: hs,
+            rope: rope_for(l),
+            q_norm,
+            k_norm,
+            scale: c.attention_scale(),
+            window: c.sliding_window.filter(|_| c.is_sliding(l)),
+        };
+        let mlp = match spec.mlp {
+            MlpKind::SwiGlu | MlpKind::GeGlu => {
+                let (gate, up) = if spec.fused_gate_up && !src.has(&p("ffn_gate.weight")) {
+                    let fused = linear(&p("ffn_up"), 2 * c.d_ff, dm)?;
+                    let [g, u]: [Linear; 2] =
+                        split_rows(&fused, &[("gate", c.d_ff), ("up", c.d_ff)])?
+                            .try_into()
+                            .map_err(|_| Error::Invalid("ffn_up split".into()))?;
+                    (g, u)
+                } else {
+                    (linear(&p("ffn_gate"), c.d_ff, dm)?, linear(&p("ffn_up"), c.d_ff, dm)?)
+                };
+                let down = linear(&p("ffn_down"), dm, c.d_ff)?;
+                match spec.mlp {
+                    MlpKind::SwiGlu => Mlp::SwiGlu { gate, up, down },
+                    _ => Mlp::GeGlu { gate, up, down },
+                }
+            }
+            MlpKind::Gelu => Mlp::Gelu {
+                fc: linear(&p("ffn_up"), c.d_ff, dm)?,
+                proj: linear(&p("ffn_down"), dm, c.d_ff)?,
+            },
+        };
+        let post = |name: &str| -> Result<Option<Norm>> {
+            spec.post_norms.then(|| norm(&p(name), dm)).transpose()
+        };
+        blocks.push(Block {
+            attn_norm: norm(&p("attn_norm"), dm)?,
+            attn,
+            post_attn_norm: post("post_attention_norm")?,
+            mlp_norm: norm(&p("ffn_norm"), dm)?,
+            mlp,
+            post_mlp_norm: post("post_ffw_norm")?,
+        });
+    }
+    let final_norm = norm("output_norm", dm)?;
+    let unembedding = if !tied && src.has("output.weight") {
+        Unembedding {
+            linear: linear("output", c.vocab_size, dm)?,
+            tied: false,
+        }
+    } else {
+        Unembedding {
+            linear: Linear::new(token_embedding.table.clone(), None),
+            tied: true,
+        }
+    };
+    Ok(Transformer {
+        config,
+        token_embedding,
+        position_embedding,
+        blocks,
+        final_norm,
+        unembedding,
+        precision: Precision::default(),
+    })
+}
+
 impl Transformer {
     /// Builds the model from a parsed GGUF file (weights stay memory-mapped).
     pub fn from_gguf(g: &GgufFile) -> Result<Transformer> {
-        let config = Config::from_gguf(g)?;
-        let f = GgufTensors { g };
-        let c = &config;
-        let (dm, qd, kvd) = (c.d_model, c.n_head * c.head_dim, c.kv_dim());
-        let token_embedding = Embedding {
-            table: f.matrix("token_embd.weight", c.vocab_size, dm)?,
+        build(Config::from_gguf(g)?, &GgufSource { g }, false)
+    }
+
+    /// Builds the model from a Hugging Face folder: config.json + model.safetensors (or shards).
+    pub fn from_hf_dir(dir: &std::path::Path) -> Result<Transformer> {
+        let hf = crate::formats::hf_config::HfConfig::from_file(&dir.join("config.json"))?;
+        let st = SafetensorsModel::open_dir(dir)?;
+        let prefix = hf.config.arch.spec().hf_names.optional_prefix;
+        Transformer::from_hf_tensors(&hf, &st, prefix)
+    }
+
+    /// Builds the model from Hugging Face tensors whose names carry `prefix` where the
+    /// architecture's names may carry one (GPT-2's `transformer.`); names without it are tried
+    /// too.
+    pub fn from_hf_tensors(
+        hf: &crate::formats::hf_config::HfConfig,
+        st: &SafetensorsModel,
+        prefix: &str,
+    ) -> Result<Transformer> {
+        let spec = hf.config.arch.spec();
+        let src = HfSource {
+            st,
+            names: spec.hf_names,
+            prefixes: vec![prefix.to_string(), String::new()],
+            norm_plus_one: spec.hf_norm_plus_one,
         };
-        let position_embedding = match c.arch {
-            Arch::Gpt2 => {
-                let info = f.info("position_embd.weight")?;
-                let n_pos = info.dims.get(1).copied().unwrap_or(0) as usize;
-                Some(Embedding {
-                    table: f.matrix("position_embd.weight", n_pos, dm)?,
-                })
-            }
-            Arch::Llama => None,
+        build(hf.config.clone(), &src, hf.tied)
+    }
+
+    /// An inference model over a copy of training parameters (f32), for samples and
+    /// validation during training.
+    pub fn from_gpt2_params(
+        c: &Config,
+        p: &crate::model::params::Parameters,
+    ) -> Result<Transformer> {
+        let src = ParamsSource {
+            p,
+            names: c.arch.spec().hf_names,
         };
-        let mut blocks = Vec::with_capacity(c.n_layer);
-        for l in 0..c.n_layer {
-            let p = |s: &str| format!("blk.{l}.{s}");
-            let (wq, wk, wv) = if f.has(&p("attn_qkv.weight")) {
-                let fused = f.linear(&p("attn_qkv.weight"), qd + 2 * kvd, dm)?;
-                let mut parts = split_rows(&fused, &[qd, kvd, kvd])?.into_iter();
-                (
-                    parts.next().unwrap(),
-                    parts.next().unwrap(),
-                    parts.next().unwrap(),
-                )
-            } else {
-                (
-                    f.linear(&p("attn_q.weight"), qd, dm)?,
-                    f.linear(&p("attn_k.weight"), kvd, dm)?,
-                    f.linear(&p("attn_v.weight"), kvd, dm)?,
-                )
-            };
-            let attn = Attention {
-                wq,
-                wk,
-                wv,
-                wo: f.linear(&p("attn_output.weight"), dm, qd)?,
-                n_head: c.n_head,
-                n_kv_head: c.n_kv_head,
-                head_dim: c.head_dim,
-                // GGUF's Q/K rows are permuted for llama.cpp's adjacent-pair rotation.
-                rope: c
-                    .rope_theta
-                    .map(|th| Rope::new(c.rope_dim, th, RopePairs::Adjacent)),
-            };
-            let mlp = match c.arch {
-                Arch::Llama => Mlp::SwiGlu {
-                    gate: f.linear(&p("ffn_gate.weight"), c.d_ff, dm)?,
-                    up: f.linear(&p("ffn_up.weight"), c.d_ff, dm)?,
-                    down: f.linear(&p("ffn_down.weight"), dm, c.d_ff)?,
-                },
-                Arch::Gpt2 => Mlp::Gelu {
-                    fc: f.linear(&p("ffn_up.weight"), c.d_ff, dm)?,
-                    proj: f.linear(&p("ffn_down.weight"), dm, c.d_ff)?,
-                },
-            };
-            blocks.push(Block {
-                attn_norm: f.norm(&p("attn_norm"), c)?,
-                attn,
-                mlp_norm: f.norm(&p("ffn_norm"), c)?,
-                mlp,
-            });
-        }
-        let final_norm = f.norm("output_norm", c)?;
-        let unembedding = if f.has("output.weight") {
-            Unembedding {
-                linear: f.linear("output.weight", c.vocab_size, dm)?,
-                tied: false,
-            }
-        } else {
-            Unembedding {
-                linear: Linear::new(token_embedding.table.clone(), None),
-                tied: true,
-            }
-        };
-        Ok(Transformer {
-            config,
-            token_embedding,
-            position_embedding,
-            blocks,
-            final_norm,
-            unembedding,
-            precision: Precision::default(),
-        })
+        let mut t = build(c.clone(), &src, true)?;
+        t.precision = Precision::F32;
+        Ok(t)
     }
 }
 
@@ -375,292 +609,3 @@ impl LoadedModel {
     }
 }
 
-/// Reads Hugging Face GPT-2 tensors (`transformer.h.N.attn.c_attn.weight`, ...; the
-/// `transformer.` prefix is optional, as in the original checkpoints).
-struct HfTensors<'a> {
-    st: &'a crate::formats::safetensors::SafetensorsModel,
-    prefix: &'static str,
-}
-
-impl HfTensors<'_> {
-    fn entry(
-        &self,
-        name: &str,
-        shape: &[usize],
-    ) -> Result<&crate::formats::safetensors::TensorEntry> {
-        self.st.get(&format!("{}{name}", self.prefix), shape)
-    }
-
-    /// A vector (len), as f32.
-    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
-        let e = self.entry(name, &[len])?;
-        Matrix::vector_f32(name, e.dtype, len, e.data.clone())
-    }
-
-    /// An (out, in) matrix stored as such (nn.Linear, embeddings).
-    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
-        let e = self.entry(name, &[rows, cols])?;
-        Matrix::new(name, e.dtype, rows, cols, e.data.clone())
-    }
-
-    /// A GPT-2 Conv1D weight, stored (in, out) and applied as x @ W: transposed once here to the
-    /// (out, in) layout of every other linear layer.
-    fn conv1d(&self, name: &str, n_in: usize, n_out: usize) -> Result<Linear> {
-        let e = self.entry(&format!("{name}.weight"), &[n_in, n_out])?;
-        let es = e.dtype.type_size();
-        let mut t = vec![0u8; e.data.len()];
-        for i in 0..n_in {
-            for o in 0..n_out {
-                let src = (i * n_out + o) * es;
-                let dst = (o * n_in + i) * es;
-                t[dst..dst + es].copy_from_slice(&e.data[src..src + es]);
-            }
-        }
-        let w = Matrix::new(
-            name,
-            e.dtype,
-            n_out,
-            n_in,
-            crate::tensor::Bytes::from_vec(t),
-        )?;
-        Ok(Linear::new(
-            w,
-            Some(self.vector(&format!("{name}.bias"), n_out)?),
-        ))
-    }
-
-    fn layer_norm(&self, name: &str, c: &Config) -> Result<Norm> {
-        Ok(Norm::Layer {
-            weight: self.vector(&format!("{name}.weight"), c.d_model)?,
-            bias: self.vector(&format!("{name}.bias"), c.d_model)?,
-            eps: c.norm_eps,
-        })
-    }
-}
-
-impl Transformer {
-    /// Builds a GPT-2 from a Hugging Face folder: config.json + model.safetensors (or shards).
-    pub fn from_hf_dir(dir: &std::path::Path) -> Result<Transformer> {
-        let hf = crate::formats::hf_config::HfConfig::from_file(&dir.join("config.json"))?;
-        let st = crate::formats::safetensors::SafetensorsModel::open_dir(dir)?;
-        if hf.config.arch == Arch::Llama {
-            return Transformer::from_hf_llama(&hf, &st);
-        }
-        let prefix = if st.contains("transformer.wte.weight") {
-            "transformer."
-        } else {
-            ""
-        };
-        Transformer::from_hf_tensors(&hf, &st, prefix)
-    }
-
-    /// Builds a GPT-2 from tensors named `{prefix}wte.weight`, `{prefix}h.0.ln_1.weight`, ...
-    pub fn from_hf_tensors(
-        hf: &crate::formats::hf_config::HfConfig,
-        st: &crate::formats::safetensors::SafetensorsModel,
-        prefix: &'static str,
-    ) -> Result<Transformer> {
-        let f = HfTensors { st, prefix };
-        let c = hf.config.clone();
-        let dm = c.d_model;
-        let token_embedding = Embedding {
-            table: f.matrix("wte.weight", c.vocab_size, dm)?,
-        };
-        let position_embedding = Some(Embedding {
-            table: f.matrix("wpe.weight", c.context_length, dm)?,
-        });
-        let mut blocks = Vec::with_capacity(c.n_layer);
-        for l in 0..c.n_layer {
-            let p = |s: &str| format!("h.{l}.{s}");
-            let fused = f.conv1d(&p("attn.c_attn"), dm, 3 * dm)?;
-            let [wq, wk, wv]: [Linear; 3] = split_rows(&fused, &[dm, dm, dm])?
-                .try_into()
-                .map_err(|_| Error::Invalid("c_attn split".into()))?;
-            blocks.push(Block {
-                attn_norm: f.layer_norm(&p("ln_1"), &c)?,
-                attn: Attention {
-                    wq,
-                    wk,
-                    wv,
-                    wo: f.conv1d(&p("attn.c_proj"), dm, dm)?,
-                    n_head: c.n_head,
-                    n_kv_head: c.n_kv_head,
-                    head_dim: c.head_dim,
-                    rope: None,
-                },
-                mlp_norm: f.layer_norm(&p("ln_2"), &c)?,
-                mlp: Mlp::Gelu {
-                    fc: f.conv1d(&p("mlp.c_fc"), dm, c.d_ff)?,
-                    proj: f.conv1d(&p("mlp.c_proj"), c.d_ff, dm)?,
-                },
-            });
-        }
-        let final_norm = f.layer_norm("ln_f", &c)?;
-        // lm_head.weight is saved without the prefix; a tied checkpoint usually omits it.
-        let unembedding = if !hf.tied && st.contains("lm_head.weight") {
-            let e = st.get("lm_head.weight", &[c.vocab_size, dm])?;
-            let w = Matrix::new("lm_head.weight", e.dtype, c.vocab_size, dm, e.data.clone())?;
-            Unembedding {
-                linear: Linear::new(w, None),
-                tied: false,
-            }
-        } else {
-            Unembedding {
-                linear: Linear::new(token_embedding.table.clone(), None),
-                tied: true,
-            }
-        };
-        Ok(Transformer {
-            config: c,
-            token_embedding,
-            position_embedding,
-            blocks,
-            final_norm,
-            unembedding,
-            precision: Precision::default(),
-        })
-    }
-}
-
-impl Transformer {
-    /// An inference model over a copy of training parameters (f32), for samples and
-    /// validation during training.
-    pub fn from_gpt2_params(
-        c: &Config,
-        p: &crate::model::params::Parameters,
-    ) -> Result<Transformer> {
-        let v = p.views();
-        let dm = c.d_model;
-        let m =
-            |name: &str, rows: usize, cols: usize, x: &[f32]| Matrix::from_f32(name, rows, cols, x);
-        let lin = |name: &str, rows: usize, cols: usize, w: &[f32], b: &[f32]| -> Result<Linear> {
-            Ok(Linear::new(m(name, rows, cols, w)?, Some(b.to_vec())))
-        };
-        let ln = |w: &[f32], b: &[f32]| Norm::Layer {
-            weight: w.to_vec(),
-            bias: b.to_vec(),
-            eps: c.norm_eps,
-        };
-        let token_embedding = Embedding {
-            table: m("wte", c.vocab_size, dm, v.wte)?,
-        };
-        let position_embedding = Some(Embedding {
-            table: m("wpe", c.context_length, dm, v.wpe)?,
-        });
-        let mut blocks = Vec::with_capacity(c.n_layer);
-        for (l, w) in v.layers.iter().enumerate() {
-            let fused = lin(&format!("h.{l}.c_attn"), 3 * dm, dm, w.c_attn_w, w.c_attn_b)?;
-            let [wq, wk, wv]: [Linear; 3] = split_rows(&fused, &[dm, dm, dm])?
-                .try_into()
-                .map_err(|_| Error::Invalid("c_attn split".into()))?;
-            blocks.push(Block {
-                attn_norm: ln(w.ln_1_w, w.ln_1_b),
-                attn: Attention {
-                    wq,
-                    wk,
-                    wv,
-                    wo: lin(&format!("h.{l}.c_proj"), dm, dm, w.c_proj_w, w.c_proj_b)?,
-                    n_head: c.n_head,
-                    n_kv_head: c.n_kv_head,
-                    head_dim: c.head_dim,
-                    rope: None,
-                },
-                mlp_norm: ln(w.ln_2_w, w.ln_2_b),
-                mlp: Mlp::Gelu {
-                    fc: lin(&format!("h.{l}.c_fc"), c.d_ff, dm, w.c_fc_w, w.c_fc_b)?,
-                    proj: lin(
-                        &format!("h.{l}.mlp_proj"),
-                        dm,
-                        c.d_ff,
-                        w.mlp_proj_w,
-                        w.mlp_proj_b,
-                    )?,
-                },
-            });
-        }
-        let unembedding = Unembedding {
-            linear: Linear::new(token_embedding.table.clone(), None),
-            tied: true,
-        };
-        Ok(Transformer {
-            config: c.clone(),
-            token_embedding,
-            position_embedding,
-            blocks,
-            final_norm: ln(v.ln_f_w, v.ln_f_b),
-            unembedding,
-            precision: Precision::F32,
-        })
-    }
-}
-
-impl Transformer {
-    /// A Llama-family model from Hugging Face tensors (`model.layers.N.self_attn.q_proj.weight`,
-    /// ...). Hugging Face keeps Q and K rows unpermuted, so RoPE rotates halves (`rotate_half`).
-    pub fn from_hf_llama(
-        hf: &crate::formats::hf_config::HfConfig,
-        st: &crate::formats::safetensors::SafetensorsModel,
-    ) -> Result<Transformer> {
-        let c = hf.config.clone();
-        let (dm, qd, kvd) = (c.d_model, c.n_head * c.head_dim, c.kv_dim());
-        let f = HfTensors { st, prefix: "" };
-        let lin = |name: &str, rows: usize, cols: usize| -> Result<Linear> {
-            Ok(Linear::new(f.matrix(name, rows, cols)?, None))
-        };
-        let rms = |name: &str| -> Result<Norm> {
-            Ok(Norm::Rms {
-                weight: f.vector(name, dm)?,
-                eps: c.norm_eps,
-            })
-        };
-        let token_embedding = Embedding {
-            table: f.matrix("model.embed_tokens.weight", c.vocab_size, dm)?,
-        };
-        let mut blocks = Vec::with_capacity(c.n_layer);
-        for l in 0..c.n_layer {
-            let p = |s: &str| format!("model.layers.{l}.{s}");
-            blocks.push(Block {
-                attn_norm: rms(&p("input_layernorm.weight"))?,
-                attn: Attention {
-                    wq: lin(&p("self_attn.q_proj.weight"), qd, dm)?,
-                    wk: lin(&p("self_attn.k_proj.weight"), kvd, dm)?,
-                    wv: lin(&p("self_attn.v_proj.weight"), kvd, dm)?,
-                    wo: lin(&p("self_attn.o_proj.weight"), dm, qd)?,
-                    n_head: c.n_head,
-                    n_kv_head: c.n_kv_head,
-                    head_dim: c.head_dim,
-                    rope: c
-                        .rope_theta
-                        .map(|th| Rope::new(c.rope_dim, th, RopePairs::Halves)),
-                },
-                mlp_norm: rms(&p("post_attention_layernorm.weight"))?,
-                mlp: Mlp::SwiGlu {
-                    gate: lin(&p("mlp.gate_proj.weight"), c.d_ff, dm)?,
-                    up: lin(&p("mlp.up_proj.weight"), c.d_ff, dm)?,
-                    down: lin(&p("mlp.down_proj.weight"), dm, c.d_ff)?,
-                },
-            });
-        }
-        let unembedding = if !hf.tied && st.contains("lm_head.weight") {
-            Unembedding {
-                linear: lin("lm_head.weight", c.vocab_size, dm)?,
-                tied: false,
-            }
-        } else {
-            Unembedding {
-                linear: Linear::new(token_embedding.table.clone(), None),
-                tied: true,
-            }
-        };
-        let final_norm = rms("model.norm.weight")?;
-        Ok(Transformer {
-            config: c,
-            token_embedding,
-            position_embedding: None,
-            blocks,
-            final_norm,
-            unembedding,
-            precision: Precision::default(),
-        })
-    }
-}

@@ -11,6 +11,12 @@ pub enum Mlp {
         up: Linear,
         down: Linear,
     },
+    /// Gemma: down(gelu(gate(x)) * up(x)), GELU with the tanh approximation; shapes as SwiGlu.
+    GeGlu {
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+    },
     /// GPT-2: proj(gelu(fc(x))); fc (F, C), proj (C, F).
     Gelu { fc: Linear, proj: Linear },
 }
@@ -87,6 +93,16 @@ impl Mlp {
                 let u = up.forward(x, t, precision); // (T, F)
                 for (hi, ui) in h.iter_mut().zip(&u) {
                     *hi = silu(*hi) * ui;
+                }
+                down.forward(&h, t, precision)
+            }
+            Mlp::GeGlu { gate, up, down } => {
+                let g = gate.forward(x, t, precision); // (T, F)
+                let mut h = up.forward(x, t, precision); // (T, F)
+                let mut a = vec![0f32; g.len()];
+                gelu_forward(&g, &mut a);
+                for (hi, ai) in h.iter_mut().zip(&a) {
+                    *hi *= ai;
                 }
                 down.forward(&h, t, precision)
             }

@@ -11,6 +11,7 @@
 //! [`transformer`] wires them; [`config`] holds the hyperparameters; [`load`] maps file tensors
 //! to the model.
 
+pub mod arch;
 pub mod attention;
 pub mod config;
 pub mod embedding;

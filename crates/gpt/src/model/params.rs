@@ -325,6 +325,7 @@ mod tests {
             norm_eps: 1e-5,
             rope_theta: None,
             rope_dim: 0,
+            ..Config::default()
         }
     }
 

@@ -33,6 +33,15 @@ impl Rope {
         }
     }
 
+    /// Linear RoPE scaling: positions divided by `factor` (as transformers' "linear" rope_type
+    /// divides its inverse frequencies).
+    pub fn with_linear_scaling(mut self, factor: f32) -> Rope {
+        if factor != 1.0 {
+            self.inv_freq.iter_mut().for_each(|f| *f /= factor);
+        }
+        self
+    }
+
     /// The (cos, sin) of every pair's angle at `pos`: (dim/2) each.
     pub fn angles(&self, pos: usize) -> (Vec<f32>, Vec<f32>) {
         self.inv_freq

@@ -12,13 +12,18 @@ use crate::inspect::capture::Capture;
 use crate::kernels::Precision;
 use crate::{Error, Result};
 
-/// One transformer block (pre-norm): x += attn(norm1(x)); x += mlp(norm2(x)).
+/// One transformer block (pre-norm): x += attn(norm1(x)); x += mlp(norm2(x)). Gemma also
+/// normalizes each branch's output before the add: x += post1(attn(norm1(x))), and so on.
 #[derive(Clone, Debug)]
 pub struct Block {
     pub attn_norm: Norm,
     pub attn: Attention,
+    /// Gemma's norm on attention's output, before the residual add.
+    pub post_attn_norm: Option<Norm>,
     pub mlp_norm: Norm,
     pub mlp: Mlp,
+    /// Gemma's norm on the MLP's output, before the residual add.
+    pub post_mlp_norm: Option<Norm>,
 }
 
 #[derive(Clone, Debug)]
@@ -160,9 +165,17 @@ impl Transformer {
                 l,
                 capture.as_mut().map(|c| &mut **c as &mut dyn Capture),
             );
+            let a = match &block.post_attn_norm {
+                Some(post) => post.forward(&a),
+                None => a,
+            };
             add(&mut x, &a);
             let h = block.mlp_norm.forward(&x);
             let m = block.mlp.forward(&h, n, self.precision);
+            let m = match &block.post_mlp_norm {
+                Some(post) => post.forward(&m),
+                None => m,
+            };
             add(&mut x, &m);
             if let Some(cap) = capture.as_mut().filter(|c| c.wants_residual()) {
                 cap.residual(l, &x);

@@ -329,6 +329,7 @@ pub fn run(c: &TrainConfig, resume: bool, obs: &mut dyn TrainObserver) -> Result
         norm_eps: 1e-5,
         rope_theta: None,
         rope_dim: 0,
+        ..Config::default()
     };
     let adamw = AdamWConfig {
         beta1: t0.beta1,
