@@ -192,6 +192,8 @@ impl Tokenizer {
     fn build_spec(spec: TokenizerSpec) -> Built {
         match spec.model {
             TokenizerModel::ByteLevelBpe => {
+                // The vocabulary's own problems come first: they are what a reader fixes first.
+                Self::check_common(&spec)?;
                 let pre = Pretokenizer::known(&spec.pre).ok_or_else(|| {
                     (
                         Part::Pre,
