@@ -26,7 +26,7 @@ pub struct Spm {
     pieces: FxHashMap<Box<[u8]>, (u32, f32)>,
     /// The token of each byte for byte fallback, or `None` when the vocabulary has no byte
     /// pieces (then a character that is not a piece becomes `unk_id`).
-    byte_ids: Option<[u32; 256]>,
+    byte_ids: Option<Box<[u32; 256]>>,
     unk_id: Option<u32>,
 }
 
@@ -95,7 +95,7 @@ impl Spm {
         }
         Spm {
             pieces: map,
-            byte_ids,
+            byte_ids: byte_ids.map(Box::new),
             unk_id,
         }
     }
