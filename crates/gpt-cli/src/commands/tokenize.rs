@@ -47,8 +47,9 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     if path.extension().is_some_and(|e| e == "json") {
         return Ok(Tokenizer::from_tokenizer_json(path)?);
     }
-    let g = gpt::formats::gguf::GgufFile::open(path)?;
-    Ok(Tokenizer::from_spec(gpt::tokenizer::io::gguf_spec(&g)?)?)
+    // Metadata only: the tokenizer needs no tensors, so any GGUF file's vocabulary loads.
+    let g = gpt::formats::gguf::GgufFile::open_metadata(path)?;
+    Ok(Tokenizer::from_gguf(&g)?)
 }
 
 #[derive(clap::Args, Debug)]
@@ -69,7 +70,8 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let tok = a.source.load()?;
-    let ids = tok.encode(&a.text, !a.no_special);
+    // The ids the model sees: BOS (and EOS) where the vocabulary says so, as llama-tokenize.
+    let ids = tok.encode_for_model(&a.text, !a.no_special);
     if a.json {
         let tokens: Vec<&str> = ids
             .iter()

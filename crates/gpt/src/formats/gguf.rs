@@ -328,7 +328,23 @@ impl GgufFile {
             file: name,
             cur: Cursor { buf: &data, pos: 0 },
         }
-        .parse(data.clone())
+        .parse(data.clone(), true)
+    }
+
+    /// Memory-maps `path` and parses only the header and the metadata: the tensor table is not
+    /// read, so a file whose tensors this engine cannot load (an unknown type, a truncated data
+    /// section) still gives its tokenizer and hyperparameters. `tensors` is empty.
+    pub fn open_metadata(path: &Path) -> Result<GgufFile> {
+        Self::metadata_from_bytes(&path.display().to_string(), Bytes::map_file(path)?)
+    }
+
+    /// [`Self::open_metadata`] for a file held in memory.
+    pub fn metadata_from_bytes(name: &str, data: Bytes) -> Result<GgufFile> {
+        Parser {
+            file: name,
+            cur: Cursor { buf: &data, pos: 0 },
+        }
+        .parse(data.clone(), false)
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -684,7 +700,8 @@ impl Parser<'_> {
         })
     }
 
-    fn parse(mut self, data: Bytes) -> Result<GgufFile> {
+    /// Parses the header and metadata, then the tensor table only if `with_tensors`.
+    fn parse(mut self, data: Bytes, with_tensors: bool) -> Result<GgufFile> {
         let header = || "the header".to_string();
         let magic = self
             .cur
@@ -740,6 +757,19 @@ impl Parser<'_> {
 
         let (metadata, key_index) = self.read_metadata(n_kv)?;
         let alignment = self.alignment(&metadata, &key_index)?;
+        if !with_tensors {
+            return Ok(GgufFile {
+                name: self.file.to_string(),
+                version,
+                metadata,
+                tensors: Vec::new(),
+                alignment,
+                data_offset: 0,
+                data,
+                key_index,
+                tensor_index: HashMap::new(),
+            });
+        }
         let raw = self.read_tensor_infos(n_tensors)?;
 
         let header_end = self.cur.pos as u64;

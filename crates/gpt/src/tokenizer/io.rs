@@ -2,14 +2,14 @@
 //! `vocab.bpe`, and Hugging Face's `tokenizer.json`. (GGUF vocabularies are read with the rest of
 //! the GGUF metadata in `formats::gguf`.) Every problem is an [`Error::Tokenizer`] naming the file.
 
-use super::{Pretokenizer, TokenizerSpec, TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED};
+use super::{
+    Pretokenizer, TokenizerModel, TokenizerSpec, TOKEN_TYPE_BYTE, TOKEN_TYPE_CONTROL,
+    TOKEN_TYPE_NORMAL, TOKEN_TYPE_USER_DEFINED,
+};
 use crate::{Error, Result};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
-
-/// GGUF token type of an ordinary token.
-const TOKEN_TYPE_NORMAL: i32 = 1;
 
 /// GPT-2's only special token; in `encoder.json` it is the last id, 50256.
 pub const GPT2_END_OF_TEXT: &str = "<|endoftext|>";
@@ -105,6 +105,7 @@ pub fn gpt2_spec(encoder_json: &Path, vocab_bpe: &Path) -> Result<TokenizerSpec>
         unk_id: None,
         pad_id: None,
         add_bos: false,
+        ..Default::default()
     })
 }
 
@@ -118,7 +119,11 @@ pub(super) struct TokenizerJson {
 /// The Llama 3 split pattern as Hugging Face stores it.
 const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-/// A Hugging Face `tokenizer.json` with a byte-level BPE model.
+/// The Qwen2 split pattern as Hugging Face stores it (Llama 3's with `\p{N}` for `\p{N}{1,3}`).
+const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// A Hugging Face `tokenizer.json` with a BPE model: byte-level, or SentencePiece-style
+/// (see [`spm_json_options`]).
 pub(super) fn tokenizer_json_spec(path: &Path) -> Result<TokenizerJson> {
     let text = read_text(path)?;
     let v: Value =
@@ -142,6 +147,9 @@ pub(super) fn tokenizer_json_spec(path: &Path) -> Result<TokenizerJson> {
                 ));
             }
         }
+    }
+    if let Some(add_space_prefix) = spm_json_options(path, &v)? {
+        return spm_json_spec(path, &v, model, add_space_prefix);
     }
     let pre_tok = v.get("pre_tokenizer").unwrap_or(&Value::Null);
     let steps: Vec<&Value> = match pre_tok.get("type").and_then(Value::as_str) {
@@ -263,9 +271,246 @@ pub(super) fn tokenizer_json_spec(path: &Path) -> Result<TokenizerJson> {
             unk_id,
             pad_id: None,
             add_bos: false,
+            ..Default::default()
         },
         pre,
         ignore_merges,
+    })
+}
+
+/// The steps of a normalizer or pre-tokenizer: a `Sequence`'s members, or the one step.
+fn steps_of<'a>(v: &'a Value, list_key: &str) -> Vec<&'a Value> {
+    match v.get("type").and_then(Value::as_str) {
+        Some("Sequence") => v
+            .get(list_key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().collect())
+            .unwrap_or_default(),
+        Some(_) => vec![v],
+        None => vec![],
+    }
+}
+
+/// Whether a `tokenizer.json` is SentencePiece-style BPE (Llama 2, Mistral v0.1, Phi-3, Gemma):
+/// spaces become `▁` by a normalizer `Replace(" ", "▁")` (with `Prepend("▁")` when a space is put
+/// before the text) or by a `Metaspace` pre-tokenizer that does not split. Returns
+/// `Some(add_space_prefix)` for such a file, `None` for a byte-level one.
+fn spm_json_options(path: &Path, v: &Value) -> Result<Option<bool>> {
+    let ty = |s: &Value| {
+        s.get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let str_of = |s: &Value, k: &str| s.get(k).and_then(Value::as_str).map(str::to_owned);
+    let normalizer = steps_of(v.get("normalizer").unwrap_or(&Value::Null), "normalizers");
+    let pre = steps_of(
+        v.get("pre_tokenizer").unwrap_or(&Value::Null),
+        "pretokenizers",
+    );
+    let replaces_space = normalizer.iter().any(|s| {
+        ty(s) == "Replace"
+            && s.get("pattern")
+                .and_then(|p| p.get("String"))
+                .and_then(Value::as_str)
+                == Some(" ")
+            && str_of(s, "content").as_deref() == Some(super::spm::SPACE_MARK)
+    });
+    let metaspace = pre.iter().find(|s| ty(s) == "Metaspace");
+    let byte_fallback = v
+        .get("model")
+        .and_then(|m| m.get("byte_fallback"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if !replaces_space && metaspace.is_none() {
+        if byte_fallback {
+            return Err(file_err(
+                path,
+                "unsupported tokenizer.json: BPE with byte_fallback but spaces are not replaced \
+                 by \u{2581} (neither a Replace normalizer nor a Metaspace pre-tokenizer)",
+            ));
+        }
+        return Ok(None);
+    }
+    if let Some(m) = metaspace {
+        if pre.len() != 1 || m.get("split").and_then(Value::as_bool) == Some(true) {
+            return Err(file_err(
+                path,
+                "unsupported tokenizer.json: a Metaspace pre-tokenizer that splits the text",
+            ));
+        }
+        let scheme = str_of(m, "prepend_scheme").unwrap_or_else(|| "always".into());
+        let legacy = m.get("add_prefix_space").and_then(Value::as_bool);
+        return Ok(Some(legacy.unwrap_or(scheme != "never")));
+    }
+    if !pre.is_empty() {
+        return Err(file_err(
+            path,
+            format!(
+                "unsupported tokenizer.json: SentencePiece-style normalizer with a {} \
+                 pre-tokenizer",
+                ty(pre[0])
+            ),
+        ));
+    }
+    let prepends = normalizer.iter().any(|s| {
+        ty(s) == "Prepend" && str_of(s, "prepend").as_deref() == Some(super::spm::SPACE_MARK)
+    });
+    Ok(Some(prepends))
+}
+
+/// Tokens indexed by id and the token types of the added tokens (special -> control, else
+/// user-defined), from `model.vocab` and `added_tokens`.
+fn json_vocab(path: &Path, v: &Value, model: &Value) -> Result<(Vec<String>, HashMap<u32, i32>)> {
+    let vocab = model
+        .get("vocab")
+        .and_then(Value::as_object)
+        .ok_or_else(|| file_err(path, "model.vocab is not an object of token -> id"))?;
+    let mut pairs = Vec::with_capacity(vocab.len());
+    for (tok, id) in vocab {
+        let id = id
+            .as_u64()
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| file_err(path, format!("model.vocab[{tok:?}] is not a token id")))?;
+        pairs.push((tok.clone(), id));
+    }
+    let mut types: HashMap<u32, i32> = HashMap::new();
+    let mut added_ids = Vec::new();
+    if let Some(added) = v.get("added_tokens").and_then(Value::as_array) {
+        for (i, a) in added.iter().enumerate() {
+            let id = a
+                .get("id")
+                .and_then(Value::as_u64)
+                .and_then(|i| u32::try_from(i).ok());
+            let content = a.get("content").and_then(Value::as_str);
+            let (Some(id), Some(content)) = (id, content) else {
+                return Err(file_err(
+                    path,
+                    format!("added_tokens[{i}] lacks an id or content"),
+                ));
+            };
+            let special = a.get("special").and_then(Value::as_bool).unwrap_or(false);
+            types.insert(
+                id,
+                if special {
+                    TOKEN_TYPE_CONTROL
+                } else {
+                    TOKEN_TYPE_USER_DEFINED
+                },
+            );
+            added_ids.push((content.to_owned(), id));
+        }
+    }
+    if !added_ids.is_empty() {
+        let ids: std::collections::HashSet<u32> = added_ids.iter().map(|(_, id)| *id).collect();
+        pairs.retain(|(_, j)| !ids.contains(j));
+        pairs.extend(added_ids);
+    }
+    Ok((tokens_by_id(path, pairs)?, types))
+}
+
+/// `model.merges` as "a b" strings (older files write "a b", newer ones ["a", "b"]).
+fn json_merges(path: &Path, model: &Value) -> Result<Vec<String>> {
+    let merges_json = model
+        .get("merges")
+        .and_then(Value::as_array)
+        .ok_or_else(|| file_err(path, "model.merges is not a list"))?;
+    let mut merges = Vec::with_capacity(merges_json.len());
+    for (i, m) in merges_json.iter().enumerate() {
+        let line = match m {
+            Value::String(s) => s.clone(),
+            Value::Array(a) => match (a.first().and_then(Value::as_str), a.get(1)) {
+                (Some(l), Some(Value::String(r))) if a.len() == 2 => format!("{l} {r}"),
+                _ => return Err(file_err(path, format!("model.merges[{i}] is not a pair"))),
+            },
+            _ => return Err(file_err(path, format!("model.merges[{i}] is not a merge"))),
+        };
+        merges.push(line);
+    }
+    Ok(merges)
+}
+
+/// The BOS id a `TemplateProcessing` post-processor puts before a single sequence, if any.
+fn json_bos(v: &Value, tokens: &[String]) -> Option<u32> {
+    let pp = v.get("post_processor")?;
+    let steps = steps_of(pp, "processors");
+    let tp = steps
+        .iter()
+        .find(|s| s.get("type").and_then(Value::as_str) == Some("TemplateProcessing"))?;
+    let first = tp.get("single")?.as_array()?.first()?;
+    let name = first.get("SpecialToken")?.get("id")?.as_str()?;
+    tokens.iter().position(|t| t == name).map(|i| i as u32)
+}
+
+/// A SentencePiece-style `tokenizer.json`. It stores merges, not SentencePiece's scores: a
+/// piece's score is minus the rank of the merge that makes it (so the highest-priority merge
+/// wins, as in the merge loop Hugging Face runs), single characters and byte pieces score 0, and
+/// longer pieces no merge makes get -inf, which keeps them out of the merge table.
+fn spm_json_spec(
+    path: &Path,
+    v: &Value,
+    model: &Value,
+    add_space_prefix: bool,
+) -> Result<TokenizerJson> {
+    let (tokens, added) = json_vocab(path, v, model)?;
+    let merges = json_merges(path, model)?;
+    let index: HashMap<&str, u32> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i as u32))
+        .collect();
+    let byte_fallback = model
+        .get("byte_fallback")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut scores = vec![f32::NEG_INFINITY; tokens.len()];
+    let mut types = vec![TOKEN_TYPE_NORMAL; tokens.len()];
+    for (id, t) in tokens.iter().enumerate() {
+        if let Some(&ty) = added.get(&(id as u32)) {
+            types[id] = ty;
+        } else if byte_fallback && super::spm::parse_byte_piece(t).is_some() {
+            types[id] = TOKEN_TYPE_BYTE;
+        }
+        if t.chars().count() == 1 {
+            scores[id] = 0.0;
+        }
+    }
+    for (rank, line) in merges.iter().enumerate() {
+        let Some((l, r)) = line.split_once(' ') else {
+            return Err(file_err(
+                path,
+                format!("model.merges[{rank}] {line:?} is not two tokens"),
+            ));
+        };
+        let Some(&id) = index.get(format!("{l}{r}").as_str()) else {
+            return Err(file_err(
+                path,
+                format!("model.merges[{rank}] {line:?}: {l}{r:?} is not in the vocabulary"),
+            ));
+        };
+        if scores[id as usize] == f32::NEG_INFINITY {
+            scores[id as usize] = -(rank as f32) - 1.0;
+        }
+    }
+    let unk_id = model
+        .get("unk_token")
+        .and_then(Value::as_str)
+        .and_then(|u| index.get(u).copied());
+    let bos_id = json_bos(v, &tokens);
+    Ok(TokenizerJson {
+        spec: TokenizerSpec {
+            model: TokenizerModel::SentencePiece,
+            tokens,
+            token_types: Some(types),
+            scores: Some(scores),
+            bos_id,
+            add_bos: bos_id.is_some(),
+            unk_id,
+            add_space_prefix,
+            ..Default::default()
+        },
+        pre: Pretokenizer::Gpt2,
+        ignore_merges: false,
     })
 }
 
@@ -292,7 +537,11 @@ fn detect_pretokenizer(steps: &[&Value]) -> Option<Pretokenizer> {
                 .get("pattern")
                 .and_then(|p| p.get("Regex"))
                 .and_then(Value::as_str)?;
-            (pattern == LLAMA3_PATTERN).then_some(Pretokenizer::Llama3)
+            match pattern {
+                LLAMA3_PATTERN => Some(Pretokenizer::Llama3),
+                QWEN2_PATTERN => Some(Pretokenizer::Qwen2),
+                _ => None,
+            }
         }
         _ => None,
     }
@@ -344,11 +593,12 @@ fn pre_tokenizer_json(pre: Pretokenizer) -> Value {
             "type": "Sequence",
             "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]
         }),
-        Pretokenizer::Llama3 => serde_json::json!({
+        Pretokenizer::Llama3 | Pretokenizer::Qwen2 => serde_json::json!({
             "type": "Sequence",
             "pretokenizers": [
-                {"type": "Split", "pattern": {"Regex": LLAMA3_PATTERN}, "behavior": "Isolated",
-                 "invert": false},
+                {"type": "Split",
+                 "pattern": {"Regex": if pre == Pretokenizer::Qwen2 { QWEN2_PATTERN } else { LLAMA3_PATTERN }},
+                 "behavior": "Isolated", "invert": false},
                 byte_level(false)
             ]
         }),
@@ -425,56 +675,136 @@ pub fn write_gpt2_files(spec: &TokenizerSpec, dir: &Path) -> Result<()> {
     write_file(&vocab, &text)
 }
 
-/// The tokenizer described by GGUF's `tokenizer.ggml.*` keys.
+/// The tokenizer described by GGUF's `tokenizer.ggml.*` keys: `tokenizer.ggml.model` "gpt2"
+/// (byte-level BPE with `tokenizer.ggml.merges` and a `tokenizer.ggml.pre` split pattern) or
+/// "llama" (SentencePiece-style with `tokenizer.ggml.scores`). Defaults for absent keys are
+/// llama.cpp's: for "llama", BOS 1, EOS 2, unknown 0, `add_bos_token` and `add_space_prefix`
+/// true; for "gpt2", `add_bos_token` true only for the Llama 3 split.
 pub fn gguf_spec(g: &crate::formats::gguf::GgufFile) -> Result<TokenizerSpec> {
     let field = |k: &str, msg: String| Error::Field {
         file: g.name.clone(),
         field: k.into(),
         msg,
     };
-    let model = g.get_str("tokenizer.ggml.model")?;
-    if model != "gpt2" {
-        return Err(field(
-            "tokenizer.ggml.model",
-            format!("tokenizer model '{model}' is not supported (supported: gpt2, byte-level BPE)"),
-        ));
-    }
-    let id = |k: &str| g.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
-    let token_types = match g.get("tokenizer.ggml.token_type") {
-        Some(v) => Some(
-            v.as_array()
-                .ok_or_else(|| field("tokenizer.ggml.token_type", "not an array".into()))?
-                .iter()
-                .map(|t| t.as_u64().map(|x| x as i32))
-                .collect::<Option<Vec<i32>>>()
-                .ok_or_else(|| field("tokenizer.ggml.token_type", "not integers".into()))?,
-        ),
-        None => None,
+    let model_name = g.get_str("tokenizer.ggml.model")?;
+    let model = match model_name {
+        "gpt2" => TokenizerModel::ByteLevelBpe,
+        "llama" => TokenizerModel::SentencePiece,
+        other => {
+            return Err(field(
+                "tokenizer.ggml.model",
+                format!(
+                    "tokenizer model '{other}' is not supported (supported: gpt2, byte-level \
+                     BPE; llama, SentencePiece-style BPE)"
+                ),
+            ))
+        }
     };
-    Ok(TokenizerSpec {
-        tokens: g
-            .get_str_array("tokenizer.ggml.tokens")?
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        token_types,
-        merges: g
-            .get_str_array("tokenizer.ggml.merges")?
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        pre: g
-            .get("tokenizer.ggml.pre")
-            .and_then(|v| v.as_str())
-            .unwrap_or("gpt2")
-            .to_string(),
-        bos_id: id("tokenizer.ggml.bos_token_id"),
-        eos_id: id("tokenizer.ggml.eos_token_id"),
-        unk_id: id("tokenizer.ggml.unknown_token_id"),
-        pad_id: id("tokenizer.ggml.padding_token_id"),
-        add_bos: g
-            .get("tokenizer.ggml.add_bos_token")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false),
-    })
+    let tokens: Vec<String> = g
+        .get_str_array("tokenizer.ggml.tokens")?
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let n = tokens.len();
+    let token_types = g.get_i32_array_opt("tokenizer.ggml.token_type")?;
+    if let Some(types) = &token_types {
+        if types.len() != n {
+            return Err(field(
+                "tokenizer.ggml.token_type",
+                format!("{} token types for {n} tokens", types.len()),
+            ));
+        }
+        if let Some((i, t)) = types
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| !(0..=TOKEN_TYPE_BYTE).contains(&t))
+        {
+            return Err(field(
+                "tokenizer.ggml.token_type",
+                format!("element {i}: {t} is not a token type (0..={TOKEN_TYPE_BYTE})"),
+            ));
+        }
+    }
+    let id = |k: &str| -> Result<Option<u32>> {
+        match g.get(k) {
+            None => Ok(None),
+            Some(v) => match v.as_u64().and_then(|x| u32::try_from(x).ok()) {
+                Some(i) if (i as usize) < n => Ok(Some(i)),
+                _ => Err(field(
+                    k,
+                    format!("{v:?} is not a token id of the {n}-token vocabulary"),
+                )),
+            },
+        }
+    };
+    let flag =
+        |k: &str, default: bool| -> Result<bool> { Ok(g.get_bool_opt(k)?.unwrap_or(default)) };
+    // llama.cpp's default ids for SentencePiece vocabularies, used only if in range.
+    let default_id = |spm_default: u32| {
+        (model == TokenizerModel::SentencePiece && (spm_default as usize) < n)
+            .then_some(spm_default)
+    };
+    let (bos_id, eos_id, unk_id) = (
+        id("tokenizer.ggml.bos_token_id")?.or(default_id(1)),
+        id("tokenizer.ggml.eos_token_id")?.or(default_id(2)),
+        id("tokenizer.ggml.unknown_token_id")?.or(default_id(0)),
+    );
+    let pad_id = id("tokenizer.ggml.padding_token_id")?;
+    match model {
+        TokenizerModel::SentencePiece => {
+            let scores = g.get_f32_array_opt("tokenizer.ggml.scores")?;
+            if let Some(s) = &scores {
+                if s.len() != n {
+                    return Err(field(
+                        "tokenizer.ggml.scores",
+                        format!("{} scores for {n} tokens", s.len()),
+                    ));
+                }
+            }
+            Ok(TokenizerSpec {
+                model,
+                tokens,
+                token_types,
+                scores,
+                bos_id,
+                eos_id,
+                unk_id,
+                pad_id,
+                add_bos: flag("tokenizer.ggml.add_bos_token", true)?,
+                add_eos: flag("tokenizer.ggml.add_eos_token", false)?,
+                add_space_prefix: flag("tokenizer.ggml.add_space_prefix", true)?,
+                ..Default::default()
+            })
+        }
+        TokenizerModel::ByteLevelBpe => {
+            let pre_name = g.get_str_opt("tokenizer.ggml.pre")?.unwrap_or("gpt2");
+            let pre = Pretokenizer::known(pre_name).ok_or_else(|| {
+                field(
+                    "tokenizer.ggml.pre",
+                    format!(
+                        "pre-tokenizer '{pre_name}' is not supported (supported: {})",
+                        Pretokenizer::SUPPORTED
+                    ),
+                )
+            })?;
+            Ok(TokenizerSpec {
+                model,
+                tokens,
+                token_types,
+                merges: g
+                    .get_str_array("tokenizer.ggml.merges")?
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+                pre: pre_name.to_string(),
+                bos_id,
+                eos_id,
+                unk_id,
+                pad_id,
+                add_bos: flag("tokenizer.ggml.add_bos_token", pre == Pretokenizer::Llama3)?,
+                add_eos: flag("tokenizer.ggml.add_eos_token", false)?,
+                ..Default::default()
+            })
+        }
+    }
 }

@@ -26,6 +26,9 @@ pub enum Pretokenizer {
     /// ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`. The case-insensitive contractions are
     /// ASCII-only, as in llama.cpp (which rewrites `(?i:'s)` to `'[sS]`).
     Llama3,
+    /// Qwen2, Qwen2.5, Qwen3: the Llama 3 pattern with `\p{N}` (one digit per piece) in place
+    /// of `\p{N}{1,3}`.
+    Qwen2,
 }
 
 impl Pretokenizer {
@@ -45,14 +48,26 @@ impl Pretokenizer {
         }
     }
 
+    /// The names [`Self::known`] accepts, for error messages.
+    pub const SUPPORTED: &'static str = "gpt2 (gpt-2, phi-2, mpt, olmo, ...), smollm (starcoder, \
+         refact, command-r, ...), llama-bpe (llama3, falcon3, pixtral, ...), qwen2 \
+         (deepseek-r1-qwen, stablelm2, megrez, ...)";
+
     /// The pre-tokenizer for a name, if it is one this module implements. The groups follow
-    /// llama.cpp's `llama-vocab.cpp`, which maps these names to the same patterns.
+    /// llama.cpp's `llama-vocab.cpp`, which maps these names to the same patterns. Llama 3
+    /// files say `llama-bpe`, SmolLM2 `smollm`, Qwen2/2.5/3 `qwen2`, Phi-2 `phi-2`; Mistral
+    /// Nemo's `tekken` (a case-aware pattern) is not implemented.
     pub fn known(name: &str) -> Option<Pretokenizer> {
         Some(match name {
-            "gpt2" | "gpt-2" | "mpt" | "olmo" | "jais" | "trillion" => Pretokenizer::Gpt2,
+            "gpt2" | "gpt-2" | "phi-2" | "mpt" | "olmo" | "jais" | "trillion" | "jina-es"
+            | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0" | "mellum"
+            | "modern-bert" | "exaone4" | "granite-docling" => Pretokenizer::Gpt2,
             "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
-            | "minerva" => Pretokenizer::Smollm,
-            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" => Pretokenizer::Llama3,
+            | "minerva" | "minerva-7b" | "mellum2" => Pretokenizer::Smollm,
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral"
+            | "midm-2.0" | "lfm2" => Pretokenizer::Llama3,
+            "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "megrez" | "stablelm2"
+            | "hunyuan" | "solar-open" => Pretokenizer::Qwen2,
             _ => return None,
         })
     }
@@ -63,6 +78,7 @@ impl Pretokenizer {
             Pretokenizer::Gpt2 => "gpt2",
             Pretokenizer::Smollm => "smollm",
             Pretokenizer::Llama3 => "llama-bpe",
+            Pretokenizer::Qwen2 => "qwen2",
         }
     }
 
@@ -71,7 +87,8 @@ impl Pretokenizer {
         match self {
             Pretokenizer::Gpt2 => split_gpt2(text, &mut f),
             Pretokenizer::Smollm => split_smollm(text, &mut f),
-            Pretokenizer::Llama3 => split_llama3(text, &mut f),
+            Pretokenizer::Llama3 => split_llama3(text, LLAMA3_MAX_DIGITS, &mut f),
+            Pretokenizer::Qwen2 => split_llama3(text, 1, &mut f),
         }
     }
 
@@ -258,10 +275,14 @@ fn split_smollm<'a>(text: &'a str, f: &mut impl FnMut(&'a str)) {
     }
 }
 
-fn split_llama3<'a>(text: &'a str, f: &mut impl FnMut(&'a str)) {
+/// Llama 3's `\p{N}{1,3}`.
+const LLAMA3_MAX_DIGITS: usize = 3;
+
+/// The Llama 3 pattern with `\p{N}{1,max_digits}` (Qwen2 has 1).
+fn split_llama3<'a>(text: &'a str, max_digits: usize, f: &mut impl FnMut(&'a str)) {
     let mut i = 0;
     while let Some((c, l)) = char_at(text, i) {
-        let end = llama3_piece_end(text, i, c, l);
+        let end = llama3_piece_end(text, i, c, l, max_digits);
         f(&text[i..end]);
         i = end;
     }
@@ -283,7 +304,7 @@ fn cr_lf_run_end(s: &str, mut i: usize) -> usize {
 
 /// The end of the Llama 3 piece that starts with `c` (of `l` bytes) at byte `i`.
 #[inline]
-fn llama3_piece_end(text: &str, i: usize, c: char, l: usize) -> usize {
+fn llama3_piece_end(text: &str, i: usize, c: char, l: usize, max_digits: usize) -> usize {
     // (?i:'s|'t|'re|'ve|'m|'ll|'d)
     if c == '\'' {
         if let Some(n) = contraction_len(&text.as_bytes()[i + 1..], true) {
@@ -300,10 +321,10 @@ fn llama3_piece_end(text: &str, i: usize, c: char, l: usize) -> usize {
     if cls != Class::Number && !is_cr_lf(c) && next_cls == Some(Class::Letter) {
         return run_end(text, i + l, Class::Letter);
     }
-    // \p{N}{1,3}
+    // \p{N}{1,3} (Qwen2: \p{N})
     if cls == Class::Number {
         let mut end = i + l;
-        for _ in 0..2 {
+        for _ in 1..max_digits {
             match char_at(text, end) {
                 Some((c2, l2)) if class(c2) == Class::Number => end += l2,
                 _ => break,
@@ -356,5 +377,13 @@ mod tests {
         assert_eq!(p.pieces("12345"), ["123", "45"]);
         assert_eq!(p.pieces("\n\n  hello"), ["\n\n", " ", " hello"]);
         assert_eq!(p.pieces("I'M (hi"), ["I", "'M", " (", "hi"]);
+    }
+
+    #[test]
+    fn qwen2_is_llama3_with_one_digit_per_piece() {
+        let p = Pretokenizer::Qwen2;
+        assert_eq!(p.pieces("12345"), ["1", "2", "3", "4", "5"]);
+        assert_eq!(p.pieces("\n\n  hello"), ["\n\n", " ", " hello"]);
+        assert_eq!(p.pieces("x=42;"), ["x", "=", "4", "2", ";"]);
     }
 }

@@ -27,14 +27,11 @@ use super::bpe::FxHashMap;
 use super::byte_level::{bytes_to_token_str, BYTE_TO_CHAR};
 use super::io::GPT2_END_OF_TEXT;
 use super::word_count::WordCounter;
-use super::{Pretokenizer, Tokenizer, TokenizerSpec, TOKEN_TYPE_CONTROL};
+use super::{Pretokenizer, Tokenizer, TokenizerSpec, TOKEN_TYPE_CONTROL, TOKEN_TYPE_NORMAL};
 use crate::{Error, Result};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::path::Path;
-
-/// GGUF token type of an ordinary token.
-const TOKEN_TYPE_NORMAL: i32 = 1;
 
 /// The number of byte tokens every byte-level vocabulary starts with.
 pub const BYTE_TOKENS: usize = 256;
@@ -115,6 +112,7 @@ impl TrainedBpe {
             unk_id: None,
             pad_id: None,
             add_bos: false,
+            ..Default::default()
         }
     }
 
