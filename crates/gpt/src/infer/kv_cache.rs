@@ -144,9 +144,9 @@ mod tests {
 
     #[test]
     fn sliding_layer_keeps_what_later_queries_see() {
-        let w = 4;
+        let w: usize = 4;
         let mut c = KvCache::new(&[Some(w), None], 1, 1);
-        for pos in 0..50 {
+        for pos in 0..50usize {
             for l in &mut c.layers {
                 l.append(&[pos as f32], &[pos as f32], 1);
                 l.slide(1);

@@ -146,7 +146,11 @@ impl Config {
                 ))
             }
         };
-        let sliding_window = opt_dim("attention.sliding_window", 1 << 24)?;
+        // 0 means no window (llama.cpp's phi3 converter writes 0 for models without one).
+        let sliding_window = match g.get_u64_opt(&key("attention.sliding_window"))? {
+            Some(0) | None => None,
+            Some(_) => opt_dim("attention.sliding_window", 1 << 24)?,
+        };
         let sliding_layers = match g.get(&key("attention.sliding_window_pattern")) {
             // Newer llama.cpp files list the pattern per layer (true = sliding).
             Some(v) if v.as_array().is_some() => {

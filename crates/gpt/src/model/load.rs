@@ -463,8 +463,7 @@ impl LoadedModel {
         }
         let g = GgufFile::open(path)?;
         let transformer = Transformer::from_gguf(&g)?;
-        let spec = crate::tokenizer::io::gguf_spec(&g)?;
-        let tokenizer = crate::tokenizer::Tokenizer::from_spec(spec)?;
+        let tokenizer = crate::tokenizer::Tokenizer::from_gguf(&g)?;
         if tokenizer.vocab_size() != transformer.config.vocab_size {
             return Err(Error::Field {
                 file: g.name.clone(),
@@ -598,14 +597,10 @@ impl LoadedModel {
         })
     }
 
-    /// Encodes a prompt as the model expects raw text: BOS first only if the tokenizer says so.
+    /// Encodes a prompt as the model expects raw text: BOS (and EOS) only where the tokenizer
+    /// says so, as llama.cpp's `llama-tokenize` does.
     pub fn encode_prompt(&self, text: &str, allow_special: bool) -> Vec<u32> {
-        let mut ids = Vec::new();
-        if self.tokenizer.add_bos() {
-            ids.extend(self.tokenizer.bos_id());
-        }
-        ids.extend(self.tokenizer.encode(text, allow_special));
-        ids
+        self.tokenizer.encode_for_model(text, allow_special)
     }
 }
 
