@@ -1,6 +1,6 @@
 //! A Llama-family model from a Hugging Face folder gives the same logits as the same weights in
 //! GGUF, whose Llama path is checked against Hugging Face's outputs on the real SmolLM2
-//! (smollm2_reference.rs). The two files differ as the real ones do: GGUF stores the Q and K
+//! (hf_reference.rs). The two files differ as the real ones do: GGUF stores the Q and K
 //! rows permuted for llama.cpp's adjacent-pair RoPE; Hugging Face rotates halves.
 
 use gpt::formats::gguf::{GgufFile, GgufWriter, Value};
