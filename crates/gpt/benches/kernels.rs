@@ -38,19 +38,30 @@ fn weights(rng: &mut Rng, dtype: DType, n: usize, k: usize) -> Vec<u8> {
     let row_bytes = dtype.bytes_for(k as u64).unwrap() as usize;
     let block = dtype.type_size();
     let half = |v: f32| f16::from_f32(v).to_le_bytes();
+    // Byte offsets of the f16 scale (and min) of each block type (ggml-common.h).
+    let halves: &[(usize, f32)] = match dtype {
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => &[(0, 0.01)],
+        DType::Q4_1 | DType::Q5_1 => &[(0, 0.01), (2, -0.05)],
+        DType::Q4_K | DType::Q5_K => &[(0, 0.01), (2, 0.002)],
+        DType::Q2_K => &[(80, 0.01), (82, 0.002)],
+        DType::Q3_K => &[(108, 0.01)],
+        DType::Q6_K => &[(208, 0.01)],
+        _ => &[],
+    };
     for r in 0..n {
         for b in 0..k / dtype.block_size() {
             let o = r * row_bytes + b * block;
             match dtype {
-                DType::Q4_0 | DType::Q8_0 => bytes[o..o + 2].copy_from_slice(&half(0.01)),
-                DType::Q4_1 => {
-                    bytes[o..o + 2].copy_from_slice(&half(0.01));
-                    bytes[o + 2..o + 4].copy_from_slice(&half(-0.05));
-                }
                 DType::F16 => bytes[o..o + 2].copy_from_slice(&half(rng.f32())),
                 DType::F32 => bytes[o..o + 4].copy_from_slice(&rng.f32().to_le_bytes()),
                 DType::BF16 => {
                     bytes[o..o + 2].copy_from_slice(&half::bf16::from_f32(rng.f32()).to_le_bytes())
+                }
+                DType::Q8_K => bytes[o..o + 4].copy_from_slice(&0.01f32.to_le_bytes()),
+                _ => {
+                    for &(off, v) in halves {
+                        bytes[o + off..o + off + 2].copy_from_slice(&half(v));
+                    }
                 }
             }
         }
@@ -134,6 +145,131 @@ fn bench_vec_dot(c: &mut Criterion) {
     group.finish();
 }
 
+/// The dot products of Q5_0, Q5_1 and the K-quants, in both activation kinds (Fast: two-plane
+/// blocks; Q8: Q8_0 / Q8_1 / Q8_K as llama.cpp), at K = 2048 (Gemma 3 270M's MLP width).
+fn bench_vec_dot_new_types(c: &mut Criterion) {
+    use gpt::kernels::kquant::{self, BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K};
+    use gpt::kernels::kquant::{BlockQ8_K, QK_K};
+    use gpt::kernels::quant::{BlockQ5_0, BlockQ5_1};
+    let mut rng = Rng(4);
+    let mut group = c.benchmark_group("vec_dot");
+    let k = 2048;
+    let x = rng.vec(k);
+    let zero8x2 = BlockQ8x2 {
+        d: 0.0,
+        s: 0.0,
+        hi: [0; QK],
+        lo: [0; QK],
+    };
+    let mut a2 = vec![zero8x2; k / QK];
+    gpt::kernels::quant::quantize_q8x2(&x, &mut a2);
+    let mut a0 = vec![
+        BlockQ8_0 {
+            d: f16::ZERO,
+            qs: [0; QK]
+        };
+        k / QK
+    ];
+    gpt::kernels::quant::quantize_q8_0(&x, &mut a0);
+    let mut a1 = vec![
+        BlockQ8_1 {
+            d: 0.0,
+            s: 0.0,
+            qs: [0; QK]
+        };
+        k / QK
+    ];
+    gpt::kernels::quant::quantize_q8_1(&x, &mut a1);
+    let mut ak = vec![
+        BlockQ8_K {
+            d: 0.0,
+            qs: [0; QK_K],
+            bsums: [0; 16]
+        };
+        k / QK_K
+    ];
+    kquant::quantize_q8_k(&x, &mut ak);
+    macro_rules! case {
+        ($isa:expr, $name:literal, $dtype:expr, $b:ty, $fast:ident, $q8:ident, $acts:expr) => {{
+            let bytes = weights(&mut rng, $dtype, 1, k);
+            let w: &[$b] = bytemuck::cast_slice(&bytes);
+            let isa = $isa;
+            let id = |q: &str| BenchmarkId::new(format!("{q}/K={k}"), isa.name());
+            group.throughput(Throughput::Bytes(bytes.len() as u64));
+            group.bench_function(id(concat!($name, "_q8x2")), |b| {
+                b.iter(|| isa.$fast(black_box(w), &a2))
+            });
+            group.bench_function(id($name), |b| b.iter(|| isa.$q8(black_box(w), $acts)));
+        }};
+    }
+    for isa in Isa::available() {
+        case!(
+            isa,
+            "q5_0",
+            DType::Q5_0,
+            BlockQ5_0,
+            dot_q5_0_q8x2,
+            dot_q5_0_q8_0,
+            &a0
+        );
+        case!(
+            isa,
+            "q5_1",
+            DType::Q5_1,
+            BlockQ5_1,
+            dot_q5_1_q8x2,
+            dot_q5_1_q8_1,
+            &a1
+        );
+        case!(
+            isa,
+            "q2_k",
+            DType::Q2_K,
+            BlockQ2_K,
+            dot_q2_k_q8x2,
+            dot_q2_k_q8_k,
+            &ak
+        );
+        case!(
+            isa,
+            "q3_k",
+            DType::Q3_K,
+            BlockQ3_K,
+            dot_q3_k_q8x2,
+            dot_q3_k_q8_k,
+            &ak
+        );
+        case!(
+            isa,
+            "q4_k",
+            DType::Q4_K,
+            BlockQ4_K,
+            dot_q4_k_q8x2,
+            dot_q4_k_q8_k,
+            &ak
+        );
+        case!(
+            isa,
+            "q5_k",
+            DType::Q5_K,
+            BlockQ5_K,
+            dot_q5_k_q8x2,
+            dot_q5_k_q8_k,
+            &ak
+        );
+        case!(
+            isa,
+            "q6_k",
+            DType::Q6_K,
+            BlockQ6_K,
+            dot_q6_k_q8x2,
+            dot_q6_k_q8_k,
+            &ak
+        );
+    }
+    group.finish();
+}
+
 fn bench_quantize(c: &mut Criterion) {
     let mut rng = Rng(2);
     let mut group = c.benchmark_group("quantize");
@@ -193,6 +329,16 @@ fn bench_matmul(c: &mut Criterion) {
         (DType::Q8_0, 1536, 576, 64, Precision::Q8),
         (DType::Q4_1, 1536, 576, 64, Precision::F32),
         (DType::F16, 1536, 576, 1, Precision::Fast),
+        // Gemma 3 270M Q4_K_M's MLP (C = 640, 2048 wide): Q5_0 gate/up, Q4_K or Q6_K down.
+        (DType::Q5_0, 2048, 640, 1, Precision::Fast),
+        (DType::Q5_0, 2048, 640, 1, Precision::Q8),
+        (DType::Q4_K, 640, 2048, 1, Precision::Fast),
+        (DType::Q4_K, 640, 2048, 1, Precision::Q8),
+        (DType::Q6_K, 640, 2048, 1, Precision::Fast),
+        (DType::Q6_K, 640, 2048, 1, Precision::Q8),
+        (DType::Q4_K, 640, 2048, 64, Precision::Fast),
+        (DType::Q4_K, 640, 2048, 64, Precision::Q8),
+        (DType::Q5_0, 2048, 640, 64, Precision::Fast),
     ];
     let isa = Isa::detected();
     for &(dtype, n, k, t, precision) in cases {
@@ -222,7 +368,9 @@ fn bench_matmul(c: &mut Criterion) {
             });
         };
         run(isa, isa.name());
-        if dtype == DType::Q4_1 && n == 1536 && precision == Precision::Fast {
+        if (dtype == DType::Q4_1 && n == 1536 || dtype == DType::Q4_K && t == 1)
+            && precision == Precision::Fast
+        {
             run(Isa::Reference, Isa::Reference.name());
         }
         if t == 1 && dtype == DType::Q4_1 && precision == Precision::Fast {
@@ -246,6 +394,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_vec_dot, bench_quantize, bench_matmul
+    targets = bench_vec_dot, bench_vec_dot_new_types, bench_quantize, bench_matmul
 }
 criterion_main!(benches);

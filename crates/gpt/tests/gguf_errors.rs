@@ -464,13 +464,13 @@ fn invalid_alignment_is_rejected() {
 #[test]
 fn unknown_tensor_type_is_unsupported_and_named() {
     let mut r = Raw::header(3, 1, 0);
-    r.tensor("blk.0.ffn_down.weight", &[256, 4], 12, 0)
+    r.tensor("blk.0.ffn_down.weight", &[256, 4], 16, 0)
         .pad(32)
         .zeros(1024);
     match parse(r.done()) {
         Err(e @ Error::UnsupportedType { .. }) => assert_mentions(
             &e.to_string(),
-            &[FILE, "blk.0.ffn_down.weight", "Q4_K", "12"],
+            &[FILE, "blk.0.ffn_down.weight", "IQ2_XXS", "16"],
         ),
         other => panic!("expected UnsupportedType, got {other:?}"),
     }

@@ -599,6 +599,13 @@ fn random_weights(rng: &mut Rng, dtype: DType, n: usize, k: usize) -> Vec<u8> {
         DType::Q4_0 => buf.extend_from_slice(bytemuck::cast_slice(&random_q4_0(rng, kb))),
         DType::Q4_1 => buf.extend_from_slice(bytemuck::cast_slice(&random_q4_1(rng, kb))),
         DType::Q8_0 => buf.extend_from_slice(bytemuck::cast_slice(&random_q8_0(rng, kb))),
+        other => buf.extend(blocks_of(
+            rng,
+            other,
+            n * k / other.block_size(),
+            None,
+            0.05,
+        )),
     }
     buf
 }
@@ -823,4 +830,514 @@ fn kernel_set_names_round_trip_and_never_exceed_the_cpu() {
     }
     assert!(Isa::detected() <= Isa::best_supported());
     assert_eq!(Isa::from_name("sse9"), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q5_0, Q5_1 and the K-quants (Q2_K .. Q6_K, Q8_K activations).
+
+use gpt::kernels::kquant::{
+    self, BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K, KQuant, QK_K,
+};
+use gpt::kernels::quant::{BlockQ5_0, BlockQ5_1};
+
+/// The weight types added with the K-quants, most used first (Gemma 3 Q4_K_M: Q4_K, Q5_0, Q6_K).
+const NEW_TYPES: [DType; 7] = [
+    DType::Q4_K,
+    DType::Q5_0,
+    DType::Q6_K,
+    DType::Q5_K,
+    DType::Q5_1,
+    DType::Q3_K,
+    DType::Q2_K,
+];
+
+/// Byte offsets of each block type's f16 fields (ggml-common.h): d, and the min or dmin.
+fn half_offsets(dtype: DType) -> &'static [usize] {
+    match dtype {
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => &[0],
+        DType::Q4_1 | DType::Q5_1 | DType::Q4_K | DType::Q5_K => &[0, 2],
+        DType::Q2_K => &[80, 82],
+        DType::Q3_K => &[108],
+        DType::Q6_K => &[208],
+        _ => panic!("no f16 fields listed for {dtype}"),
+    }
+}
+
+/// `blocks` blocks of `dtype`: every byte from `fill` (None: random), then the f16 fields set
+/// to finite values of magnitude at most `scale` (random signs and sizes).
+fn blocks_of(rng: &mut Rng, dtype: DType, blocks: usize, fill: Option<u8>, scale: f32) -> Vec<u8> {
+    let size = dtype.type_size();
+    let mut out: Vec<u8> = (0..blocks * size)
+        .map(|_| fill.unwrap_or_else(|| rng.below(256) as u8))
+        .collect();
+    for b in 0..blocks {
+        for &off in half_offsets(dtype) {
+            let h = f16::from_f32(rng.f32() * scale).to_le_bytes();
+            out[b * size + off..b * size + off + 2].copy_from_slice(&h);
+        }
+    }
+    out
+}
+
+fn cast<T: bytemuck::Pod>(bytes: &[u8]) -> Vec<T> {
+    quant::blocks::<T>(bytes).into_owned()
+}
+
+fn dequant(dtype: DType, bytes: &[u8]) -> Vec<f32> {
+    let mut out = vec![0f32; bytes.len() / dtype.type_size() * dtype.block_size()];
+    quant::dequantize_row(dtype, bytes, &mut out);
+    out
+}
+
+/// Per element, |scale part| + |min part| of the weight (d * sc * q and dmin * m for the
+/// K-quants, d * q and m for Q5_1): the size of the terms a dot product sums, whatever cancels.
+fn weight_parts(dtype: DType, bytes: &[u8]) -> Vec<f32> {
+    fn k<B: KQuant>(bytes: &[u8]) -> Vec<f32> {
+        cast::<B>(bytes)
+            .iter()
+            .flat_map(|b| {
+                let (d, dmin) = b.d_dmin();
+                let (q, sc, m) = (b.quants(), b.scales16(), b.mins16());
+                (0..QK_K).map(move |e| {
+                    (d * sc[e / 16] as f32 * q[e] as f32).abs() + (dmin * m[e / 16] as f32).abs()
+                })
+            })
+            .collect()
+    }
+    match dtype {
+        DType::Q2_K => k::<BlockQ2_K>(bytes),
+        DType::Q3_K => k::<BlockQ3_K>(bytes),
+        DType::Q4_K => k::<BlockQ4_K>(bytes),
+        DType::Q5_K => k::<BlockQ5_K>(bytes),
+        DType::Q6_K => k::<BlockQ6_K>(bytes),
+        DType::Q5_1 => cast::<BlockQ5_1>(bytes)
+            .iter()
+            .flat_map(|b| {
+                let (d, m) = (b.d.to_f32(), b.m.to_f32());
+                (0..QK).map(move |j| (d * quant::q5_quant(&b.qh, &b.qs, j) as f32).abs() + m.abs())
+            })
+            .collect(),
+        _ => dequant(dtype, bytes).iter().map(|v| v.abs()).collect(),
+    }
+}
+
+fn quantize_q8_k(x: &[f32]) -> Vec<BlockQ8_K> {
+    let mut a = vec![BlockQ8_K::zeroed(); x.len() / QK_K];
+    kquant::quantize_q8_k(x, &mut a);
+    a
+}
+
+fn dequant_q8_k(a: &[BlockQ8_K]) -> Vec<f32> {
+    dequant(DType::Q8_K, bytemuck::cast_slice(a))
+}
+
+/// The Fast (two-plane) dot of a row of `dtype` weights: on `isa`, or the reference twin.
+fn dot_fast(isa: Option<Isa>, dtype: DType, w: &[u8], a: &[BlockQ8x2]) -> f32 {
+    macro_rules! go {
+        ($b:ty, $m:ident) => {{
+            let w = cast::<$b>(w);
+            match isa {
+                Some(i) => i.$m(&w, a),
+                None => reference::$m(&w, a),
+            }
+        }};
+    }
+    match dtype {
+        DType::Q5_0 => go!(BlockQ5_0, dot_q5_0_q8x2),
+        DType::Q5_1 => go!(BlockQ5_1, dot_q5_1_q8x2),
+        DType::Q2_K => go!(BlockQ2_K, dot_q2_k_q8x2),
+        DType::Q3_K => go!(BlockQ3_K, dot_q3_k_q8x2),
+        DType::Q4_K => go!(BlockQ4_K, dot_q4_k_q8x2),
+        DType::Q5_K => go!(BlockQ5_K, dot_q5_k_q8x2),
+        DType::Q6_K => go!(BlockQ6_K, dot_q6_k_q8x2),
+        _ => panic!("no two-plane dot for {dtype} here"),
+    }
+}
+
+/// The Q8 (llama.cpp) dot of a row of `dtype` weights against `x`, quantized as that type's
+/// activations (Q8_0, Q8_1 or Q8_K): on `isa`, or the reference twin. Returns the dot and the
+/// activations' values.
+fn dot_q8(isa: Option<Isa>, dtype: DType, w: &[u8], x: &[f32]) -> (f32, Vec<f32>) {
+    macro_rules! go {
+        ($b:ty, $m:ident, $a:expr) => {{
+            let w = cast::<$b>(w);
+            let a = $a;
+            let v = match isa {
+                Some(i) => i.$m(&w, &a),
+                None => reference::$m(&w, &a),
+            };
+            (v, a)
+        }};
+    }
+    let q8_0 = || {
+        let mut a = vec![BlockQ8_0::zeroed(); x.len() / QK];
+        quant::quantize_q8_0(x, &mut a);
+        a
+    };
+    let q8_1 = || {
+        let mut a = vec![BlockQ8_1::zeroed(); x.len() / QK];
+        quant::quantize_q8_1(x, &mut a);
+        a
+    };
+    match dtype {
+        DType::Q5_0 => {
+            let (v, a) = go!(BlockQ5_0, dot_q5_0_q8_0, q8_0());
+            (v, dequant_q8_0(&a))
+        }
+        DType::Q5_1 => {
+            let (v, a) = go!(BlockQ5_1, dot_q5_1_q8_1, q8_1());
+            (v, dequant_q8_1(&a))
+        }
+        _ => {
+            let (v, a) = match dtype {
+                DType::Q2_K => go!(BlockQ2_K, dot_q2_k_q8_k, quantize_q8_k(x)),
+                DType::Q3_K => go!(BlockQ3_K, dot_q3_k_q8_k, quantize_q8_k(x)),
+                DType::Q4_K => go!(BlockQ4_K, dot_q4_k_q8_k, quantize_q8_k(x)),
+                DType::Q5_K => go!(BlockQ5_K, dot_q5_k_q8_k, quantize_q8_k(x)),
+                DType::Q6_K => go!(BlockQ6_K, dot_q6_k_q8_k, quantize_q8_k(x)),
+                _ => panic!("no Q8 dot for {dtype} here"),
+            };
+            (v, dequant_q8_k(&a))
+        }
+    }
+}
+
+/// Weight rows to test a type's dot products on: random quants and scales, every quant and
+/// packed scale byte at its minimum (0x00) and at its maximum (0xff).
+fn weight_cases(rng: &mut Rng, dtype: DType, blocks: usize) -> Vec<(String, Vec<u8>)> {
+    vec![
+        ("random".into(), blocks_of(rng, dtype, blocks, None, 0.05)),
+        (
+            "bytes 0x00".into(),
+            blocks_of(rng, dtype, blocks, Some(0x00), 0.05),
+        ),
+        (
+            "bytes 0xff".into(),
+            blocks_of(rng, dtype, blocks, Some(0xff), 0.05),
+        ),
+        (
+            "random, large scales".into(),
+            blocks_of(rng, dtype, blocks, None, 6e4),
+        ),
+    ]
+}
+
+/// Every SIMD dot product of the new types equals its reference twin on every kernel set, for
+/// both activation kinds, up to [`SUM_ORDER_REL_TOL`] of the sum of the terms' sizes (weights
+/// as |scale part| + |min part|, so that a cancelling min cannot hide an error).
+#[test]
+fn simd_new_type_dots_match_reference() {
+    let mut rng = Rng(21);
+    for dtype in NEW_TYPES {
+        for blocks in [1, 2, 3, 6] {
+            let k = blocks * dtype.block_size();
+            for (wname, w) in weight_cases(&mut rng, dtype, blocks) {
+                let parts = weight_parts(dtype, &w);
+                for (aname, x) in activation_cases(&mut rng, k) {
+                    let a = quantize_q8x2(&x);
+                    let af = dequant_q8x2(&a);
+                    let want = dot_fast(None, dtype, &w, &a);
+                    let (want8, a8) = dot_q8(None, dtype, &w, &x);
+                    for isa in supported() {
+                        let what = format!("{isa:?} {dtype} K={k} w={wname} a={aname}");
+                        let tol = SUM_ORDER_REL_TOL * magnitude(&parts, &af);
+                        let got = dot_fast(Some(isa), dtype, &w, &a);
+                        check_close(&format!("{what} Fast"), &[got], &[want], |_| tol);
+                        let tol = SUM_ORDER_REL_TOL * magnitude(&parts, &a8);
+                        let (got8, _) = dot_q8(Some(isa), dtype, &w, &x);
+                        check_close(&format!("{what} Q8"), &[got8], &[want8], |_| tol);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every block in `tests/fixtures/quant/` (GGML blocks with extreme and random scales, and
+/// what the `gguf` package dequantizes them to) dequantizes to the same bits here, through
+/// the reference and every kernel set. A NaN only has to be a NaN.
+#[test]
+fn dequantize_matches_gguf_fixtures() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/quant");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the fixture folder")
+        .map(|e| e.expect("a fixture entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 10,
+        "expected fixtures for 10 types in {dir:?}"
+    );
+    let mut checked = 0;
+    for path in &files {
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("a fixture")).unwrap();
+        let id = doc["ggml_id"].as_u64().unwrap() as u32;
+        let dtype = DType::from_ggml(id).unwrap_or_else(|| panic!("{path:?}: GGML type {id}"));
+        assert_eq!(dtype.name(), doc["type"].as_str().unwrap(), "{path:?}");
+        assert_eq!(
+            dtype.block_size() as u64,
+            doc["block_size"].as_u64().unwrap()
+        );
+        assert_eq!(dtype.type_size() as u64, doc["type_size"].as_u64().unwrap());
+        for case in doc["cases"].as_array().unwrap() {
+            let name = format!("{} {}", dtype, case["name"].as_str().unwrap());
+            let bytes = hex(case["blocks"].as_str().unwrap());
+            let want: Vec<f32> = base64(case["expected"].as_str().unwrap())
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            assert_eq!(
+                want.len(),
+                bytes.len() / dtype.type_size() * dtype.block_size(),
+                "{name}"
+            );
+            let mut got = vec![0f32; want.len()];
+            quant::dequantize_row(dtype, &bytes, &mut got);
+            check_bits(&format!("reference {name}"), &got, &want);
+            for isa in supported() {
+                got.fill(0.0);
+                isa.dequantize_row(dtype, &bytes, &mut got);
+                check_bits(&format!("{isa:?} {name}"), &got, &want);
+            }
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} fixture cases in {} files", files.len());
+}
+
+/// Same bits, or both NaN; on failure the first offending element and the first values.
+fn check_bits(what: &str, got: &[f32], want: &[f32]) {
+    let same = |g: f32, w: f32| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan());
+    if let Some(i) = (0..got.len()).find(|&i| !same(got[i], want[i])) {
+        let bad = (0..got.len()).filter(|&i| !same(got[i], want[i])).count();
+        panic!(
+            "{what}: element {i}: got {:e} ({:#010x}) want {:e} ({:#010x}); {bad} of {} differ\n  got  {:?}\n  want {:?}",
+            got[i],
+            got[i].to_bits(),
+            want[i],
+            want[i].to_bits(),
+            got.len(),
+            &got[i.saturating_sub(2)..(i + 4).min(got.len())],
+            &want[i.saturating_sub(2)..(i + 4).min(want.len())],
+        );
+    }
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// Standard base64 with padding (RFC 4648), enough for the fixtures.
+fn base64(s: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a') as u32 + 26,
+            b'0'..=b'9' => (c - b'0') as u32 + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        }
+    };
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    for chunk in s.as_bytes().chunks(4) {
+        let pad = chunk.iter().filter(|&&c| c == b'=').count();
+        let n = chunk
+            .iter()
+            .filter(|&&c| c != b'=')
+            .fold(0u32, |acc, &c| acc << 6 | value(c))
+            << (6 * pad);
+        out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
+    }
+    out
+}
+
+#[test]
+fn base64_decoder_decodes_rfc_4648_examples() {
+    assert_eq!(base64("Zm9vYmFy"), b"foobar");
+    assert_eq!(base64("Zm9vYg=="), b"foob");
+    assert_eq!(base64("Zm9vYmE="), b"fooba");
+}
+
+/// GGML's type numbers and sizes for the types no fixture covers, by hand (ggml.h,
+/// ggml-common.h): Q8_K = 15, 256 elements in 4 + 256 + 2 * 16 bytes.
+#[test]
+fn q8_k_layout_and_quantization_by_hand() {
+    assert_eq!(DType::from_ggml(15), Some(DType::Q8_K));
+    assert_eq!(
+        (DType::Q8_K.block_size(), DType::Q8_K.type_size()),
+        (256, 292)
+    );
+    assert_eq!(DType::Q8_K.name(), "Q8_K");
+    // max |x| = 127 at a negative element: iscale = -127 / -127 = 1, so q = round(x), with
+    // ties to even (ggml's nearest_int): 2.5 -> 2, -0.5 -> -0, 1.5 -> 2, 3.5 -> 4.
+    let mut x = vec![0f32; QK_K];
+    x[..6].copy_from_slice(&[-127.0, 2.5, -0.5, 1.5, 3.5, 100.2]);
+    x[16] = 7.0;
+    let a = quantize_q8_k(&x);
+    assert_eq!(a[0].d, 1.0);
+    assert_eq!(&a[0].qs[..6], &[-127, 2, 0, 2, 4, 100]);
+    // bsums[0] = -127 + 2 + 0 + 2 + 4 + 100; bsums[1] = 7.
+    assert_eq!(&a[0].bsums[..3], &[-19, 7, 0]);
+    assert_eq!(&dequant_q8_k(&a)[..3], &[-127.0, 2.0, 0.0]);
+    // The largest element positive: iscale = -127 / 127 = -1 and d = -1, so q = -round(x).
+    x[0] = 127.0;
+    let a = quantize_q8_k(&x);
+    assert_eq!((a[0].d, a[0].qs[0], a[0].qs[5]), (-1.0, -127, -100));
+    // All zeros: d = 0 and zero quants.
+    let a = quantize_q8_k(&[0.0; QK_K]);
+    assert_eq!((a[0].d, a[0].qs[0], a[0].bsums[0]), (0.0, 0, 0));
+}
+
+/// Q4_K's packed 6-bit scales by hand (ggml's get_scale_min_k4): sub-blocks 0..4 take the low
+/// 6 bits of bytes 0..4 (scales) and 4..8 (mins); 4..8 take a nibble of bytes 8..12 and the top
+/// 2 bits of bytes 0..8.
+#[test]
+fn q4_k_scales_by_hand() {
+    let mut s = [0u8; 12];
+    s[0] = 0b11_000101; // scale 0 = 5, top bits of scale 4 = 3
+    s[4] = 0b01_100000; // min 0 = 32, top bits of min 4 = 1
+    s[8] = 0x9a; // scale 4 low nibble 0xa, min 4 low nibble 9
+    assert_eq!(kquant::q4_k_scale_min(&s, 0), (5, 32));
+    assert_eq!(kquant::q4_k_scale_min(&s, 4), (0x3a, 0x19));
+    // Q3_K: scale 0 = low nibble of byte 0 | bits 0..2 of byte 8 << 4, minus 32; scale 8 =
+    // high nibble of byte 0 | bits 4..6 of byte 8 << 4, minus 32.
+    let mut s = [0u8; 12];
+    s[0] = 0x7f;
+    s[8] = 0b00_10_00_11;
+    let sc = kquant::q3_k_scales(&s);
+    assert_eq!((sc[0], sc[8], sc[1]), (0x3f - 32, 0x27 - 32, -32));
+}
+
+/// f64 sum of w * x: the exact math the matmuls are checked against.
+fn exact_dot(w: &[f32], x: &[f32]) -> f64 {
+    w.iter().zip(x).map(|(&a, &b)| a as f64 * b as f64).sum()
+}
+
+/// matmul on the new types, every precision, every kernel set: (1) equal to the reference
+/// kernel set up to float sum order; (2) a token's result independent of T; (3) within a bound
+/// on the activation quantization error of f64 math on the dequantized weights, for any data:
+/// per element `err_per_d` times the scale d = max|x| / 127 of its activation block (32
+/// elements; 256 for Q8_K), weighted by |w|, plus the sum-order tolerance.
+#[test]
+fn new_type_matmuls_match_reference_and_f32_math() {
+    let mut rng = Rng(22);
+    for dtype in NEW_TYPES {
+        let ks: &[usize] = if dtype.block_size() == QK {
+            &[96, 256, 512]
+        } else {
+            &[256, 512]
+        };
+        for &k in ks {
+            // 130 rows: several bands on several threads for T > 1.
+            let n = 130;
+            let mut buf = vec![0u8];
+            buf.extend(blocks_of(
+                &mut rng,
+                dtype,
+                n * k / dtype.block_size(),
+                None,
+                0.05,
+            ));
+            let w = MatRef {
+                dtype,
+                rows: n,
+                cols: k,
+                data: &buf[1..],
+            };
+            let row_bytes = w.row_bytes();
+            let rows: Vec<Vec<f32>> = (0..n).map(|r| dequant(dtype, w.row(r))).collect();
+            let parts: Vec<Vec<f32>> = (0..n)
+                .map(|r| weight_parts(dtype, &buf[1 + r * row_bytes..1 + (r + 1) * row_bytes]))
+                .collect();
+            for t in [1, 4, 7] {
+                let x = rng.vec(t * k, 2.0);
+                let xt = |ti: usize| &x[ti * k..(ti + 1) * k];
+                let mag = |i: usize| magnitude(&parts[i % n], xt(i / n));
+                for precision in [Precision::Fast, Precision::Q8, Precision::F32] {
+                    let (err_per_d, act_block) = match precision {
+                        Precision::Fast => (ACT_Q8X2_ERR_PER_D, QK),
+                        Precision::Q8 if dtype.block_size() == QK_K => (ACT_QUANT_ERR_PER_D, QK_K),
+                        Precision::Q8 => (ACT_QUANT_ERR_PER_D, QK),
+                        Precision::F32 => (0.0, QK),
+                    };
+                    let tol_exact: Vec<f32> = (0..t * n)
+                        .map(|i| {
+                            let quant_err: f32 = rows[i % n]
+                                .chunks(act_block)
+                                .zip(xt(i / n).chunks(act_block))
+                                .map(|(wb, xb)| {
+                                    let d = xb.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+                                    err_per_d * d * wb.iter().map(|v| v.abs()).sum::<f32>()
+                                })
+                                .sum();
+                            quant_err + 2.0 * SUM_ORDER_REL_TOL * mag(i)
+                        })
+                        .collect();
+                    let exact: Vec<f32> = (0..t * n)
+                        .map(|i| exact_dot(&rows[i % n], xt(i / n)) as f32)
+                        .collect();
+                    let want = run(Isa::Reference, w, &x, t, precision);
+                    for isa in supported() {
+                        let what = format!("{isa:?} {dtype} {precision:?} ({n}, {k}) T={t}");
+                        let got = run(isa, w, &x, t, precision);
+                        check_close(&format!("{what} vs reference"), &got, &want, |i| {
+                            SUM_ORDER_REL_TOL * 1.01 * mag(i)
+                        });
+                        check_close(&format!("{what} vs f64 math"), &got, &exact, |i| {
+                            tol_exact[i]
+                        });
+                        if t > 1 {
+                            for ti in 0..t {
+                                let one = run(isa, w, xt(ti), 1, precision);
+                                check_close(
+                                    &format!("{what} token {ti} vs T=1"),
+                                    &got[ti * n..(ti + 1) * n],
+                                    &one,
+                                    |r| 2.0 * SUM_ORDER_REL_TOL * mag(ti * n + r),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Arbitrary quant and packed-scale bytes with finite scales: every kernel set's dots of
+    /// every new type equal the reference twins, for both activation kinds.
+    #[test]
+    fn new_type_dots_match_reference_on_random_blocks(
+        type_index in 0..NEW_TYPES.len(),
+        blocks in 1usize..4,
+        seed in any::<u64>(),
+        act_scale in prop::sample::select(vec![1e-3f32, 1.0, 3e3]),
+    ) {
+        let dtype = NEW_TYPES[type_index];
+        let mut rng = Rng(seed);
+        let w = blocks_of(&mut rng, dtype, blocks, None, 1.0);
+        let x = rng.vec(blocks * dtype.block_size(), act_scale);
+        let parts = weight_parts(dtype, &w);
+        let a = quantize_q8x2(&x);
+        let want = dot_fast(None, dtype, &w, &a);
+        let (want8, a8) = dot_q8(None, dtype, &w, &x);
+        for isa in supported() {
+            let got = dot_fast(Some(isa), dtype, &w, &a);
+            let tol = SUM_ORDER_REL_TOL * magnitude(&parts, &dequant_q8x2(&a));
+            prop_assert!((got - want).abs() <= tol, "{isa:?} {dtype} Fast: {got} vs {want} (tol {tol})");
+            let (got8, _) = dot_q8(Some(isa), dtype, &w, &x);
+            let tol = SUM_ORDER_REL_TOL * magnitude(&parts, &a8);
+            prop_assert!((got8 - want8).abs() <= tol, "{isa:?} {dtype} Q8: {got8} vs {want8} (tol {tol})");
+        }
+    }
 }

@@ -232,19 +232,11 @@ fn min_value_bytes(id: u32) -> Option<u64> {
     })
 }
 
-/// Names of GGML types this engine cannot compute with, so the error says "Q4_K" rather than
-/// only a number (ggml.h, `enum ggml_type`).
+/// Names of GGML types this engine cannot compute with, so the error says "IQ2_XXS" rather
+/// than only a number (ggml.h, `enum ggml_type`).
 fn ggml_type_name(id: u32) -> Option<&'static str> {
     Some(match id {
-        6 => "Q5_0",
-        7 => "Q5_1",
         9 => "Q8_1",
-        10 => "Q2_K",
-        11 => "Q3_K",
-        12 => "Q4_K",
-        13 => "Q5_K",
-        14 => "Q6_K",
-        15 => "Q8_K",
         16 => "IQ2_XXS",
         17 => "IQ2_XS",
         18 => "IQ3_XXS",

@@ -15,7 +15,8 @@
 //! How [`matmul`] runs, by case:
 //! - Quantized weights, [`Precision::Fast`] or [`Precision::Q8`]: activations are quantized once
 //!   per call (Fast: two int8 planes per block, [`quant::BlockQ8x2`], against every weight type;
-//!   Q8: Q8_1 against Q4_1, Q8_0 against Q4_0/Q8_0) and block products run in integers. T = 1
+//!   Q8: Q8_1 against Q4_1/Q5_1, Q8_0 against Q4_0/Q5_0/Q8_0, Q8_K against the K-quants) and
+//!   block products run in integers. Q8_K weights (an activation type) go through f32. T = 1
 //!   (generation) uses row kernels, one band of rows per thread; T >= 4 on AVX-512 VNNI repacks
 //!   16 rows at a time into panels (see `x86_64.rs`), several times faster per token; otherwise
 //!   one unpacked weight block serves 4 tokens.
@@ -30,6 +31,7 @@
 pub mod cpu;
 pub mod elementwise;
 pub mod gemm;
+pub mod kquant;
 pub mod quant;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]
@@ -39,7 +41,8 @@ pub use cpu::{Isa, KERNELS_ENV};
 
 use crate::tensor::DType;
 use bytemuck::Zeroable;
-use quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, BlockQ8x2, QK};
+use kquant::{BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K, QK_K};
+use quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, BlockQ8x2, QK};
 use rayon::prelude::*;
 use std::cell::Cell;
 use std::ops::Range;
@@ -50,6 +53,8 @@ use std::thread::LocalKey;
 pub enum Precision {
     /// Activations are quantized once per matmul to two int8 planes per block of 32
     /// ([`quant::BlockQ8x2`]: x ~= d * (hi + lo / 254)) and each block product runs in integers.
+    /// K-quant weights use the same blocks: 8 per super-block, each block's integer products
+    /// scaled per 16-element (or 32-element) sub-block before rounding.
     /// On SmolLM2-135M the top-20 logits stay within 0.004 of f32 math (greedy continuations
     /// identical on all 8 reference prompts); measured against [`Q8`] on 2 cores, generation is
     /// ~10% and prompt processing ~20% slower. Float weights (F32/F16/BF16) are always
@@ -58,8 +63,9 @@ pub enum Precision {
     /// [`Q8`]: Precision::Q8
     #[default]
     Fast,
-    /// llama.cpp's scheme: one int8 plane per activation block (Q8_0, or Q8_1 against Q4_1);
-    /// fastest, but moves logits of small models by up to ~1 against f32 math.
+    /// llama.cpp's scheme: one int8 plane per activation block (Q8_0, Q8_1 against Q4_1/Q5_1,
+    /// Q8_K (256 per block) against the K-quants); fastest, but moves logits of small models by
+    /// up to ~1 against f32 math.
     Q8,
     /// Weights are dequantized to f32 and multiplied with f32 activations: the exact math of a
     /// reference implementation that dequantizes the whole model, at a cost in speed.
@@ -168,6 +174,40 @@ pub fn dot_q8_0_q8x2(w: &[BlockQ8_0], a: &[BlockQ8x2]) -> f32 {
 // ---------------------------------------------------------------------------------------------
 // The same operations on a chosen kernel set.
 
+/// Elements per block of a weight or activation block type.
+trait Elems {
+    const N: usize;
+}
+
+macro_rules! elems {
+    ($n:expr; $($t:ty),*) => {$(impl Elems for $t { const N: usize = $n; })*};
+}
+
+elems!(QK; BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, BlockQ8x2);
+elems!(QK_K; BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K);
+
+/// Dot products of one weight row with one activation row through the [`QuantKernel`] that
+/// matmul uses, on this kernel set: `$name(w, a)` computes what `reference::$name` does (up to
+/// the order of float sums). `a` covers as many elements as `w`.
+macro_rules! dot_methods {
+    ($($name:ident, $w:ty, $a:ty, $ctor:ident;)*) => {$(
+        #[doc = concat!("As [`reference::", stringify!($name), "`], up to the order of float sums.")]
+        pub fn $name(self, w: &[$w], a: &[$a]) -> f32 {
+            assert_eq!(
+                w.len() * <$w as Elems>::N,
+                a.len() * <$a as Elems>::N,
+                concat!(stringify!($name), ": element counts differ")
+            );
+            let groups = w.len() * <$w as Elems>::N / QK;
+            // SAFETY: w holds `groups` groups of 32 weights and a as many activations; the
+            // kernel set is usable().
+            unsafe {
+                (QuantKernel::<$a>::$ctor(self.usable()).one)(w.as_ptr().cast(), [a.as_ptr()], groups)[0]
+            }
+        }
+    )*};
+}
+
 impl Isa {
     /// `out (T, N) = x (T, K) @ w^T` with `w (N, K)`.
     ///
@@ -198,29 +238,45 @@ impl Isa {
             }
         }
         match (precision, w.dtype) {
-            (Precision::Fast, DType::Q4_1 | DType::Q4_0 | DType::Q8_0) => {
+            (Precision::Fast, dtype)
+                if QuantKernel::<BlockQ8x2>::for_dtype(dtype, isa).is_some() =>
+            {
                 with_scratch(&Q8X2_SCRATCH, t * kb, |acts| {
                     isa.quantize_q8x2(x, acts);
+                    if let Some(kern) = QuantKernel::<BlockQ8x2>::for_dtype(dtype, isa) {
+                        quant_matmul(&kern, w, acts, t, out);
+                    }
+                })
+            }
+            (Precision::Q8, DType::Q4_1 | DType::Q5_1) => {
+                with_scratch(&Q8_1_SCRATCH, t * kb, |acts| {
+                    isa.quantize_q8_1(x, acts);
                     let kern = match w.dtype {
-                        DType::Q4_1 => QuantKernel::q4_1_q8x2(isa),
-                        DType::Q4_0 => QuantKernel::q4_0_q8x2(isa),
-                        _ => QuantKernel::q8_0_q8x2(isa),
+                        DType::Q4_1 => QuantKernel::q4_1(isa),
+                        _ => QuantKernel::q5_1(isa),
                     };
                     quant_matmul(&kern, w, acts, t, out);
                 })
             }
-            (Precision::Q8, DType::Q4_1) => with_scratch(&Q8_1_SCRATCH, t * kb, |acts| {
-                isa.quantize_q8_1(x, acts);
-                quant_matmul(&QuantKernel::q4_1(isa), w, acts, t, out);
-            }),
-            (Precision::Q8, DType::Q4_0) => with_scratch(&Q8_0_SCRATCH, t * kb, |acts| {
-                isa.quantize_q8_0(x, acts);
-                quant_matmul(&QuantKernel::q4_0(isa), w, acts, t, out);
-            }),
-            (Precision::Q8, DType::Q8_0) => with_scratch(&Q8_0_SCRATCH, t * kb, |acts| {
-                isa.quantize_q8_0(x, acts);
-                quant_matmul(&QuantKernel::q8_0(isa), w, acts, t, out);
-            }),
+            (Precision::Q8, DType::Q4_0 | DType::Q5_0 | DType::Q8_0) => {
+                with_scratch(&Q8_0_SCRATCH, t * kb, |acts| {
+                    isa.quantize_q8_0(x, acts);
+                    let kern = match w.dtype {
+                        DType::Q4_0 => QuantKernel::q4_0(isa),
+                        DType::Q5_0 => QuantKernel::q5_0(isa),
+                        _ => QuantKernel::q8_0(isa),
+                    };
+                    quant_matmul(&kern, w, acts, t, out);
+                })
+            }
+            (Precision::Q8, dtype) if QuantKernel::<BlockQ8_K>::for_dtype(dtype, isa).is_some() => {
+                with_scratch(&Q8_K_SCRATCH, t * (k / QK_K), |acts| {
+                    isa.quantize_q8_k(x, acts);
+                    if let Some(kern) = QuantKernel::<BlockQ8_K>::for_dtype(dtype, isa) {
+                        quant_matmul(&kern, w, acts, t, out);
+                    }
+                })
+            }
             // Many tokens against f32 weights: a dense product, blocked for the caches.
             // (File data that is not 4-byte aligned falls through to the row products.)
             (_, DType::F32) if t >= GEMM_MIN_TOKENS && isa != Isa::Reference => {
@@ -302,6 +358,15 @@ impl Isa {
                 DType::Q4_0 => x86_64::dequantize_q4_0_avx2(bytes, out),
                 DType::Q4_1 => x86_64::dequantize_q4_1_avx2(bytes, out),
                 DType::Q8_0 => x86_64::dequantize_q8_0_avx2(bytes, out),
+                // No SIMD dequantization yet: the reference is bit-exact by definition.
+                DType::Q5_0
+                | DType::Q5_1
+                | DType::Q2_K
+                | DType::Q3_K
+                | DType::Q4_K
+                | DType::Q5_K
+                | DType::Q6_K
+                | DType::Q8_K => quant::dequantize_row(dtype, bytes, out),
             }
         }
     }
@@ -357,6 +422,17 @@ impl Isa {
         }
     }
 
+    /// x (256 * out.len()) -> Q8_K blocks ([`kquant::quantize_q8_k`]; no SIMD version: it runs
+    /// once per matmul, against the matmul's K * N products).
+    pub fn quantize_q8_k(self, x: &[f32], out: &mut [BlockQ8_K]) {
+        assert_eq!(
+            x.len(),
+            out.len() * QK_K,
+            "quantize_q8_k: x is not 256 * blocks"
+        );
+        kquant::quantize_q8_k(x, out)
+    }
+
     pub fn dot_q4_0_q8_0(self, w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
         assert_eq!(w.len(), a.len(), "dot_q4_0_q8_0: block counts differ");
         // SAFETY: both slices hold w.len() blocks; the kernel set is usable().
@@ -405,6 +481,23 @@ impl Isa {
         }
     }
 
+    dot_methods! {
+        dot_q5_0_q8_0, BlockQ5_0, BlockQ8_0, q5_0;
+        dot_q5_1_q8_1, BlockQ5_1, BlockQ8_1, q5_1;
+        dot_q5_0_q8x2, BlockQ5_0, BlockQ8x2, q5_0_q8x2;
+        dot_q5_1_q8x2, BlockQ5_1, BlockQ8x2, q5_1_q8x2;
+        dot_q2_k_q8x2, BlockQ2_K, BlockQ8x2, q2_k_q8x2;
+        dot_q3_k_q8x2, BlockQ3_K, BlockQ8x2, q3_k_q8x2;
+        dot_q4_k_q8x2, BlockQ4_K, BlockQ8x2, q4_k_q8x2;
+        dot_q5_k_q8x2, BlockQ5_K, BlockQ8x2, q5_k_q8x2;
+        dot_q6_k_q8x2, BlockQ6_K, BlockQ8x2, q6_k_q8x2;
+        dot_q2_k_q8_k, BlockQ2_K, BlockQ8_K, q2_k;
+        dot_q3_k_q8_k, BlockQ3_K, BlockQ8_K, q3_k;
+        dot_q4_k_q8_k, BlockQ4_K, BlockQ8_K, q4_k;
+        dot_q5_k_q8_k, BlockQ5_K, BlockQ8_K, q5_k;
+        dot_q6_k_q8_k, BlockQ6_K, BlockQ8_K, q6_k;
+    }
+
     /// x (n) = softmax(x), as [`softmax`].
     pub fn softmax(self, x: &mut [f32]) {
         match self.usable() {
@@ -446,8 +539,8 @@ impl Isa {
 // ---------------------------------------------------------------------------------------------
 // Quantized kernels behind one signature, so matmul picks them once per call.
 
-/// One weight row (`kb` blocks at the `*const u8`) against the activation rows of N tokens
-/// (`kb` blocks at each pointer), for N = 1 and N = 4.
+/// One weight row (`kb` = K / 32 groups of 32 elements at the `*const u8`) against the
+/// activation rows of N tokens (the same K elements at each pointer), for N = 1 and N = 4.
 /// Safety: the pointers must be valid for those reads, and the kernel set usable on this CPU.
 type RowKernel<A, const N: usize> = unsafe fn(*const u8, [*const A; N], usize) -> [f32; N];
 
@@ -459,11 +552,12 @@ struct QuantKernel<A> {
 /// Wraps a reference dot product in the [`RowKernel`] signature.
 macro_rules! reference_kernel {
     ($name:ident, $w:ty, $a:ty, $dot:path) => {
-        /// Safety: `w` holds `kb` weight blocks, each `a[i]` `kb` activation blocks.
+        /// Safety: `w` holds `kb` groups of 32 weights, each `a[i]` as many activations.
         unsafe fn $name<const N: usize>(w: *const u8, a: [*const $a; N], kb: usize) -> [f32; N] {
-            let bytes = std::slice::from_raw_parts(w, kb * std::mem::size_of::<$w>());
+            let (wn, an) = (kb * QK / <$w as Elems>::N, kb * QK / <$a as Elems>::N);
+            let bytes = std::slice::from_raw_parts(w, wn * std::mem::size_of::<$w>());
             let wb = quant::blocks::<$w>(bytes);
-            a.map(|ai| $dot(&wb, std::slice::from_raw_parts(ai, kb)))
+            a.map(|ai| $dot(&wb, std::slice::from_raw_parts(ai, an)))
         }
     };
 }
@@ -471,6 +565,8 @@ macro_rules! reference_kernel {
 reference_kernel!(ref_q4_0, BlockQ4_0, BlockQ8_0, reference::dot_q4_0_q8_0);
 reference_kernel!(ref_q4_1, BlockQ4_1, BlockQ8_1, reference::dot_q4_1_q8_1);
 reference_kernel!(ref_q8_0, BlockQ8_0, BlockQ8_0, reference::dot_q8_0_q8_0);
+reference_kernel!(ref_q5_0, BlockQ5_0, BlockQ8_0, reference::dot_q5_0_q8_0);
+reference_kernel!(ref_q5_1, BlockQ5_1, BlockQ8_1, reference::dot_q5_1_q8_1);
 reference_kernel!(
     ref_q4_1_q8x2,
     BlockQ4_1,
@@ -489,6 +585,53 @@ reference_kernel!(
     BlockQ8x2,
     reference::dot_q8_0_q8x2
 );
+reference_kernel!(
+    ref_q5_0_q8x2,
+    BlockQ5_0,
+    BlockQ8x2,
+    reference::dot_q5_0_q8x2
+);
+reference_kernel!(
+    ref_q5_1_q8x2,
+    BlockQ5_1,
+    BlockQ8x2,
+    reference::dot_q5_1_q8x2
+);
+reference_kernel!(
+    ref_q2_k_q8x2,
+    BlockQ2_K,
+    BlockQ8x2,
+    reference::dot_q2_k_q8x2
+);
+reference_kernel!(
+    ref_q3_k_q8x2,
+    BlockQ3_K,
+    BlockQ8x2,
+    reference::dot_q3_k_q8x2
+);
+reference_kernel!(
+    ref_q4_k_q8x2,
+    BlockQ4_K,
+    BlockQ8x2,
+    reference::dot_q4_k_q8x2
+);
+reference_kernel!(
+    ref_q5_k_q8x2,
+    BlockQ5_K,
+    BlockQ8x2,
+    reference::dot_q5_k_q8x2
+);
+reference_kernel!(
+    ref_q6_k_q8x2,
+    BlockQ6_K,
+    BlockQ8x2,
+    reference::dot_q6_k_q8x2
+);
+reference_kernel!(ref_q2_k, BlockQ2_K, BlockQ8_K, reference::dot_q2_k_q8_k);
+reference_kernel!(ref_q3_k, BlockQ3_K, BlockQ8_K, reference::dot_q3_k_q8_k);
+reference_kernel!(ref_q4_k, BlockQ4_K, BlockQ8_K, reference::dot_q4_k_q8_k);
+reference_kernel!(ref_q5_k, BlockQ5_K, BlockQ8_K, reference::dot_q5_k_q8_k);
+reference_kernel!(ref_q6_k, BlockQ6_K, BlockQ8_K, reference::dot_q6_k_q8_k);
 
 /// A constructor of the two-plane kernels for one weight type (`x86_64::WeightBlock` `$w`).
 macro_rules! q8x2_kernel {
@@ -515,10 +658,81 @@ macro_rules! q8x2_kernel {
     };
 }
 
+/// A constructor of the row kernels for one K-quant weight type (`x86_64::KWeight` `$w`)
+/// against activations `$a`, by the `$avx2` / `$vnni` kernel templates.
+macro_rules! kquant_kernel {
+    ($name:ident, $w:ident, $avx2:ident, $vnni:ident, $reference:ident) => {
+        /// `isa` must be usable().
+        fn $name(isa: Isa) -> Self {
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512Vnni => QuantKernel {
+                    one: x86_64::$vnni::<x86_64::$w, 1>,
+                    four: x86_64::$vnni::<x86_64::$w, 4>,
+                },
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => QuantKernel {
+                    one: x86_64::$avx2::<x86_64::$w, 1>,
+                    four: x86_64::$avx2::<x86_64::$w, 4>,
+                },
+                _ => QuantKernel {
+                    one: $reference::<1>,
+                    four: $reference::<4>,
+                },
+            }
+        }
+    };
+}
+
 impl QuantKernel<BlockQ8x2> {
     q8x2_kernel!(q4_1_q8x2, Q4_1W, ref_q4_1_q8x2);
     q8x2_kernel!(q4_0_q8x2, Q4_0W, ref_q4_0_q8x2);
     q8x2_kernel!(q8_0_q8x2, Q8_0W, ref_q8_0_q8x2);
+    q8x2_kernel!(q5_0_q8x2, Q5_0W, ref_q5_0_q8x2);
+    q8x2_kernel!(q5_1_q8x2, Q5_1W, ref_q5_1_q8x2);
+    kquant_kernel!(q2_k_q8x2, Q2KW, kq_q8x2_avx2, kq_q8x2_vnni, ref_q2_k_q8x2);
+    kquant_kernel!(q3_k_q8x2, Q3KW, kq_q8x2_avx2, kq_q8x2_vnni, ref_q3_k_q8x2);
+    kquant_kernel!(q4_k_q8x2, Q4KW, kq_q8x2_avx2, kq_q8x2_vnni, ref_q4_k_q8x2);
+    kquant_kernel!(q5_k_q8x2, Q5KW, kq_q8x2_avx2, kq_q8x2_vnni, ref_q5_k_q8x2);
+    kquant_kernel!(q6_k_q8x2, Q6KW, kq_q8x2_avx2, kq_q8x2_vnni, ref_q6_k_q8x2);
+
+    /// The two-plane kernel for weights of `dtype`, if it has one (every quantized weight type
+    /// but Q8_K). `isa` must be usable().
+    fn for_dtype(dtype: DType, isa: Isa) -> Option<Self> {
+        Some(match dtype {
+            DType::Q4_0 => Self::q4_0_q8x2(isa),
+            DType::Q4_1 => Self::q4_1_q8x2(isa),
+            DType::Q5_0 => Self::q5_0_q8x2(isa),
+            DType::Q5_1 => Self::q5_1_q8x2(isa),
+            DType::Q8_0 => Self::q8_0_q8x2(isa),
+            DType::Q2_K => Self::q2_k_q8x2(isa),
+            DType::Q3_K => Self::q3_k_q8x2(isa),
+            DType::Q4_K => Self::q4_k_q8x2(isa),
+            DType::Q5_K => Self::q5_k_q8x2(isa),
+            DType::Q6_K => Self::q6_k_q8x2(isa),
+            DType::F32 | DType::F16 | DType::BF16 | DType::Q8_K => return None,
+        })
+    }
+}
+
+impl QuantKernel<BlockQ8_K> {
+    kquant_kernel!(q2_k, Q2KW, kq_q8k_avx2, kq_q8k_vnni, ref_q2_k);
+    kquant_kernel!(q3_k, Q3KW, kq_q8k_avx2, kq_q8k_vnni, ref_q3_k);
+    kquant_kernel!(q4_k, Q4KW, kq_q8k_avx2, kq_q8k_vnni, ref_q4_k);
+    kquant_kernel!(q5_k, Q5KW, kq_q8k_avx2, kq_q8k_vnni, ref_q5_k);
+    kquant_kernel!(q6_k, Q6KW, kq_q8k_avx2, kq_q8k_vnni, ref_q6_k);
+
+    /// The Q8_K kernel for K-quant weights of `dtype`. `isa` must be usable().
+    fn for_dtype(dtype: DType, isa: Isa) -> Option<Self> {
+        Some(match dtype {
+            DType::Q2_K => Self::q2_k(isa),
+            DType::Q3_K => Self::q3_k(isa),
+            DType::Q4_K => Self::q4_k(isa),
+            DType::Q5_K => Self::q5_k(isa),
+            DType::Q6_K => Self::q6_k(isa),
+            _ => return None,
+        })
+    }
 }
 
 impl QuantKernel<BlockQ8_1> {
@@ -538,6 +752,26 @@ impl QuantKernel<BlockQ8_1> {
             _ => QuantKernel {
                 one: ref_q4_1::<1>,
                 four: ref_q4_1::<4>,
+            },
+        }
+    }
+
+    /// `isa` must be usable().
+    fn q5_1(isa: Isa) -> Self {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => QuantKernel {
+                one: x86_64::q5_1_q8_1_vnni::<1>,
+                four: x86_64::q5_1_q8_1_vnni::<4>,
+            },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => QuantKernel {
+                one: x86_64::q5_1_q8_1_avx2::<1>,
+                four: x86_64::q5_1_q8_1_avx2::<4>,
+            },
+            _ => QuantKernel {
+                one: ref_q5_1::<1>,
+                four: ref_q5_1::<4>,
             },
         }
     }
@@ -583,6 +817,26 @@ impl QuantKernel<BlockQ8_0> {
             },
         }
     }
+
+    /// `isa` must be usable().
+    fn q5_0(isa: Isa) -> Self {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => QuantKernel {
+                one: x86_64::q5_0_q8_0_vnni::<1>,
+                four: x86_64::q5_0_q8_0_vnni::<4>,
+            },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => QuantKernel {
+                one: x86_64::q5_0_q8_0_avx2::<1>,
+                four: x86_64::q5_0_q8_0_avx2::<4>,
+            },
+            _ => QuantKernel {
+                one: ref_q5_0::<1>,
+                four: ref_q5_0::<4>,
+            },
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -592,6 +846,7 @@ thread_local! {
     static Q8_0_SCRATCH: Cell<Vec<BlockQ8_0>> = const { Cell::new(Vec::new()) };
     static Q8_1_SCRATCH: Cell<Vec<BlockQ8_1>> = const { Cell::new(Vec::new()) };
     static Q8X2_SCRATCH: Cell<Vec<BlockQ8x2>> = const { Cell::new(Vec::new()) };
+    static Q8_K_SCRATCH: Cell<Vec<BlockQ8_K>> = const { Cell::new(Vec::new()) };
     static ROW_SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
@@ -689,11 +944,18 @@ fn for_each_band(
 }
 
 /// Quantized path: `out (T, N)` from quantized weights `w (N, K)` and quantized activations
-/// `acts (T, K/32)` blocks.
-fn quant_matmul<A: Sync>(kern: &QuantKernel<A>, w: MatRef, acts: &[A], t: usize, out: &mut [f32]) {
+/// `acts (T, K / block)` blocks (32 elements each, or 256 for Q8_K).
+fn quant_matmul<A: Sync + Elems>(
+    kern: &QuantKernel<A>,
+    w: MatRef,
+    acts: &[A],
+    t: usize,
+    out: &mut [f32],
+) {
     let (n, kb) = (w.rows, w.cols / QK);
-    assert_eq!(acts.len(), t * kb);
-    let act = |ti: usize| acts[ti * kb..].as_ptr();
+    let per_token = w.cols / A::N;
+    assert_eq!(acts.len(), t * per_token);
+    let act = |ti: usize| acts[ti * per_token..].as_ptr();
     for_each_band(n, t, n * w.cols * t, 1, out, |band| {
         for t0 in (0..t).step_by(TOKEN_TILE) {
             let t1 = (t0 + TOKEN_TILE).min(t);

@@ -1,11 +1,12 @@
 //! GGML's block-quantized types, bit-exact with ggml-common.h.
 //!
-//! Each block holds 32 consecutive elements of a row. Weights use Q4_0, Q4_1 and Q8_0.
+//! Each block holds 32 consecutive elements of a row. Weights use Q4_0, Q4_1, Q5_0, Q5_1 and
+//! Q8_0 (and the K-quants of [`super::kquant`], super-blocks of 256).
 //! Activations are quantized on the fly, by [`Precision`](super::Precision):
 //! - `Fast`: to [`BlockQ8x2`], two int8 planes per block (ours, not a GGML type), against every
 //!   weight type;
-//! - `Q8`: to Q8_0 (against Q4_0/Q8_0 weights) or Q8_1 (against Q4_1, whose min term needs the
-//!   activation block's sum), as llama.cpp does.
+//! - `Q8`: to Q8_0 (against Q4_0/Q5_0/Q8_0 weights) or Q8_1 (against Q4_1/Q5_1, whose min term
+//!   needs the activation block's sum), or Q8_K against the K-quants, as llama.cpp does.
 #![deny(unsafe_code)]
 
 use bytemuck::{Pod, Zeroable};
@@ -28,6 +29,26 @@ pub struct BlockQ4_0 {
 pub struct BlockQ4_1 {
     pub d: f16,
     pub m: f16,
+    pub qs: [u8; QK / 2],
+}
+
+/// value = d * (q - 16), q in 0..32: the low 4 bits as in [`BlockQ4_0`], the 5th bit of
+/// element j in bit j of `qh` (a little-endian u32).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ5_0 {
+    pub d: f16,
+    pub qh: [u8; 4],
+    pub qs: [u8; QK / 2],
+}
+
+/// value = d * q + m, q in 0..32; bits as in [`BlockQ5_0`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ5_1 {
+    pub d: f16,
+    pub m: f16,
+    pub qh: [u8; 4],
     pub qs: [u8; QK / 2],
 }
 
@@ -75,6 +96,8 @@ pub struct BlockQ8x2 {
 const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
 const _: () = assert!(std::mem::size_of::<BlockQ8x2>() == 72);
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
+const _: () = assert!(std::mem::size_of::<BlockQ5_0>() == 22);
+const _: () = assert!(std::mem::size_of::<BlockQ5_1>() == 24);
 const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
 const _: () = assert!(std::mem::size_of::<BlockQ8_1>() == 40);
 
@@ -105,6 +128,32 @@ pub fn dequantize_q4_1(b: &BlockQ4_1, out: &mut [f32]) {
     for j in 0..QK / 2 {
         out[j] = (b.qs[j] & 0x0f) as f32 * d + m;
         out[j + QK / 2] = (b.qs[j] >> 4) as f32 * d + m;
+    }
+}
+
+/// The 5-bit quant of element j (0..32) of a Q5_0/Q5_1 block.
+#[inline(always)]
+pub fn q5_quant(qh: &[u8; 4], qs: &[u8; QK / 2], j: usize) -> i32 {
+    let low = if j < QK / 2 {
+        qs[j] & 0x0f
+    } else {
+        qs[j - QK / 2] >> 4
+    };
+    let high = (u32::from_le_bytes(*qh) >> j) & 1;
+    low as i32 | (high as i32) << 4
+}
+
+pub fn dequantize_q5_0(b: &BlockQ5_0, out: &mut [f32]) {
+    let d = b.d.to_f32();
+    for (j, o) in out[..QK].iter_mut().enumerate() {
+        *o = (q5_quant(&b.qh, &b.qs, j) - 16) as f32 * d;
+    }
+}
+
+pub fn dequantize_q5_1(b: &BlockQ5_1, out: &mut [f32]) {
+    let (d, m) = (b.d.to_f32(), b.m.to_f32());
+    for (j, o) in out[..QK].iter_mut().enumerate() {
+        *o = q5_quant(&b.qh, &b.qs, j) as f32 * d + m;
     }
 }
 
@@ -216,6 +265,25 @@ pub fn dequantize_row(dtype: crate::tensor::DType, bytes: &[u8], out: &mut [f32]
             {
                 dequantize_q8_0(b, o);
             }
+        }
+        DType::Q5_0 => {
+            for (b, o) in blocks::<BlockQ5_0>(bytes)
+                .iter()
+                .zip(out.chunks_exact_mut(QK))
+            {
+                dequantize_q5_0(b, o);
+            }
+        }
+        DType::Q5_1 => {
+            for (b, o) in blocks::<BlockQ5_1>(bytes)
+                .iter()
+                .zip(out.chunks_exact_mut(QK))
+            {
+                dequantize_q5_1(b, o);
+            }
+        }
+        DType::Q2_K | DType::Q3_K | DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q8_K => {
+            super::kquant::dequantize_row(dtype, bytes, out)
         }
     }
 }

@@ -6,6 +6,7 @@
 //! memory-mapped file, so they are only byte-aligned: every load here is unaligned.
 #![allow(unsafe_code)]
 
+use super::kquant::{self, BlockQ8_K, K_SCALE_SIZE};
 use super::quant::{self, BlockQ8_0, BlockQ8_1, BlockQ8x2, Q8X2_LO_SCALE, QK};
 use std::arch::x86_64::*;
 use std::ptr::addr_of;
@@ -15,6 +16,8 @@ use std::ptr::read_unaligned;
 const Q4_0_BYTES: usize = 18;
 const Q4_1_BYTES: usize = 20;
 const Q8_0_BYTES: usize = 34;
+const Q5_0_BYTES: usize = 22;
+const Q5_1_BYTES: usize = 24;
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers, always inlined into a caller compiled with the features they use.
@@ -637,6 +640,142 @@ impl WeightBlock for Q8_0W {
     }
 }
 
+pub(super) struct Q5_0W;
+pub(super) struct Q5_1W;
+
+/// The 5th bits of a Q5_0/Q5_1 block (the little-endian u32 at `p`: bit j for element j) as 32
+/// bytes, 0x10 where the bit is set: ggml's bytes_from_bits_32. Byte j gets byte j / 8 of the
+/// u32 by a shuffle; OR-ing every bit but bit j % 8 leaves 0xff exactly when that bit is set.
+#[inline(always)]
+unsafe fn q5_high_bits(p: *const u8) -> __m256i {
+    let bits = _mm256_set1_epi32(read_unaligned(p as *const i32));
+    let spread = _mm256_shuffle_epi8(
+        bits,
+        _mm256_setr_epi64x(
+            0,
+            0x0101_0101_0101_0101,
+            0x0202_0202_0202_0202,
+            0x0303_0303_0303_0303,
+        ),
+    );
+    let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
+    let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1));
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+impl WeightBlock for Q5_0W {
+    const BYTES: usize = Q5_0_BYTES;
+    const SIGNED: bool = true;
+    const HAS_MIN: bool = false;
+    #[inline(always)]
+    unsafe fn dm(p: *const u8) -> __m128 {
+        f16_lane0(p)
+    }
+    /// (nibble | 5th bit) - 16, in -16..16.
+    #[inline(always)]
+    unsafe fn quants(p: *const u8) -> __m256i {
+        let q = _mm256_or_si256(unpack_nibbles(p.add(6)), q5_high_bits(p.add(2)));
+        _mm256_sub_epi8(q, _mm256_set1_epi8(16))
+    }
+}
+
+impl WeightBlock for Q5_1W {
+    const BYTES: usize = Q5_1_BYTES;
+    const SIGNED: bool = false;
+    const HAS_MIN: bool = true;
+    #[inline(always)]
+    unsafe fn dm(p: *const u8) -> __m128 {
+        _mm_cvtph_ps(_mm_cvtsi32_si128(read_unaligned(p as *const i32)))
+    }
+    #[inline(always)]
+    unsafe fn quants(p: *const u8) -> __m256i {
+        _mm256_or_si256(unpack_nibbles(p.add(8)), q5_high_bits(p.add(4)))
+    }
+}
+
+/// A signed weight type without a min (`W::SIGNED`, e.g. Q5_0) x Q8_0 activations, with the
+/// sign trick of [`q4_0_q8_0`]: per block d * d_a * sum(q * a).
+#[inline(always)]
+unsafe fn wq_q8_0<W: WeightBlock, const N: usize, const VNNI: bool>(
+    w: *const u8,
+    a: [*const BlockQ8_0; N],
+    kb: usize,
+) -> [f32; N] {
+    let mut acc = [_mm256_setzero_ps(); N];
+    for b in 0..kb {
+        let wb = w.add(b * W::BYTES);
+        prefetch_weights(wb);
+        let dw = _mm256_broadcastss_ps(W::dm(wb));
+        let x = W::quants(wb);
+        let ax = _mm256_sign_epi8(x, x);
+        for i in 0..N {
+            let ab = a[i].add(b) as *const u8;
+            let dd = _mm256_mul_ps(dw, f16_splat(ab));
+            let y = _mm256_loadu_si256(ab.add(2) as *const __m256i);
+            let s = mul_sum_u8_i8::<VNNI>(ax, _mm256_sign_epi8(y, x));
+            acc[i] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(s), acc[i]);
+        }
+    }
+    let mut out = [0f32; N];
+    for i in 0..N {
+        out[i] = hsum256(acc[i]);
+    }
+    out
+}
+
+/// An unsigned weight type with a min (`W::HAS_MIN`, e.g. Q5_1) x Q8_1 activations, as
+/// [`q4_1_q8_1`]: per block d * d_a * sum(q * a) + m * s_a.
+#[inline(always)]
+unsafe fn wq_q8_1<W: WeightBlock, const N: usize, const VNNI: bool>(
+    w: *const u8,
+    a: [*const BlockQ8_1; N],
+    kb: usize,
+) -> [f32; N] {
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut acc_m = [_mm_setzero_ps(); N];
+    for b in 0..kb {
+        let wb = w.add(b * W::BYTES);
+        prefetch_weights(wb);
+        let dm = W::dm(wb);
+        let q = W::quants(wb);
+        for i in 0..N {
+            let ab = a[i].add(b);
+            let ds = _mm_castsi128_ps(_mm_loadl_epi64(ab as *const __m128i));
+            let p = _mm_mul_ps(dm, ds);
+            let y = _mm256_loadu_si256((*ab).qs.as_ptr() as *const __m256i);
+            let s = _mm256_cvtepi32_ps(mul_sum_u8_i8::<VNNI>(q, y));
+            acc[i] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), s, acc[i]);
+            acc_m[i] = _mm_add_ps(acc_m[i], p);
+        }
+    }
+    let mut out = [0f32; N];
+    for i in 0..N {
+        out[i] = hsum256(acc[i]) + _mm_cvtss_f32(_mm_movehdup_ps(acc_m[i]));
+    }
+    out
+}
+
+#[inline(always)]
+unsafe fn q5_0_q8_0<const N: usize, const VNNI: bool>(
+    w: *const u8,
+    a: [*const BlockQ8_0; N],
+    kb: usize,
+) -> [f32; N] {
+    wq_q8_0::<Q5_0W, N, VNNI>(w, a, kb)
+}
+
+#[inline(always)]
+unsafe fn q5_1_q8_1<const N: usize, const VNNI: bool>(
+    w: *const u8,
+    a: [*const BlockQ8_1; N],
+    kb: usize,
+) -> [f32; N] {
+    wq_q8_1::<Q5_1W, N, VNNI>(w, a, kb)
+}
+
+quant_kernels!(q5_0_q8_0, BlockQ8_0, q5_0_q8_0_avx2, q5_0_q8_0_vnni);
+quant_kernels!(q5_1_q8_1, BlockQ8_1, q5_1_q8_1_avx2, q5_1_q8_1_vnni);
+
 /// [d_a, s_a, 0, 0]: a two-plane block's first 8 bytes.
 #[inline(always)]
 unsafe fn q8x2_ds(a: *const BlockQ8x2) -> __m128 {
@@ -757,6 +896,368 @@ pub(super) unsafe fn q8x2_vnni<W: WeightBlock, const N: usize>(
     kb: usize,
 ) -> [f32; N] {
     wq_q8x2_vnni::<W, N>(w, a, kb)
+}
+
+// ---------------------------------------------------------------------------------------------
+// K-quant weights (super-blocks of 256, see `kquant`): one weight row against N tokens.
+//
+// Each super-block is read as 8 groups of 32 quants in element order, with one integer scale
+// per 16 elements. A group's products are summed in pairs (maddubs), then the pairs of each
+// 16 elements are multiplied by their scale as they are widened to i32 (madd, or vpdpwssd):
+// the 16-element scales of Q6_K, Q3_K and Q2_K apply exactly, in integers, before any
+// rounding (Q4_K and Q5_K repeat one scale for both halves).
+
+/// One super-block's scales: (d, dmin) and an integer scale and min per 16 elements.
+pub(super) struct KHeader {
+    d: f32,
+    dmin: f32,
+    sc: [i16; 16],
+    m: [i16; 16],
+}
+
+/// How one K-quant weight type yields its scales and its quants.
+pub(super) trait KWeight {
+    const BYTES: usize;
+    /// Quants are signed (Q3_K, Q6_K): multiplied as |q| times the activation with q's sign.
+    const SIGNED: bool;
+    /// One min per 32 elements (Q4_K, Q5_K): dmin * m * (the activation block's sum).
+    const MIN32: bool;
+    /// One min per 16 elements (Q2_K): dmin * m * (the sum of those 16 activations).
+    const MIN16: bool;
+    unsafe fn header(p: *const u8) -> KHeader;
+    /// Quants 32j..32j+32 of the super-block at `p`, as bytes in element order (offsets applied).
+    unsafe fn quants(p: *const u8, j: usize) -> __m256i;
+}
+
+pub(super) struct Q2KW;
+pub(super) struct Q3KW;
+pub(super) struct Q4KW;
+pub(super) struct Q5KW;
+pub(super) struct Q6KW;
+
+/// The 32 bytes at `p`, each shifted right by `shift` and masked to `mask`. The 16-bit shift
+/// moves bits of a byte's neighbour into its top; the mask removes them.
+#[inline(always)]
+unsafe fn bits_at(p: *const u8, shift: usize, mask: i8) -> __m256i {
+    let v = _mm256_loadu_si256(p as *const __m256i);
+    let v = _mm256_srl_epi16(v, _mm_cvtsi32_si128(shift as i32));
+    _mm256_and_si256(v, _mm256_set1_epi8(mask))
+}
+
+/// The 12 packed 6-bit scale bytes at `p`.
+#[inline(always)]
+unsafe fn scale_bytes(p: *const u8) -> [u8; K_SCALE_SIZE] {
+    read_unaligned(p as *const [u8; K_SCALE_SIZE])
+}
+
+/// Q4_K/Q5_K's header: d, dmin at 0 and 2, the packed scales at 4.
+#[inline(always)]
+unsafe fn q4_k_header(p: *const u8) -> KHeader {
+    let scales = scale_bytes(p.add(4));
+    let mut h = KHeader {
+        d: f16_at(p),
+        dmin: f16_at(p.add(2)),
+        sc: [0; 16],
+        m: [0; 16],
+    };
+    for j in 0..8 {
+        let (sc, m) = kquant::q4_k_scale_min(&scales, j);
+        h.sc[2 * j] = sc as i16;
+        h.sc[2 * j + 1] = sc as i16;
+        h.m[2 * j] = m as i16;
+        h.m[2 * j + 1] = m as i16;
+    }
+    h
+}
+
+impl KWeight for Q2KW {
+    const BYTES: usize = 84;
+    const SIGNED: bool = false;
+    const MIN32: bool = false;
+    const MIN16: bool = true;
+    #[inline(always)]
+    unsafe fn header(p: *const u8) -> KHeader {
+        let scales = read_unaligned(p as *const [u8; 16]);
+        KHeader {
+            d: f16_at(p.add(80)),
+            dmin: f16_at(p.add(82)),
+            sc: scales.map(|s| (s & 0x0f) as i16),
+            m: scales.map(|s| (s >> 4) as i16),
+        }
+    }
+    #[inline(always)]
+    unsafe fn quants(p: *const u8, j: usize) -> __m256i {
+        bits_at(p.add(16 + 32 * (j / 4)), 2 * (j % 4), 3)
+    }
+}
+
+impl KWeight for Q3KW {
+    const BYTES: usize = 110;
+    const SIGNED: bool = true;
+    const MIN32: bool = false;
+    const MIN16: bool = false;
+    #[inline(always)]
+    unsafe fn header(p: *const u8) -> KHeader {
+        let sc = kquant::q3_k_scales(&scale_bytes(p.add(96)));
+        KHeader {
+            d: f16_at(p.add(108)),
+            dmin: 0.0,
+            sc: sc.map(|s| s as i16),
+            m: [0; 16],
+        }
+    }
+    /// low 2 bits | (mask bit << 2), minus 4: low - 4 when the mask bit is clear.
+    #[inline(always)]
+    unsafe fn quants(p: *const u8, j: usize) -> __m256i {
+        let low = bits_at(p.add(32 + 32 * (j / 4)), 2 * (j % 4), 3);
+        let high = bits_at(p, j, 1);
+        let q = _mm256_or_si256(low, _mm256_slli_epi16(high, 2));
+        _mm256_sub_epi8(q, _mm256_set1_epi8(4))
+    }
+}
+
+impl KWeight for Q4KW {
+    const BYTES: usize = 144;
+    const SIGNED: bool = false;
+    const MIN32: bool = true;
+    const MIN16: bool = false;
+    #[inline(always)]
+    unsafe fn header(p: *const u8) -> KHeader {
+        q4_k_header(p)
+    }
+    #[inline(always)]
+    unsafe fn quants(p: *const u8, j: usize) -> __m256i {
+        bits_at(p.add(16 + 32 * (j / 2)), 4 * (j % 2), 0x0f)
+    }
+}
+
+impl KWeight for Q5KW {
+    const BYTES: usize = 176;
+    const SIGNED: bool = false;
+    const MIN32: bool = true;
+    const MIN16: bool = false;
+    #[inline(always)]
+    unsafe fn header(p: *const u8) -> KHeader {
+        q4_k_header(p)
+    }
+    #[inline(always)]
+    unsafe fn quants(p: *const u8, j: usize) -> __m256i {
+        let low = bits_at(p.add(48 + 32 * (j / 2)), 4 * (j % 2), 0x0f);
+        let high = bits_at(p.add(16), j, 1);
+        _mm256_or_si256(low, _mm256_slli_epi16(high, 4))
+    }
+}
+
+impl KWeight for Q6KW {
+    const BYTES: usize = 210;
+    const SIGNED: bool = true;
+    const MIN32: bool = false;
+    const MIN16: bool = false;
+    #[inline(always)]
+    unsafe fn header(p: *const u8) -> KHeader {
+        let scales = read_unaligned(p.add(192) as *const [i8; 16]);
+        KHeader {
+            d: f16_at(p.add(208)),
+            dmin: 0.0,
+            sc: scales.map(|s| s as i16),
+            m: [0; 16],
+        }
+    }
+    #[inline(always)]
+    unsafe fn quants(p: *const u8, j: usize) -> __m256i {
+        let (h, s) = (j / 4, j % 4);
+        let low = bits_at(p.add(64 * h + 32 * (s & 1)), 4 * (s / 2), 0x0f);
+        let high = bits_at(p.add(128 + 32 * h), 2 * s, 3);
+        let q = _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
+        _mm256_sub_epi8(q, _mm256_set1_epi8(32))
+    }
+}
+
+/// Per-16 values (scales or mins) `lo` for elements 0..16 and `hi` for 16..32 of a group,
+/// times `k`, as 16 i16 lanes: maddubs' pairs, 8 per half. |sc * 254| <= 128 * 254 = 32512
+/// fits i16.
+#[inline(always)]
+unsafe fn half_scales(lo: i16, hi: i16, k: i16) -> __m256i {
+    _mm256_set_m128i(_mm_set1_epi16(hi * k), _mm_set1_epi16(lo * k))
+}
+
+/// acc + sum over each 4 elements of u * s times the lane's scale (from [`half_scales`]), in 8
+/// i32 lanes (lanes 0..4 hold elements 0..16): maddubs' i16 pairs (|pair| <= 2 * 32 * 127 =
+/// 8128, far from saturating) multiplied by the scale as they widen, by madd, or with VNNI by
+/// vpdpwssd, which also adds. (vpdpbusd would need a 10-cycle vpmulld for the scales
+/// afterwards: measured 1.3-1.5x slower.)
+#[inline(always)]
+unsafe fn scaled_sums<const VNNI: bool>(
+    acc: __m256i,
+    u: __m256i,
+    s: __m256i,
+    scales: __m256i,
+) -> __m256i {
+    let pairs = _mm256_maddubs_epi16(u, s);
+    if VNNI {
+        _mm256_dpwssd_epi32(acc, pairs, scales)
+    } else {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scales))
+    }
+}
+
+/// Prefetches the weight bytes [`WEIGHT_PREFETCH_BYTES`] past each cache line of a super-block.
+#[inline(always)]
+unsafe fn prefetch_super_block(p: *const u8, bytes: usize) {
+    let mut off = 0;
+    while off < bytes {
+        prefetch_weights(p.wrapping_add(off));
+        off += 64;
+    }
+}
+
+/// K-quant weights x two-plane activations, as [`super::reference::dot_kquant_q8x2`]: per
+/// group of 32, d * d_a * (254 * S_hi + S_lo) / 254 with S_p = sum of scaled products with
+/// plane p, joined in integers (|254 * S_hi| <= 254 * 2 * 16 * 32 * 127 * 128 < 2^31 / 4),
+/// minus the min terms.
+#[inline(always)]
+unsafe fn kq_q8x2<W: KWeight, const N: usize, const VNNI: bool>(
+    w: *const u8,
+    a: [*const BlockQ8x2; N],
+    kb: usize,
+) -> [f32; N] {
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut acc_min = [0f32; N];
+    let lo_weight = Q8X2_LO_SCALE as i16;
+    let ones = _mm256_set1_epi8(1);
+    for sb in 0..kb / 8 {
+        let wb = w.add(sb * W::BYTES);
+        prefetch_super_block(wb, W::BYTES);
+        let h = W::header(wb);
+        for j in 0..8 {
+            let q = W::quants(wb, j);
+            let u = if W::SIGNED { _mm256_sign_epi8(q, q) } else { q };
+            let (s0, s1) = (h.sc[2 * j], h.sc[2 * j + 1]);
+            let sc_hi = half_scales(s0, s1, lo_weight);
+            let sc_lo = half_scales(s0, s1, 1);
+            let (m0, m1) = (h.m[2 * j], h.m[2 * j + 1]);
+            let m_hi = half_scales(m0, m1, lo_weight);
+            let m_lo = half_scales(m0, m1, 1);
+            let dmin_m = h.dmin * m0 as f32;
+            for i in 0..N {
+                let ab = a[i].add(8 * sb + j);
+                let da = (*ab).d;
+                let mut hi = _mm256_loadu_si256(addr_of!((*ab).hi) as *const __m256i);
+                let mut lo = _mm256_loadu_si256(addr_of!((*ab).lo) as *const __m256i);
+                if W::MIN16 {
+                    let ms = scaled_sums::<VNNI>(_mm256_setzero_si256(), ones, hi, m_hi);
+                    let ms = scaled_sums::<VNNI>(ms, ones, lo, m_lo);
+                    let dm = _mm256_set1_ps(h.dmin * da);
+                    acc[i] = _mm256_fnmadd_ps(dm, _mm256_cvtepi32_ps(ms), acc[i]);
+                }
+                if W::SIGNED {
+                    hi = _mm256_sign_epi8(hi, q);
+                    lo = _mm256_sign_epi8(lo, q);
+                }
+                let s = scaled_sums::<VNNI>(_mm256_setzero_si256(), u, hi, sc_hi);
+                let s = scaled_sums::<VNNI>(s, u, lo, sc_lo);
+                let dd = _mm256_set1_ps(h.d * da);
+                acc[i] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(s), acc[i]);
+                if W::MIN32 {
+                    acc_min[i] += dmin_m * (*ab).s;
+                }
+            }
+        }
+    }
+    let mut out = [0f32; N];
+    for i in 0..N {
+        out[i] = hsum256(acc[i]) / Q8X2_LO_SCALE - acc_min[i];
+    }
+    out
+}
+
+/// K-quant weights x Q8_K activations, as [`super::reference::dot_kquant_q8_k`]: per
+/// super-block d * d_a * sum(sc * q * a) (integers, |sum| < 2^25) - dmin * d_a * sum(m * bsum).
+#[inline(always)]
+unsafe fn kq_q8k<W: KWeight, const N: usize, const VNNI: bool>(
+    w: *const u8,
+    a: [*const BlockQ8_K; N],
+    kb: usize,
+) -> [f32; N] {
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut acc_min = [0f32; N];
+    for sb in 0..kb / 8 {
+        let wb = w.add(sb * W::BYTES);
+        prefetch_super_block(wb, W::BYTES);
+        let h = W::header(wb);
+        let mut isum = [_mm256_setzero_si256(); N];
+        for j in 0..8 {
+            let q = W::quants(wb, j);
+            let u = if W::SIGNED { _mm256_sign_epi8(q, q) } else { q };
+            let sc = half_scales(h.sc[2 * j], h.sc[2 * j + 1], 1);
+            for i in 0..N {
+                let ab = a[i].add(sb);
+                let mut y = _mm256_loadu_si256((*ab).qs.as_ptr().add(32 * j) as *const __m256i);
+                if W::SIGNED {
+                    y = _mm256_sign_epi8(y, q);
+                }
+                isum[i] = scaled_sums::<VNNI>(isum[i], u, y, sc);
+            }
+        }
+        for i in 0..N {
+            let ab = a[i].add(sb);
+            let da = (*ab).d;
+            let dd = _mm256_set1_ps(h.d * da);
+            acc[i] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(isum[i]), acc[i]);
+            if W::MIN16 || W::MIN32 {
+                let bsums = &(*ab).bsums;
+                let msum: i32 = (0..16).map(|k| h.m[k] as i32 * bsums[k] as i32).sum();
+                acc_min[i] += h.dmin * da * msum as f32;
+            }
+        }
+    }
+    let mut out = [0f32; N];
+    for i in 0..N {
+        out[i] = hsum256(acc[i]) - acc_min[i];
+    }
+    out
+}
+
+/// One K-quant weight row (`kb` / 8 super-blocks of `W` at `w`) against N tokens' two-plane
+/// activations (`kb` blocks at each `a[i]`), AVX2.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn kq_q8x2_avx2<W: KWeight, const N: usize>(
+    w: *const u8,
+    a: [*const BlockQ8x2; N],
+    kb: usize,
+) -> [f32; N] {
+    kq_q8x2::<W, N, false>(w, a, kb)
+}
+
+/// As [`kq_q8x2_avx2`], on AVX-512 VNNI (256-bit vpdpwssd).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn kq_q8x2_vnni<W: KWeight, const N: usize>(
+    w: *const u8,
+    a: [*const BlockQ8x2; N],
+    kb: usize,
+) -> [f32; N] {
+    kq_q8x2::<W, N, true>(w, a, kb)
+}
+
+/// One K-quant weight row (`kb` / 8 super-blocks of `W` at `w`) against N tokens' Q8_K
+/// activations (`kb` / 8 blocks at each `a[i]`), AVX2.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn kq_q8k_avx2<W: KWeight, const N: usize>(
+    w: *const u8,
+    a: [*const BlockQ8_K; N],
+    kb: usize,
+) -> [f32; N] {
+    kq_q8k::<W, N, false>(w, a, kb)
+}
+
+/// As [`kq_q8k_avx2`], on AVX-512 VNNI (256-bit vpdpwssd).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn kq_q8k_vnni<W: KWeight, const N: usize>(
+    w: *const u8,
+    a: [*const BlockQ8_K; N],
+    kb: usize,
+) -> [f32; N] {
+    kq_q8k::<W, N, true>(w, a, kb)
 }
 
 // ---------------------------------------------------------------------------------------------
