@@ -154,14 +154,29 @@ def make_tokenizer(kind: str, work: Path, out: Path) -> dict:
 def randomize(model, arch: str, seed: int):
     """Seeded random weights, every one float16-representable (so f16 and f32 files hold the same
     numbers). Norm weights are non-trivial: Gemma's (1 + w) convention gets w in [-0.5, 0.5], the
-    others w in [0.5, 1.5]."""
+    others w in [0.5, 1.5].
+
+    Gemma 3: llama.cpp's converter writes 1 + w, computing it in the HF tensor's dtype (float16), so
+    the GGUF would hold round_f16(1 + w) unless 1 + w is itself a float16 number. Its norm weights
+    are therefore w = k / 1024 with integer k in [-512, 512]: w is exact in float16, and so is
+    1 + w in [0.5, 1.5] (float16 spacing is 2^-11 in [0.5, 1), 2^-10 in [1, 2)). Same random draws
+    as before, snapped to that grid, so every other weight is unchanged."""
+    import numpy as np
     import torch
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
             if "norm" in name:
-                base = 0.0 if arch == "gemma3" else 1.0
-                v = base + (torch.rand(p.shape, generator=g) - 0.5)
+                u = torch.rand(p.shape, generator=g) - 0.5
+                if arch == "gemma3":
+                    v = torch.round(u.to(torch.float64) * 1024) / 1024
+                    w = v.numpy()
+                    assert np.all(np.abs(w) <= 0.5), name
+                    assert np.all(w.astype(np.float16).astype(np.float64) == w), name
+                    assert np.all((1 + w).astype(np.float16).astype(np.float64) == 1 + w), name
+                    v = v.to(torch.float32)
+                else:
+                    v = 1.0 + u
             elif name.endswith(".bias"):
                 v = torch.randn(p.shape, generator=g) * BIAS_STD
             else:
@@ -357,8 +372,8 @@ def write_readme(arch: str, out: Path, doc: dict, summaries: list, checks: dict)
     cfg = doc["config"]
     lines = [f"# {arch}: tiny random {cls_name}", "",
              "Made by `scripts/make_arch_fixtures.sh` (rerun it to remake; never in CI). Random weights "
-             f"(seed {seed}, std {WEIGHT_STD}, biases std {BIAS_STD}, norm weights uniform "
-             f"{'[-0.5, 0.5] (HF adds 1)' if arch == 'gemma3' else '[0.5, 1.5]'}), every value float16-representable; "
+             f"(seed {seed}, std {WEIGHT_STD}, biases std {BIAS_STD}, norm weights "
+             f"{'in [-0.5, 0.5] on the grid k/1024 (HF adds 1; w and 1 + w both exact in float16)' if arch == 'gemma3' else 'uniform [0.5, 1.5]'}), every value float16-representable; "
              "`hf/model.safetensors` holds them in float16, `reference.json` has transformers' float32 eager logits "
              "from that folder.", "",
              f"- layers: {layers}; hidden {HIDDEN}, intermediate {INTER}, heads {cfg['num_attention_heads']} "
@@ -374,7 +389,8 @@ def write_readme(arch: str, out: Path, doc: dict, summaries: list, checks: dict)
         lines.append(f"- layer 0 sliding (window {SLIDING_WINDOW}, rope base 10000), layer 1 global (rope base 1e6); "
                      "the GGUF holds `gemma3.attention.sliding_window_pattern = [true, false]`, added by our fixture script "
                      "(the converter writes only `gemma3.attention.sliding_window`; without the array llama.cpp assumes "
-                     "pattern 6: layer il slides iff il % 6 < 5). Norm weights in the GGUF are HF's + 1 (the converter folds it in).")
+                     "pattern 6: layer il slides iff il % 6 < 5). Norm weights in the GGUF are HF's + 1 (the converter folds it in, adding in float16; "
+                     "w is drawn so that 1 + w is exact in float16, hence the GGUF holds exactly 1 + w).")
     if arch == "phi3":
         lines.append("- HF has fused `qkv_proj` and `gate_up_proj`; the GGUF keeps `attn_qkv` fused and keeps `ffn_up` fused "
                      "(gate and up halves, 2×intermediate rows).")
