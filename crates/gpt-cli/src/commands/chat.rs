@@ -1,7 +1,7 @@
 use super::generate::SamplingArgs;
 use crate::common::{load, ModelArgs};
 use anyhow::{anyhow, Result};
-use gpt::infer::chat_template::{ChatTemplate, Message, CHATML};
+use gpt::infer::chat_template::Message;
 use gpt::infer::Generator;
 use std::io::{BufRead, Write};
 
@@ -27,10 +27,13 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let m = load(&a.model)?;
-    let template = m.chat_template.clone().unwrap_or_else(|| {
-        tracing::warn!("the model has no chat template; using ChatML");
-        ChatTemplate::new(CHATML, "", "")
-    });
+    // A model without a template is a base model: a made-up chat format would only confuse it.
+    let template = m.chat_template.clone().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} has no chat template (tokenizer.chat_template): it is a base model; use `gpt generate` to continue text",
+            m.source.display()
+        )
+    })?;
     let opts = a.sampling.options(&m.stop_ids);
     let mut g = Generator::new(&m.transformer, &m.tokenizer);
     let mut history: Vec<Message> = a.system.iter().map(|s| Message::new("system", s)).collect();
