@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use gpt::kernels::Precision;
-use gpt::model::LoadedModel;
+use gpt::LoadedModel;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 

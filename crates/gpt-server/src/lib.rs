@@ -25,7 +25,7 @@ use anyhow::{Context, Result};
 use axum::routing::{get, post};
 use axum::Router;
 use gpt::infer::chat_template::{ChatTemplate, CHATML};
-use gpt::model::LoadedModel;
+use gpt::LoadedModel;
 use scheduler::SchedulerHandle;
 use std::future::Future;
 use std::net::SocketAddr;

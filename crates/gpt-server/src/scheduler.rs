@@ -25,7 +25,8 @@
 use crate::errors::ApiError;
 use gpt::infer::{FinishReason, GenerateOptions, KvCache, Sequence};
 use gpt::inspect::capture::{AttentionRecorder, Capture};
-use gpt::model::{LoadedModel, Logits};
+use gpt::model::Logits;
+use gpt::LoadedModel;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};

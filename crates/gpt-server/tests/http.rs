@@ -3,7 +3,7 @@
 //! frees its slot, a full queue answers 503 with Retry-After, the API key is enforced,
 //! concurrent requests share decode steps, and shutdown lets a running stream finish.
 
-use gpt::model::LoadedModel;
+use gpt::LoadedModel;
 use gpt_server::{Background, Options};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};

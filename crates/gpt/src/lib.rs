@@ -13,9 +13,11 @@ pub mod hub;
 pub mod infer;
 pub mod inspect;
 pub mod kernels;
+pub mod loaded_model;
 pub mod model;
 pub mod tensor;
 pub mod tokenizer;
 pub mod train;
 
 pub use error::{Error, Result};
+pub use loaded_model::LoadedModel;

@@ -80,7 +80,7 @@ fn batched_decode_matches_separate_forward_on_tiny_gpt2() {
 #[test]
 fn batched_decode_matches_separate_forward_on_default_model() {
     let path = gpt::hub::resolve(gpt::hub::DEFAULT_MODEL, &mut |_, _, _| {}).expect("the model");
-    let m = gpt::model::LoadedModel::open(&path).unwrap();
+    let m = gpt::LoadedModel::open(&path).unwrap();
     let prompts: Vec<Vec<u32>> = [
         "The capital of France is",
         "Once upon a time, in a small village by the sea, there lived",
@@ -160,7 +160,7 @@ fn batched_decode_step_time_by_batch_size() {
 
 fn step_times() {
     let path = gpt::hub::resolve(gpt::hub::DEFAULT_MODEL, &mut |_, _, _| {}).expect("the model");
-    let m = gpt::model::LoadedModel::open(&path).unwrap();
+    let m = gpt::LoadedModel::open(&path).unwrap();
     let t = &m.transformer;
     for b in [1usize, 2, 4, 6, 8, 12, 16, 32] {
         let mut caches: Vec<KvCache> = (0..b).map(|_| t.new_cache()).collect();

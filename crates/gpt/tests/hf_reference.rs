@@ -10,7 +10,8 @@
 use gpt::infer::chat_template::Message;
 use gpt::inspect::capture::AttentionRecorder;
 use gpt::kernels::Precision;
-use gpt::model::{LoadedModel, Logits};
+use gpt::model::Logits;
+use gpt::LoadedModel;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -62,8 +63,14 @@ fn files(prefix: &str) -> Vec<(PathBuf, Value, String)> {
 }
 
 fn fixtures() -> Vec<(PathBuf, Value)> {
-    let f: Vec<(PathBuf, Value)> = files("reference").into_iter().map(|(p, v, _)| (p, v)).collect();
-    assert!(f.len() >= 2, "expected the smollm2 and gemma3 reference files");
+    let f: Vec<(PathBuf, Value)> = files("reference")
+        .into_iter()
+        .map(|(p, v, _)| (p, v))
+        .collect();
+    assert!(
+        f.len() >= 2,
+        "expected the smollm2 and gemma3 reference files"
+    );
     f
 }
 
@@ -269,7 +276,14 @@ fn fast_path_logits_and_greedy_continuations_match_reference() {
 const ATTENTION_TOL: f32 = 1e-3;
 
 /// One attention pattern (T, T) of `layer` and `head` against the reference.
-fn check_attention(m: &LoadedModel, token_ids: &[u32], layer: usize, head: usize, want: &[Value], label: &str) {
+fn check_attention(
+    m: &LoadedModel,
+    token_ids: &[u32],
+    layer: usize,
+    head: usize,
+    want: &[Value],
+    label: &str,
+) {
     let mut t = m.transformer.clone();
     t.precision = Precision::F32;
     let mut rec = AttentionRecorder::new(vec![layer]);
@@ -303,7 +317,14 @@ fn attention_pattern_matches_reference() {
             let Some(want) = p.get("attention_layer0_head0").and_then(|v| v.as_array()) else {
                 continue;
             };
-            check_attention(m, &ids(&p["token_ids"]), 0, 0, want, &file.display().to_string());
+            check_attention(
+                m,
+                &ids(&p["token_ids"]),
+                0,
+                0,
+                want,
+                &file.display().to_string(),
+            );
             checked += 1;
         }
     }
@@ -340,15 +361,23 @@ fn long_context_matches_reference() {
     for (file, r, sha) in cases {
         let m = model_by_sha(&sha);
         let prompt = ids(&r["token_ids"]);
-        for (precision, tol) in [(Precision::F32, F32_LOGIT_TOL), (Precision::Fast, FAST_LOGIT_TOL)] {
+        for (precision, tol) in [
+            (Precision::F32, F32_LOGIT_TOL),
+            (Precision::Fast, FAST_LOGIT_TOL),
+        ] {
             let mut t = m.transformer.clone();
             t.precision = precision;
             let v = t.config.vocab_size;
-            let all = t.forward(&prompt, &mut t.new_cache(), Logits::All, None).unwrap();
+            let all = t
+                .forward(&prompt, &mut t.new_cache(), Logits::All, None)
+                .unwrap();
             let last = &all[(prompt.len() - 1) * v..];
             let mut worst = 0f32;
             for pair in r["top20_last"].as_array().unwrap() {
-                let (id, want) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap() as f32);
+                let (id, want) = (
+                    pair[0].as_u64().unwrap() as usize,
+                    pair[1].as_f64().unwrap() as f32,
+                );
                 worst = worst.max((last[id] - want).abs());
             }
             // Token k (k >= 1) is scored by the logits at position k - 1.
@@ -356,13 +385,22 @@ fn long_context_matches_reference() {
             for k in 1..prompt.len() {
                 let row = &all[(k - 1) * v..k * v];
                 let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                let lse = max as f64 + row.iter().map(|&x| ((x - max) as f64).exp()).sum::<f64>().ln();
+                let lse = max as f64
+                    + row
+                        .iter()
+                        .map(|&x| ((x - max) as f64).exp())
+                        .sum::<f64>()
+                        .ln();
                 nll += lse - row[prompt[k] as usize] as f64;
             }
             let nll = nll / (prompt.len() - 1) as f64;
             let want_nll = r["mean_nll"].as_f64().unwrap();
             println!("{} {precision:?}: top-20 max diff {worst:.5}, mean NLL {nll:.5} (reference {want_nll:.5})", file.display());
-            assert!(worst <= tol, "{} {precision:?}: top-20 logits differ by {worst}", file.display());
+            assert!(
+                worst <= tol,
+                "{} {precision:?}: top-20 logits differ by {worst}",
+                file.display()
+            );
             assert!(
                 (nll - want_nll).abs() <= tol as f64 / 10.0,
                 "{} {precision:?}: mean NLL {nll} vs {want_nll}",

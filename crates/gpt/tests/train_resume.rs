@@ -113,7 +113,7 @@ fn checkpoint_loads_as_a_model_folder() {
     let c = config(&out);
     trainer::run(&c, false, &mut StopAfter(5)).unwrap();
     let dir = out.join(checkpoint::LATEST);
-    let m = gpt::model::LoadedModel::open(&dir).unwrap();
+    let m = gpt::LoadedModel::open(&dir).unwrap();
     // The checkpoint's weights give the same loss through the inference model as in training.
     let ck = checkpoint::load_latest(&out).unwrap().unwrap();
     let mut train = gpt::model::training::Gpt2Training::new(ck.config.clone(), ck.params);

@@ -10,7 +10,8 @@ mod temperature;
 use crate::common::{load, ModelArgs};
 use anyhow::{bail, Context, Result};
 use gpt::inspect::render::{Figure, ImageFormat};
-use gpt::model::{LoadedModel, Logits};
+use gpt::model::Logits;
+use gpt::LoadedModel;
 use std::path::Path;
 
 #[derive(clap::Args, Debug)]

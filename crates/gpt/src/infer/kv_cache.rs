@@ -154,7 +154,11 @@ mod tests {
             c.advance(1);
             let s = &c.layers[0];
             // The next query (pos + 1) sees pos + 2 - w ..= pos: all still stored.
-            assert!(s.start <= (pos + 2).saturating_sub(w), "start {} at {pos}", s.start);
+            assert!(
+                s.start <= (pos + 2).saturating_sub(w),
+                "start {} at {pos}",
+                s.start
+            );
             assert!(s.k[0].len() < 2 * w);
             let first = (pos + 2).saturating_sub(w);
             assert_eq!(s.kv(0, first, 1).0, &[first as f32]);

@@ -27,5 +27,4 @@ pub mod transformer;
 pub mod unembedding;
 
 pub use config::{Arch, Config};
-pub use load::LoadedModel;
 pub use transformer::{Block, Logits, Transformer};

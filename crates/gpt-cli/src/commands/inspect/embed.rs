@@ -5,7 +5,7 @@ use crate::common::{load, ModelArgs};
 use anyhow::Result;
 use gpt::inspect::charts::{signed_bars, SignedBars};
 use gpt::inspect::probes::{self, SpaceRule, WordVector};
-use gpt::model::LoadedModel;
+use gpt::LoadedModel;
 use std::path::PathBuf;
 
 pub const EXAMPLES: &str = "Examples:
