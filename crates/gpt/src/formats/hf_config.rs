@@ -18,6 +18,39 @@ pub struct HfConfig {
 
 const MAX_DIM: u64 = 1 << 20;
 
+/// Reads config.json's keys, with errors that name the file and the key.
+struct Keys<'a> {
+    v: &'a Value,
+    file: &'a str,
+}
+
+impl Keys<'_> {
+    fn field(&self, k: &str, msg: String) -> Error {
+        Error::Field {
+            file: self.file.into(),
+            field: k.into(),
+            msg,
+        }
+    }
+
+    /// A positive integer within the bound on dimensions.
+    fn int(&self, k: &str) -> Result<usize> {
+        let x = self
+            .v
+            .get(k)
+            .and_then(|x| x.as_u64())
+            .ok_or_else(|| self.field(k, "missing or not a positive integer".into()))?;
+        if x == 0 || x > MAX_DIM * 8 {
+            return Err(self.field(k, format!("{x} is out of range")));
+        }
+        Ok(x as usize)
+    }
+
+    fn float(&self, k: &str, default: f64) -> f64 {
+        self.v.get(k).and_then(|x| x.as_f64()).unwrap_or(default)
+    }
+}
+
 impl HfConfig {
     pub fn from_file(path: &Path) -> Result<HfConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -29,22 +62,12 @@ impl HfConfig {
     }
 
     pub fn from_json(v: &Value, file: &str) -> Result<HfConfig> {
-        let field = |k: &str, msg: String| Error::Field {
-            file: file.into(),
-            field: k.into(),
-            msg,
-        };
-        let int = |k: &str| -> Result<usize> {
-            let x = v
-                .get(k)
-                .and_then(|x| x.as_u64())
-                .ok_or_else(|| field(k, "missing or not a positive integer".into()))?;
-            if x == 0 || x > MAX_DIM * 8 {
-                return Err(field(k, format!("{x} is out of range")));
-            }
-            Ok(x as usize)
-        };
-        let float = |k: &str, default: f64| v.get(k).and_then(|x| x.as_f64()).unwrap_or(default);
+        let keys = Keys { v, file };
+        let (field, int, float) = (
+            |k: &str, m: String| keys.field(k, m),
+            |k: &str| keys.int(k),
+            |k: &str, d: f64| keys.float(k, d),
+        );
         let model_type = v.get("model_type").and_then(|x| x.as_str()).unwrap_or("");
         let architecture = v
             .get("architectures")
@@ -126,23 +149,13 @@ impl HfConfig {
 /// transformers' key names.
 fn llama_like(v: &Value, arch: Arch, file: &str) -> Result<Config> {
     let spec = arch.spec();
-    let field = |k: &str, msg: String| Error::Field {
-        file: file.into(),
-        field: k.into(),
-        msg,
-    };
+    let keys = Keys { v, file };
+    let (field, int, float) = (
+        |k: &str, m: String| keys.field(k, m),
+        |k: &str| keys.int(k),
+        |k: &str, d: f64| keys.float(k, d),
+    );
     let present = |k: &str| v.get(k).is_some_and(|x| !x.is_null());
-    let int = |k: &str| -> Result<usize> {
-        let x = v
-            .get(k)
-            .and_then(|x| x.as_u64())
-            .ok_or_else(|| field(k, "missing or not a positive integer".into()))?;
-        if x == 0 || x > MAX_DIM * 8 {
-            return Err(field(k, format!("{x} is out of range")));
-        }
-        Ok(x as usize)
-    };
-    let float = |k: &str, default: f64| v.get(k).and_then(|x| x.as_f64()).unwrap_or(default);
     let (act_key, act) = ["hidden_act", "hidden_activation"]
         .iter()
         .find_map(|k| v.get(*k).and_then(|x| x.as_str()).map(|a| (*k, a)))
