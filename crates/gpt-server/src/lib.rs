@@ -24,7 +24,7 @@ pub mod scheduler;
 use anyhow::{Context, Result};
 use axum::routing::{get, post};
 use axum::Router;
-use gpt::infer::chat_template::{ChatTemplate, CHATML};
+use gpt::infer::chat_template::ChatTemplate;
 use gpt::LoadedModel;
 use scheduler::SchedulerHandle;
 use std::future::Future;
@@ -76,7 +76,9 @@ impl Options {
 pub struct Shared {
     pub model: Arc<LoadedModel>,
     pub model_id: String,
-    pub template: ChatTemplate,
+    /// The model's chat template; `None` for a base model (chat requests are refused with a
+    /// clear error rather than guessed into a format the model never saw).
+    pub template: Option<ChatTemplate>,
     /// Context window per slot (prompt + completion).
     pub ctx: usize,
     pub max_tokens: usize,
@@ -136,10 +138,12 @@ pub async fn serve(
         opts.queue,
         opts.threads,
     )?;
-    let template = model.chat_template.clone().unwrap_or_else(|| {
-        tracing::warn!("the model has no chat template; using ChatML");
-        ChatTemplate::new(CHATML, "", "")
-    });
+    let template = model.chat_template.clone();
+    if template.is_none() {
+        tracing::warn!(
+            "the model has no chat template: chat requests will be refused, completions work"
+        );
+    }
     let state: AppState = Arc::new(Shared {
         model,
         model_id: opts.model_id.clone(),

@@ -11,7 +11,7 @@
 
 use crate::api::ChatMessage;
 use crate::errors::ApiError;
-use crate::routes::{parse, to_messages};
+use crate::routes::{parse, render_chat, to_messages};
 use crate::scheduler::Job;
 use crate::AppState;
 use axum::body::Bytes;
@@ -77,10 +77,7 @@ async fn attend(state: AppState, body: Bytes) -> Result<Response, ApiError> {
         ));
     }
     let text = match (req.messages, req.text) {
-        (Some(m), _) if !m.is_empty() => state
-            .template
-            .render(&to_messages(&m), false)
-            .map_err(|e| ApiError::invalid(e.to_string(), Some("messages")))?,
+        (Some(m), _) if !m.is_empty() => render_chat(&state, &to_messages(&m), false)?,
         (_, Some(t)) => t,
         _ => return Err(ApiError::invalid("send messages or text", Some("messages"))),
     };

@@ -367,10 +367,7 @@ async fn chat(state: AppState, body: Bytes) -> Result<Response, ApiError> {
         (false, None) => None,
     };
     let messages = to_messages(&req.messages);
-    let prompt = state
-        .template
-        .render(&messages, true)
-        .map_err(|e| ApiError::invalid(e.to_string(), Some("messages")))?;
+    let prompt = render_chat(&state, &messages, true)?;
     let ids = state.model.tokenizer.encode(&prompt, true);
     let f = req.sampling();
     let opts = generate_options(&state, ids.len(), &f, state.max_tokens, "messages")?;
@@ -813,4 +810,21 @@ pub async fn health(State(state): State<AppState>) -> Response {
 
 pub async fn not_found() -> ApiError {
     ApiError::from_status(StatusCode::NOT_FOUND)
+}
+
+/// Renders messages through the model's chat template; a base model has none, and says so.
+pub(crate) fn render_chat(
+    state: &crate::Shared,
+    messages: &[Message],
+    add_generation_prompt: bool,
+) -> Result<String, ApiError> {
+    let template = state.template.as_ref().ok_or_else(|| {
+        ApiError::invalid(
+            "this model has no chat template (it is a base model): use /v1/completions",
+            Some("messages"),
+        )
+    })?;
+    template
+        .render(messages, add_generation_prompt)
+        .map_err(|e| ApiError::invalid(e.to_string(), Some("messages")))
 }
