@@ -146,7 +146,7 @@ mod tests {
     fn sliding_layer_keeps_what_later_queries_see() {
         let w = 4;
         let mut c = KvCache::new(&[Some(w), None], 1, 1);
-        for pos in 0..50 {
+        for pos in 0..50usize {
             for l in &mut c.layers {
                 l.append(&[pos as f32], &[pos as f32], 1);
                 l.slide(1);
@@ -154,7 +154,11 @@ mod tests {
             c.advance(1);
             let s = &c.layers[0];
             // The next query (pos + 1) sees pos + 2 - w ..= pos: all still stored.
-            assert!(s.start <= (pos + 2).saturating_sub(w), "start {} at {pos}", s.start);
+            assert!(
+                s.start <= (pos + 2).saturating_sub(w),
+                "start {} at {pos}",
+                s.start
+            );
             assert!(s.k[0].len() < 2 * w);
             let first = (pos + 2).saturating_sub(w);
             assert_eq!(s.kv(0, first, 1).0, &[first as f32]);
