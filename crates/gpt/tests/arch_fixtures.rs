@@ -91,7 +91,10 @@ fn max_diff(a: &[f32], b: &[f32]) -> (f32, usize) {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .enumerate()
-        .fold((0f32, 0), |(m, i), (j, d)| if d > m || d.is_nan() { (d, j) } else { (m, i) })
+        .fold(
+            (0f32, 0),
+            |(m, i), (j, d)| if d > m || d.is_nan() { (d, j) } else { (m, i) },
+        )
 }
 
 #[test]
@@ -133,7 +136,9 @@ fn every_architecture_matches_transformers() {
                     }
                     let mut cache = model.new_cache();
                     for (t, &id) in ids.iter().enumerate() {
-                        let step = model.forward(&[id], &mut cache, Logits::Last, None).unwrap();
+                        let step = model
+                            .forward(&[id], &mut cache, Logits::Last, None)
+                            .unwrap();
                         let (d, i) = max_diff(&step, &want[t]);
                         if d > worst.0 || d.is_nan() {
                             worst = (d, t, i);
@@ -162,10 +167,14 @@ fn every_architecture_matches_transformers() {
 fn fast_path_agrees_with_f32_math_on_quantized_files() {
     for dir in fixture_dirs() {
         for (name, mut model, _) in models(&dir).into_iter().filter(|(n, ..)| n.contains("_K")) {
-            let ids: Vec<u32> = (0..24u32).map(|i| (i * 37 + 5) % model.config.vocab_size as u32).collect();
+            let ids: Vec<u32> = (0..24u32)
+                .map(|i| (i * 37 + 5) % model.config.vocab_size as u32)
+                .collect();
             let mut run = |p: Precision| {
                 model.precision = p;
-                model.forward(&ids, &mut model.new_cache(), Logits::All, None).unwrap()
+                model
+                    .forward(&ids, &mut model.new_cache(), Logits::All, None)
+                    .unwrap()
             };
             let (fast, f32) = (run(Precision::Fast), run(Precision::F32));
             let (d, i) = max_diff(&fast, &f32);

@@ -178,7 +178,9 @@ fn llama_like(v: &Value, arch: Arch, file: &str) -> Result<Config> {
     if n_head % n_kv_head != 0 || head_dim % 2 != 0 || head_dim == 0 {
         return Err(field(
             "num_attention_heads",
-            format!("{n_head} heads of {head_dim} with {n_kv_head} key/value heads do not fit together"),
+            format!(
+                "{n_head} heads of {head_dim} with {n_kv_head} key/value heads do not fit together"
+            ),
         ));
     }
     let n_layer = int("num_hidden_layers")?;
@@ -224,7 +226,12 @@ fn llama_like(v: &Value, arch: Arch, file: &str) -> Result<Config> {
     };
     let rope_dim = match v.get("partial_rotary_factor").and_then(|x| x.as_f64()) {
         Some(f) if f > 0.0 && f <= 1.0 => ((head_dim as f64 * f) as usize) & !1,
-        Some(f) => return Err(field("partial_rotary_factor", format!("{f} is out of (0, 1]"))),
+        Some(f) => {
+            return Err(field(
+                "partial_rotary_factor",
+                format!("{f} is out of (0, 1]"),
+            ))
+        }
         None => head_dim,
     };
     // Which layers slide: transformers' explicit layer_types where given, else the family's rule.
@@ -233,7 +240,12 @@ fn llama_like(v: &Value, arch: Arch, file: &str) -> Result<Config> {
     } else {
         None
     };
-    if arch == Arch::Qwen2 && !v.get("use_sliding_window").and_then(|x| x.as_bool()).unwrap_or(false) {
+    if arch == Arch::Qwen2
+        && !v
+            .get("use_sliding_window")
+            .and_then(|x| x.as_bool())
+            .unwrap_or(false)
+    {
         sliding_window = None;
     }
     let sliding_layers = if let Some(types) = v.get("layer_types").and_then(|x| x.as_array()) {
@@ -250,11 +262,17 @@ fn llama_like(v: &Value, arch: Arch, file: &str) -> Result<Config> {
     } else {
         match arch {
             Arch::Gemma3 => {
-                let n = v.get("sliding_window_pattern").and_then(|x| x.as_u64()).unwrap_or(6);
+                let n = v
+                    .get("sliding_window_pattern")
+                    .and_then(|x| x.as_u64())
+                    .unwrap_or(6);
                 sliding_pattern(SlidingPattern::GlobalEvery(n.max(1) as usize), n_layer)
             }
             Arch::Qwen2 => {
-                let from = v.get("max_window_layers").and_then(|x| x.as_u64()).unwrap_or(0);
+                let from = v
+                    .get("max_window_layers")
+                    .and_then(|x| x.as_u64())
+                    .unwrap_or(0);
                 (0..n_layer).map(|l| l as u64 >= from).collect()
             }
             _ => sliding_pattern(spec.sliding, n_layer),
@@ -273,7 +291,10 @@ fn llama_like(v: &Value, arch: Arch, file: &str) -> Result<Config> {
     let attn_scale = if present("query_pre_attn_scalar") {
         let s = float("query_pre_attn_scalar", 0.0);
         if !(s.is_finite() && s > 0.0) {
-            return Err(field("query_pre_attn_scalar", format!("{s} is not positive")));
+            return Err(field(
+                "query_pre_attn_scalar",
+                format!("{s} is not positive"),
+            ));
         }
         Some((1.0 / s.sqrt()) as f32)
     } else {

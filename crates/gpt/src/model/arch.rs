@@ -131,9 +131,10 @@ impl HfNames {
             }
             None => (None, stem),
         };
-        let (_, hf) = self.names.iter().find(|(g, hf)| {
-            *g == role && (layer.is_some() == hf.contains("{l}"))
-        })?;
+        let (_, hf) = self
+            .names
+            .iter()
+            .find(|(g, hf)| *g == role && (layer.is_some() == hf.contains("{l}")))?;
         let hf = match layer {
             Some(l) => hf.replace("{l}", l),
             None => hf.to_string(),
@@ -197,12 +198,18 @@ const GEMMA3_HF: HfNames = HfNames {
         ("attn_output", "model.layers.{l}.self_attn.o_proj"),
         ("attn_q_norm", "model.layers.{l}.self_attn.q_norm"),
         ("attn_k_norm", "model.layers.{l}.self_attn.k_norm"),
-        ("post_attention_norm", "model.layers.{l}.post_attention_layernorm"),
+        (
+            "post_attention_norm",
+            "model.layers.{l}.post_attention_layernorm",
+        ),
         ("ffn_norm", "model.layers.{l}.pre_feedforward_layernorm"),
         ("ffn_gate", "model.layers.{l}.mlp.gate_proj"),
         ("ffn_up", "model.layers.{l}.mlp.up_proj"),
         ("ffn_down", "model.layers.{l}.mlp.down_proj"),
-        ("post_ffw_norm", "model.layers.{l}.post_feedforward_layernorm"),
+        (
+            "post_ffw_norm",
+            "model.layers.{l}.post_feedforward_layernorm",
+        ),
     ],
 };
 
@@ -336,7 +343,11 @@ impl Arch {
 
     /// Every GGUF architecture name gpt-rs runs, for error messages.
     pub fn gguf_names() -> String {
-        let names: Vec<&str> = ARCHITECTURES.iter().flat_map(|s| s.gguf_names).copied().collect();
+        let names: Vec<&str> = ARCHITECTURES
+            .iter()
+            .flat_map(|s| s.gguf_names)
+            .copied()
+            .collect();
         names.join(", ")
     }
 
@@ -385,7 +396,10 @@ mod tests {
             t(Arch::Gpt2, "blk.1.attn_qkv.bias").as_deref(),
             Some("h.1.attn.c_attn.bias")
         );
-        assert_eq!(t(Arch::Gpt2, "output.weight").as_deref(), Some("lm_head.weight"));
+        assert_eq!(
+            t(Arch::Gpt2, "output.weight").as_deref(),
+            Some("lm_head.weight")
+        );
         assert_eq!(t(Arch::Llama, "blk.0.post_ffw_norm.weight"), None);
     }
 }

@@ -135,7 +135,10 @@ impl Config {
             Some("linear") => {
                 let f = g.get_f64_opt(&key("rope.scaling.factor"))?.unwrap_or(1.0);
                 if !(f.is_finite() && f > 0.0) {
-                    return Err(field_err("rope.scaling.factor", format!("{f} is not positive")));
+                    return Err(field_err(
+                        "rope.scaling.factor",
+                        format!("{f} is not positive"),
+                    ));
                 }
                 f as f32
             }
@@ -183,7 +186,12 @@ impl Config {
         // llama.cpp's fixed 10 000.
         let rope_theta_sliding = match g.get_f64_opt(&key("rope.freq_base_swa"))? {
             Some(t) if t.is_finite() && t > 0.0 => Some(t as f32),
-            Some(t) => return Err(field_err("rope.freq_base_swa", format!("{t} is not positive"))),
+            Some(t) => {
+                return Err(field_err(
+                    "rope.freq_base_swa",
+                    format!("{t} is not positive"),
+                ))
+            }
             None => spec.sliding_rope_theta,
         };
         // llama.cpp's gemma3: queries are scaled by 1/sqrt(HS), except in the 27B model (62

@@ -71,7 +71,10 @@ impl Source for GgufSource<'_> {
         if info.dims != [len as u64] {
             return Err(Error::Tensor {
                 name: name.into(),
-                msg: format!("expected shape ({len}) but {} has {:?}", self.g.name, info.dims),
+                msg: format!(
+                    "expected shape ({len}) but {} has {:?}",
+                    self.g.name, info.dims
+                ),
             });
         }
         Matrix::vector_f32(name, info.dtype, len, self.g.tensor_data(info))
@@ -191,9 +194,11 @@ impl ParamsSource<'_> {
 
 impl Source for ParamsSource<'_> {
     fn has(&self, name: &str) -> bool {
-        self.names
-            .translate(name)
-            .is_some_and(|hf| self.p.spec(&format!("{}{hf}", self.names.optional_prefix)).is_some())
+        self.names.translate(name).is_some_and(|hf| {
+            self.p
+                .spec(&format!("{}{hf}", self.names.optional_prefix))
+                .is_some()
+        })
     }
 
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
@@ -206,7 +211,9 @@ impl Source for ParamsSource<'_> {
 
     fn rows(&self, name: &str) -> Option<usize> {
         let hf = self.names.translate(name)?;
-        let s = self.p.spec(&format!("{}{hf}", self.names.optional_prefix))?;
+        let s = self
+            .p
+            .spec(&format!("{}{hf}", self.names.optional_prefix))?;
         (s.shape.len() == 2).then(|| s.shape[0])
     }
 
@@ -250,7 +257,10 @@ fn build(mut config: Config, src: &dyn Source, tied: bool) -> Result<Transformer
         } else {
             None
         };
-        Ok(Linear::new(src.matrix(&format!("{name}.weight"), rows, cols)?, bias))
+        Ok(Linear::new(
+            src.matrix(&format!("{name}.weight"), rows, cols)?,
+            bias,
+        ))
     };
     let norm = |name: &str, len: usize| -> Result<Norm> {
         let weight = src.vector(&format!("{name}.weight"), len)?;
@@ -318,7 +328,10 @@ fn build(mut config: Config, src: &dyn Source, tied: bool) -> Result<Transformer
             )
         };
         let (q_norm, k_norm) = if spec.qk_norm {
-            (Some(norm(&p("attn_q_norm"), hs)?), Some(norm(&p("attn_k_norm"), hs)?))
+            (
+                Some(norm(&p("attn_q_norm"), hs)?),
+                Some(norm(&p("attn_k_norm"), hs)?),
+            )
         } else {
             (None, None)
         };
@@ -346,7 +359,10 @@ fn build(mut config: Config, src: &dyn Source, tied: bool) -> Result<Transformer
                             .map_err(|_| Error::Invalid("ffn_up split".into()))?;
                     (g, u)
                 } else {
-                    (linear(&p("ffn_gate"), c.d_ff, dm)?, linear(&p("ffn_up"), c.d_ff, dm)?)
+                    (
+                        linear(&p("ffn_gate"), c.d_ff, dm)?,
+                        linear(&p("ffn_up"), c.d_ff, dm)?,
+                    )
                 };
                 let down = linear(&p("ffn_down"), dm, c.d_ff)?;
                 match spec.mlp {
@@ -608,4 +624,3 @@ impl LoadedModel {
         ids
     }
 }
-
