@@ -152,8 +152,8 @@ fn tokenizer_json_ids_and_decoding_match_hugging_face() {
 /// skipped, gives the text back. That leaves out what the two treat differently by design: text
 /// starting with a space (llama.cpp always adds its `▁`, `Metaspace` adds none there), special
 /// tokens typed in text (user-defined ones too: llama.cpp puts its `▁` after every one), and
-/// characters a vocabulary cannot spell (llama.cpp has no unknown-token
-/// fallback for them; these tiny vocabularies have no byte pieces).
+/// characters a vocabulary cannot spell (llama.cpp has no unknown-token fallback for them; these
+/// tiny vocabularies have no byte pieces).
 fn gguf_agrees(c: &Case, gguf: &Tokenizer) -> bool {
     !c.text.is_empty()
         && c.decoded_skip_special == c.text
