@@ -2,6 +2,7 @@
 //! `vocab.bpe`, and Hugging Face's `tokenizer.json`. (GGUF vocabularies are read with the rest of
 //! the GGUF metadata in `formats::gguf`.) Every problem is an [`Error::Tokenizer`] naming the file.
 
+use super::spm::SpacePrefix;
 use super::{
     Pretokenizer, TokenizerModel, TokenizerSpec, TOKEN_TYPE_BYTE, TOKEN_TYPE_CONTROL,
     TOKEN_TYPE_NORMAL, TOKEN_TYPE_USER_DEFINED,
@@ -114,6 +115,8 @@ pub(super) struct TokenizerJson {
     pub spec: TokenizerSpec,
     pub pre: Pretokenizer,
     pub ignore_merges: bool,
+    /// SentencePiece-style files: how Hugging Face runs them.
+    pub spm: Option<super::HfSpmOptions>,
 }
 
 /// The Llama 3 split pattern as Hugging Face stores it.
@@ -148,8 +151,8 @@ pub(super) fn tokenizer_json_spec(path: &Path) -> Result<TokenizerJson> {
             }
         }
     }
-    if let Some(add_space_prefix) = spm_json_options(path, &v)? {
-        return spm_json_spec(path, &v, model, add_space_prefix);
+    if let Some(prefix) = spm_json_options(path, &v)? {
+        return spm_json_spec(path, &v, model, prefix);
     }
     let pre_tok = v.get("pre_tokenizer").unwrap_or(&Value::Null);
     let steps: Vec<&Value> = match pre_tok.get("type").and_then(Value::as_str) {
@@ -275,6 +278,7 @@ pub(super) fn tokenizer_json_spec(path: &Path) -> Result<TokenizerJson> {
         },
         pre,
         ignore_merges,
+        spm: None,
     })
 }
 
@@ -293,9 +297,9 @@ fn steps_of<'a>(v: &'a Value, list_key: &str) -> Vec<&'a Value> {
 
 /// Whether a `tokenizer.json` is SentencePiece-style BPE (Llama 2, Mistral v0.1, Phi-3, Gemma):
 /// spaces become `▁` by a normalizer `Replace(" ", "▁")` (with `Prepend("▁")` when a space is put
-/// before the text) or by a `Metaspace` pre-tokenizer that does not split. Returns
-/// `Some(add_space_prefix)` for such a file, `None` for a byte-level one.
-fn spm_json_options(path: &Path, v: &Value) -> Result<Option<bool>> {
+/// before the text) or by a `Metaspace` pre-tokenizer that does not split. Returns where the
+/// file puts a `▁` before the text for such a file, `None` for a byte-level one.
+fn spm_json_options(path: &Path, v: &Value) -> Result<Option<SpacePrefix>> {
     let ty = |s: &Value| {
         s.get("type")
             .and_then(Value::as_str)
@@ -339,11 +343,34 @@ fn spm_json_options(path: &Path, v: &Value) -> Result<Option<bool>> {
                 "unsupported tokenizer.json: a Metaspace pre-tokenizer that splits the text",
             ));
         }
-        let scheme = str_of(m, "prepend_scheme").unwrap_or_else(|| "always".into());
+        // Older files say only `add_prefix_space`, which meant "always".
         let legacy = m.get("add_prefix_space").and_then(Value::as_bool);
-        return Ok(Some(legacy.unwrap_or(scheme != "never")));
+        let scheme = match legacy {
+            Some(true) => "always".to_owned(),
+            Some(false) => "never".to_owned(),
+            None => str_of(m, "prepend_scheme").unwrap_or_else(|| "always".into()),
+        };
+        return match scheme.as_str() {
+            "always" => Ok(Some(SpacePrefix::UnlessSpace)),
+            "first" => Ok(Some(SpacePrefix::FirstUnlessSpace)),
+            "never" => Ok(Some(SpacePrefix::Never)),
+            other => Err(file_err(
+                path,
+                format!("unsupported Metaspace prepend_scheme {other:?}"),
+            )),
+        };
     }
-    if !pre.is_empty() {
+    // Gemma's Split(" ") runs after the normalizer has replaced every space: it never splits.
+    let splits_nothing = |s: &Value| {
+        ty(s) == "Split"
+            && s.get("pattern")
+                .and_then(|p| p.get("String"))
+                .and_then(Value::as_str)
+                == Some(" ")
+    };
+    if replaces_space && pre.iter().all(|s| splits_nothing(s)) {
+        // ok: no pre-tokenizer in effect
+    } else if !pre.is_empty() {
         return Err(file_err(
             path,
             format!(
@@ -356,7 +383,22 @@ fn spm_json_options(path: &Path, v: &Value) -> Result<Option<bool>> {
     let prepends = normalizer.iter().any(|s| {
         ty(s) == "Prepend" && str_of(s, "prepend").as_deref() == Some(super::spm::SPACE_MARK)
     });
-    Ok(Some(prepends))
+    Ok(Some(if prepends {
+        SpacePrefix::EveryFragment
+    } else {
+        SpacePrefix::Never
+    }))
+}
+
+/// Whether a `tokenizer.json` decoder drops one leading space (`Strip(" ", 1, 0)`, which
+/// SentencePiece-style files put after `Fuse`).
+fn json_decoder_strips_space(v: &Value) -> bool {
+    let dec = v.get("decoder").unwrap_or(&Value::Null);
+    steps_of(dec, "decoders").iter().any(|s| {
+        s.get("type").and_then(Value::as_str) == Some("Strip")
+            && s.get("content").and_then(Value::as_str) == Some(" ")
+            && s.get("start").and_then(Value::as_u64) == Some(1)
+    })
 }
 
 /// Tokens indexed by id and the token types of the added tokens (special -> control, else
@@ -442,15 +484,15 @@ fn json_bos(v: &Value, tokens: &[String]) -> Option<u32> {
     tokens.iter().position(|t| t == name).map(|i| i as u32)
 }
 
-/// A SentencePiece-style `tokenizer.json`. It stores merges, not SentencePiece's scores: a
-/// piece's score is minus the rank of the merge that makes it (so the highest-priority merge
-/// wins, as in the merge loop Hugging Face runs), single characters and byte pieces score 0, and
-/// longer pieces no merge makes get -inf, which keeps them out of the merge table.
+/// A SentencePiece-style `tokenizer.json`. It stores merges, not SentencePiece's scores; they
+/// are run as Hugging Face runs them, by rank over token pairs (see [`super::spm`]). The scores
+/// kept in the spec (minus the rank of the first merge that makes a piece; single characters 0;
+/// -inf for longer pieces no merge makes) are for inspection only.
 fn spm_json_spec(
     path: &Path,
     v: &Value,
     model: &Value,
-    add_space_prefix: bool,
+    prefix: SpacePrefix,
 ) -> Result<TokenizerJson> {
     let (tokens, added) = json_vocab(path, v, model)?;
     let merges = json_merges(path, model)?;
@@ -497,20 +539,30 @@ fn spm_json_spec(
         .and_then(Value::as_str)
         .and_then(|u| index.get(u).copied());
     let bos_id = json_bos(v, &tokens);
+    let fuse_unk = model
+        .get("fuse_unk")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     Ok(TokenizerJson {
         spec: TokenizerSpec {
             model: TokenizerModel::SentencePiece,
             tokens,
             token_types: Some(types),
             scores: Some(scores),
+            merges,
             bos_id,
             add_bos: bos_id.is_some(),
             unk_id,
-            add_space_prefix,
+            add_space_prefix: prefix != SpacePrefix::Never,
             ..Default::default()
         },
         pre: Pretokenizer::Gpt2,
         ignore_merges: false,
+        spm: Some(super::HfSpmOptions {
+            prefix,
+            strip_space: json_decoder_strips_space(v),
+            fuse_unk,
+        }),
     })
 }
 

@@ -40,7 +40,7 @@ pub use train::{train, TrainConfig, TrainedBpe};
 use crate::{Error, Result};
 use bpe::{Bpe, FxHashMap, Merge, Scratch, NO_TOKEN};
 use special::{Segment, SpecialMatcher};
-use spm::{Spm, SpmScratch};
+use spm::{SpacePrefix, Spm, SpmScratch};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -82,7 +82,8 @@ pub struct TokenizerSpec {
     pub token_types: Option<Vec<i32>>,
     /// SentencePiece piece scores, one per token (higher merges first). Absent: all 0.
     pub scores: Option<Vec<f32>>,
-    /// Byte-level BPE merge rules "a b" in priority order (rank 0 first).
+    /// BPE merge rules "a b" in priority order (rank 0 first): byte-level BPE's, and those of a
+    /// SentencePiece-style `tokenizer.json` (GGUF SentencePiece vocabularies have scores instead).
     pub merges: Vec<String>,
     /// Pre-tokenizer name as in GGUF's `tokenizer.ggml.pre` ("gpt2", "smollm", "llama-bpe", ...);
     /// unused by SentencePiece.
@@ -114,7 +115,11 @@ enum Model {
     },
     SentencePiece {
         spm: Spm,
-        add_space_prefix: bool,
+        /// Where a `▁` goes before a text fragment.
+        prefix: SpacePrefix,
+        /// Decoding drops one leading space (llama.cpp with `add_space_prefix`; a Hugging Face
+        /// decoder ending in `Strip(" ", 1, 0)`).
+        strip_space: bool,
     },
 }
 
@@ -148,6 +153,14 @@ struct BuildOptions {
     /// vocabulary becomes that token without running the merges, even where the merges would
     /// split it differently.
     ignore_merges: bool,
+}
+
+/// How a SentencePiece-style vocabulary from a `tokenizer.json` runs: as Hugging Face's BPE model
+/// and normalizer do, which is not llama.cpp's way for a GGUF (see [`spm`]).
+pub(crate) struct HfSpmOptions {
+    pub prefix: SpacePrefix,
+    pub strip_space: bool,
+    pub fuse_unk: bool,
 }
 
 /// Which part of a spec a build error is about, so a GGUF loader can name its key.
@@ -207,7 +220,7 @@ impl Tokenizer {
                 let ignore_merges = pre == Pretokenizer::Llama3;
                 Self::build(spec, pre, BuildOptions { ignore_merges })
             }
-            TokenizerModel::SentencePiece => Self::build_spm(spec),
+            TokenizerModel::SentencePiece => Self::build_spm(spec, None),
         }
     }
 
@@ -232,7 +245,7 @@ impl Tokenizer {
     pub fn from_tokenizer_json(path: &Path) -> Result<Tokenizer> {
         let parsed = io::tokenizer_json_spec(path)?;
         let built = match parsed.spec.model {
-            TokenizerModel::SentencePiece => Self::build_spm(parsed.spec),
+            TokenizerModel::SentencePiece => Self::build_spm(parsed.spec, parsed.spm.as_ref()),
             TokenizerModel::ByteLevelBpe => Self::build(
                 parsed.spec,
                 parsed.pre,
@@ -342,8 +355,9 @@ impl Tokenizer {
         map
     }
 
-    /// A SentencePiece-style vocabulary: scores, `▁` for spaces, `<0xNN>` byte fallback.
-    fn build_spm(spec: TokenizerSpec) -> Built {
+    /// A SentencePiece-style vocabulary: scores, `▁` for spaces, `<0xNN>` byte fallback. With
+    /// `hf`, `spec.merges` are Hugging Face's merges, run by rank over token pairs.
+    fn build_spm(spec: TokenizerSpec, hf: Option<&HfSpmOptions>) -> Built {
         let mut types = Self::check_common(&spec)?;
         let n = spec.tokens.len();
         if let Some(s) = &spec.scores {
@@ -433,6 +447,32 @@ impl Tokenizer {
             byte_ids,
             spec.unk_id,
         );
+        let (spm, prefix, strip_space) = match hf {
+            None => {
+                let prefix = if spec.add_space_prefix {
+                    SpacePrefix::AfterSpecial
+                } else {
+                    SpacePrefix::Never
+                };
+                (spm, prefix, spec.add_space_prefix)
+            }
+            Some(o) => {
+                let mut merges = Vec::with_capacity(spec.merges.len());
+                for (rank, line) in spec.merges.iter().enumerate() {
+                    let found = line.split_once(' ').and_then(|(l, r)| {
+                        let id = |t: &str| token_to_id.get(t).copied();
+                        Some(((id(l)?, id(r)?), id(&format!("{l}{r}"))?))
+                    });
+                    merges.push(found.ok_or_else(|| {
+                        (
+                            Part::Merges,
+                            format!("merge {rank} {line:?}: a token is not in the vocabulary"),
+                        )
+                    })?);
+                }
+                (spm.with_merges(merges, o.fuse_unk), o.prefix, o.strip_space)
+            }
+        };
         let (specials, user_defined) = Self::matchers(&spec.tokens, &types);
         Ok(Tokenizer {
             tokens: spec.tokens,
@@ -444,7 +484,8 @@ impl Tokenizer {
             user_defined,
             model: Model::SentencePiece {
                 spm,
-                add_space_prefix: spec.add_space_prefix,
+                prefix,
+                strip_space,
             },
             bos_id: spec.bos_id,
             eos_id: spec.eos_id,
@@ -660,12 +701,13 @@ impl Tokenizer {
 
     /// Text for a reader, as llama.cpp's `detokenize`: control and unknown tokens (BOS, EOS,
     /// `<start_of_turn>`) appear only if `render_special`; where the tokenizer put a space
-    /// before the text (`add_space_prefix`), that space is removed again from the first token.
+    /// before the text (`add_space_prefix`, or a tokenizer.json decoder that strips it), that
+    /// space is removed again from the first token.
     pub fn decode_text(&self, ids: &[u32], render_special: bool) -> String {
         let strip = matches!(
             self.model,
             Model::SentencePiece {
-                add_space_prefix: true,
+                strip_space: true,
                 ..
             }
         );
@@ -767,6 +809,8 @@ struct Encoder<'t, 'a> {
     /// The last segment was a special token (or there was none yet): llama.cpp then puts the
     /// SentencePiece space prefix before the next text.
     after_special: bool,
+    /// No segment yet: the next text starts the whole text.
+    first: bool,
 }
 
 impl<'t, 'a> Encoder<'t, 'a> {
@@ -779,12 +823,14 @@ impl<'t, 'a> Encoder<'t, 'a> {
             scratch: Scratch::default(),
             spm: SpmScratch::default(),
             after_special: true,
+            first: true,
         }
     }
 
     fn special(&mut self, id: u32) {
         self.out.push(id);
         self.after_special = true;
+        self.first = false;
     }
 
     fn text(&mut self, text: &'a str) {
@@ -794,17 +840,15 @@ impl<'t, 'a> Encoder<'t, 'a> {
         let tok = self.tok;
         match &tok.model {
             Model::ByteLevel { pre, .. } => pre.split(text, |piece| self.piece(piece.as_bytes())),
-            Model::SentencePiece {
-                spm,
-                add_space_prefix,
-            } => spm.encode(
+            Model::SentencePiece { spm, prefix, .. } => spm.encode(
                 text,
-                *add_space_prefix && self.after_special,
+                prefix.applies(text, self.first, self.after_special),
                 &mut self.out,
                 &mut self.spm,
             ),
         }
         self.after_special = false;
+        self.first = false;
     }
 
     #[inline]

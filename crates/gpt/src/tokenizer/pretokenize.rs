@@ -92,6 +92,43 @@ impl Pretokenizer {
         }
     }
 
+    /// Splits `text`, a prefix of a longer text, as far as the rest cannot change: calls `f` on
+    /// each piece that is also a piece of every longer text, in order, and returns the byte offset
+    /// where the undecided rest begins (a piece boundary, so splitting from there on gives the
+    /// longer text's remaining pieces; every split here restarts cleanly at a piece boundary, as
+    /// it never looks behind).
+    ///
+    /// Held back: the last piece (a run it ends with may go on) and, if `text` ends in
+    /// whitespace, every piece from the one holding the start of that whitespace run. A run that
+    /// reaches the end is undecided as a whole: Llama 3's `\s*[\r\n]+` takes a run up to its last
+    /// newline so far, so "\n " splits as "\n", " " but "\n \n" is one piece; in GPT-2's
+    /// `\s+(?!\S)` the run's last character goes to the next piece only if a non-space follows.
+    /// A piece that ends before the trailing run, or at a character that is not whitespace, was
+    /// decided by characters that are all in `text`.
+    pub fn split_decided<'a>(&self, text: &'a str, mut f: impl FnMut(&'a str)) -> usize {
+        let open_from = text.trim_end_matches(|c| class(c) == Class::Space).len();
+        // The last piece seen, and where it starts; it is emitted once a later one arrives.
+        let mut last: Option<(&'a str, usize)> = None;
+        let mut at = 0;
+        let mut held_from = None;
+        self.split(text, |piece| {
+            if let Some((p, start)) = last.take() {
+                if held_from.is_none() && start + p.len() <= open_from {
+                    f(p);
+                } else {
+                    held_from.get_or_insert(start);
+                }
+            }
+            last = Some((piece, at));
+            at += piece.len();
+        });
+        match (held_from, last) {
+            (Some(h), _) => h,
+            (None, Some((_, start))) => start,
+            (None, None) => 0,
+        }
+    }
+
     /// The pieces of `text` as a vector (for tests and inspection; encoding uses [`Self::split`]).
     pub fn pieces<'a>(&self, text: &'a str) -> Vec<&'a str> {
         let mut v = Vec::new();

@@ -11,6 +11,13 @@
 //! characters of a fragment. Unlike llama.cpp, control, unknown and byte tokens never take part
 //! in merges: typed text must not turn into `<start_of_turn>` or into a byte token whose
 //! decoding differs from what was typed.
+//!
+//! A Hugging Face `tokenizer.json` of this kind stores merges, not scores, and `tokenizers` runs
+//! them as its BPE model does ([`Spm::with_merges`]): each character is its vocabulary token (or
+//! its byte-fallback tokens, or one unknown token for a run of unknown characters with
+//! `fuse_unk`), then the adjacent pair of *tokens* with the lowest merge rank merges, the
+//! leftmost on a tie. That is not score-greedy on pieces: a merge "a bc" does not fire for the
+//! symbols "ab" "c", though both spell the piece "abc".
 
 use super::bpe::FxHashMap;
 use std::cmp::Ordering;
@@ -28,6 +35,52 @@ pub struct Spm {
     /// pieces (then a character that is not a piece becomes `unk_id`).
     byte_ids: Option<Box<[u32; 256]>>,
     unk_id: Option<u32>,
+    /// Hugging Face's merges by token pair: (left id, right id) -> (rank, merged id). When set,
+    /// merges go by rank over token pairs instead of by piece score.
+    merges: Option<Box<PairMerges>>,
+}
+
+/// Hugging Face BPE's merge table and its unknown-token rule.
+#[derive(Debug, Clone)]
+struct PairMerges {
+    table: FxHashMap<(u32, u32), (u32, u32)>,
+    /// A run of characters without a token becomes one unknown token (`fuse_unk`).
+    fuse_unk: bool,
+}
+
+/// Where a space (`▁`) is put before a text fragment: the conventions of llama.cpp and of Hugging
+/// Face's normalizers and pre-tokenizers. A fragment is the text before, between or after the
+/// special tokens matched in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpacePrefix {
+    /// No space is added.
+    Never,
+    /// llama.cpp's `add_space_prefix`: before the first fragment and before every fragment that
+    /// follows a special token, even if it starts with a space.
+    AfterSpecial,
+    /// Hugging Face's `Prepend("▁")` normalizer, which runs on every fragment: before every
+    /// non-empty fragment.
+    EveryFragment,
+    /// Hugging Face's `Metaspace` with `prepend_scheme` "always": before every fragment that does
+    /// not already start with a space.
+    UnlessSpace,
+    /// `Metaspace` with `prepend_scheme` "first": only before a fragment at the very start of
+    /// the text (not after a special token), and only if it does not start with a space.
+    FirstUnlessSpace,
+}
+
+impl SpacePrefix {
+    /// Whether a fragment gets the space: `first` if it starts the text, `after_special` if a
+    /// special token (or nothing) came before it.
+    pub fn applies(self, text: &str, first: bool, after_special: bool) -> bool {
+        match self {
+            SpacePrefix::Never => false,
+            SpacePrefix::AfterSpecial => after_special,
+            SpacePrefix::EveryFragment => !text.is_empty(),
+            SpacePrefix::UnlessSpace => !text.starts_with(' '),
+            SpacePrefix::FirstUnlessSpace => first && !text.starts_with(' '),
+        }
+    }
 }
 
 /// One symbol: a byte range of the normalized text, linked to its neighbours.
@@ -35,6 +88,8 @@ pub struct Spm {
 struct Symbol {
     prev: i32,
     next: i32,
+    /// Its token, when merging by token pairs ([`Spm::with_merges`]).
+    id: u32,
     start: u32,
     /// Byte length; 0 once merged into its left neighbour.
     len: u32,
@@ -97,7 +152,23 @@ impl Spm {
             pieces: map,
             byte_ids: byte_ids.map(Box::new),
             unk_id,
+            merges: None,
         }
+    }
+
+    /// Hugging Face BPE semantics: `merges` are `((left id, right id), merged id)` in rank order
+    /// (the first of equal pairs wins); the pieces' scores are then unused.
+    pub fn with_merges(
+        mut self,
+        merges: impl IntoIterator<Item = ((u32, u32), u32)>,
+        fuse_unk: bool,
+    ) -> Spm {
+        let mut table = FxHashMap::default();
+        for (rank, (pair, id)) in merges.into_iter().enumerate() {
+            table.entry(pair).or_insert((rank as u32, id));
+        }
+        self.merges = Some(Box::new(PairMerges { table, fuse_unk }));
+        self
     }
 
     fn piece(&self, bytes: &[u8]) -> Option<(u32, f32)> {
@@ -123,14 +194,26 @@ impl Spm {
         // The normalized text is valid UTF-8 (a str with spaces replaced by a character).
         let norm = std::str::from_utf8(&s.text).unwrap_or_default();
         s.symbols.clear();
-        let n_chars = norm.chars().count();
-        for (i, (start, c)) in norm.char_indices().enumerate() {
-            s.symbols.push(Symbol {
-                prev: i as i32 - 1,
-                next: if i + 1 == n_chars { -1 } else { i as i32 + 1 },
-                start: start as u32,
-                len: c.len_utf8() as u32,
-            });
+        if self.merges.is_some() {
+            self.token_symbols(norm, &mut s.symbols);
+        } else {
+            for (start, c) in norm.char_indices() {
+                s.symbols.push(Symbol {
+                    prev: 0,
+                    next: 0,
+                    id: 0,
+                    start: start as u32,
+                    len: c.len_utf8() as u32,
+                });
+            }
+        }
+        if s.symbols.is_empty() {
+            return;
+        }
+        let n = s.symbols.len();
+        for (i, sym) in s.symbols.iter_mut().enumerate() {
+            sym.prev = i as i32 - 1;
+            sym.next = if i + 1 == n { -1 } else { i as i32 + 1 };
         }
         s.queue.clear();
         for i in 1..s.symbols.len() as i32 {
@@ -144,6 +227,10 @@ impl Spm {
             }
             s.symbols[l].len += rl;
             s.symbols[r].len = 0;
+            if let Some(m) = &self.merges {
+                let pair = (s.symbols[l].id, s.symbols[r].id);
+                s.symbols[l].id = m.table.get(&pair).map_or(s.symbols[l].id, |&(_, id)| id);
+            }
             let next = s.symbols[r].next;
             s.symbols[l].next = next;
             if next >= 0 {
@@ -156,9 +243,47 @@ impl Spm {
         let mut i = 0i32;
         while i >= 0 {
             let sym = s.symbols[i as usize];
-            let bytes = &s.text[sym.start as usize..(sym.start + sym.len) as usize];
-            self.emit(bytes, out);
+            if self.merges.is_some() {
+                out.push(sym.id);
+            } else {
+                let bytes = &s.text[sym.start as usize..(sym.start + sym.len) as usize];
+                self.emit(bytes, out);
+            }
             i = sym.next;
+        }
+    }
+
+    /// Hugging Face BPE's first symbols (its `merge_word`): each character as its token, else
+    /// its bytes' fallback tokens (if the vocabulary has them), else the unknown token, one per
+    /// run of such characters with `fuse_unk`; dropped if there is no unknown token.
+    fn token_symbols(&self, norm: &str, symbols: &mut Vec<Symbol>) {
+        let fuse_unk = self.merges.as_ref().is_some_and(|m| m.fuse_unk);
+        let mut unk_open = false;
+        let symbol = |id: u32, start: usize, len: usize| Symbol {
+            prev: 0,
+            next: 0,
+            id,
+            start: start as u32,
+            len: len as u32,
+        };
+        for (start, c) in norm.char_indices() {
+            let len = c.len_utf8();
+            let bytes = &norm.as_bytes()[start..start + len];
+            if let Some((id, _)) = self.piece(bytes) {
+                symbols.push(symbol(id, start, len));
+                unk_open = false;
+            } else if let Some(ids) = &self.byte_ids {
+                for (k, &b) in bytes.iter().enumerate() {
+                    symbols.push(symbol(ids[b as usize], start + k, 1));
+                }
+                unk_open = false;
+            } else if let Some(unk) = self.unk_id {
+                match symbols.last_mut() {
+                    Some(last) if unk_open && fuse_unk => last.len += len as u32,
+                    _ => symbols.push(symbol(unk, start, len)),
+                }
+                unk_open = true;
+            }
         }
     }
 
@@ -169,6 +294,18 @@ impl Spm {
         }
         let (l, r) = (s.symbols[left as usize], s.symbols[right as usize]);
         let size = l.len + r.len;
+        if let Some(m) = &self.merges {
+            if let Some(&(rank, _)) = m.table.get(&(l.id, r.id)) {
+                // Ranks are below 2^24 (the vocabulary bounds them), so exact as f32.
+                s.queue.push(Bigram {
+                    score: -(rank as f32),
+                    left,
+                    right,
+                    size,
+                });
+            }
+            return;
+        }
         let text = &s.text[l.start as usize..(l.start + size) as usize];
         if let Some((_, score)) = self.piece(text) {
             s.queue.push(Bigram {

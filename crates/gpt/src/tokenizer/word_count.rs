@@ -3,13 +3,13 @@
 //! number of distinct pre-tokens, never by the size of the corpus.
 //!
 //! Files are streamed in chunks. A chunk boundary must not change the split, so after splitting
-//! a chunk the last piece is held back and re-split with the next chunk: every earlier piece is
-//! final, because a split pattern's alternatives only look past a piece's end when the piece runs
-//! to the end of the text (a greedy run or a `(?!\S)` that reaches the end succeeds there and
-//! becomes the last piece). Cutting at newlines would not be exact: in GPT-2's pattern a run of
-//! whitespace such as " \n\n" crosses lines. A special token cut by the boundary is held back the
-//! same way. The test `chunked_counts_equal_whole_text_counts` checks all this against counting
-//! the whole text at once.
+//! a chunk the pieces more text could still change are held back and re-split with the next
+//! chunk: the last piece, and all of a whitespace run that reaches the chunk's end
+//! ([`Pretokenizer::split_decided`]; in Llama 3's `\s*[\r\n]+` "\n " is two pieces but "\n \n"
+//! one, so holding back only the last piece is not enough). Cutting at newlines would not be
+//! exact: in GPT-2's pattern a run of whitespace such as " \n\n" crosses lines. A special token
+//! cut by the boundary is held back the same way. The test `chunked_counts_equal_whole_text_counts`
+//! checks all this against counting the whole text at once.
 //!
 //! The corpus must be UTF-8: the pre-tokenizer's classes (`\p{L}`, `\s`, ...) are defined on
 //! characters, and [`super::Tokenizer::encode`] only takes text. An invalid byte is an error naming
@@ -165,16 +165,9 @@ impl WordCounter {
                 pre.split(t, |piece| count(counts, piece));
                 continue;
             }
-            // The last text: all but its last piece.
-            let mut prev: Option<&str> = None;
-            pre.split(t, |piece| {
-                if let Some(p) = prev.replace(piece) {
-                    count(counts, p);
-                }
-            });
-            if let Some(p) = prev {
-                tail = p.as_ptr() as usize - base;
-            }
+            // The last text: the pieces more text cannot change.
+            let rest = pre.split_decided(t, |piece| count(counts, piece));
+            tail = t.as_ptr() as usize - base + rest;
         }
         tail
     }
@@ -280,6 +273,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_whitespace_run_cut_by_a_chunk_is_split_as_a_whole() {
+        // Llama 3's `\s*[\r\n]+` makes "\n \n" one piece, though "\n " alone is "\n", " ".
+        let specials = [];
+        for pre in [Pretokenizer::Llama3, Pretokenizer::Qwen2] {
+            let text = "a\n \n\t b";
+            let want = whole(pre, &specials, text);
+            assert_eq!(want.get("\n \n"), Some(&1), "{pre:?}");
+            for chunk in 1..text.len() + 1 {
+                assert_eq!(
+                    chunked(pre, &specials, text, chunk),
+                    want,
+                    "{pre:?} {chunk}"
+                );
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn chunked_counts_equal_whole_text_counts(
@@ -287,7 +298,12 @@ mod tests {
             chunk in 1usize..16,
         ) {
             let specials = ["<|x|>".to_string()];
-            for pre in [Pretokenizer::Gpt2, Pretokenizer::Smollm, Pretokenizer::Llama3] {
+            for pre in [
+                Pretokenizer::Gpt2,
+                Pretokenizer::Smollm,
+                Pretokenizer::Llama3,
+                Pretokenizer::Qwen2,
+            ] {
                 prop_assert_eq!(
                     chunked(pre, &specials, &text, chunk),
                     whole(pre, &specials, &text)
