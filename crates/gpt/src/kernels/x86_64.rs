@@ -1404,11 +1404,11 @@ const PANEL_BLOCK_BYTES: usize = QK * PANEL_ROWS;
 #[derive(Default)]
 pub(super) struct Panel {
     /// (kb, 8, 16, 4): for block b and group g, element 4g+e of row j at [b][g][j][e], as u8:
-    /// q for Q4_1 and Q4_0 (0..15), q + 128 for Q8_0.
+    /// q for Q4_1 and Q4_0 (0..15) and Q5_1 and Q5_0 (0..31), q + 128 for Q8_0.
     q: Vec<u8>,
     /// (kb, 16): each row's block scale d.
     d: Vec<f32>,
-    /// (kb, 16): each row's block min m (Q4_1 only).
+    /// (kb, 16): each row's block min m (Q4_1 and Q5_1 only).
     m: Vec<f32>,
 }
 
@@ -1421,15 +1421,25 @@ pub(super) enum PanelType {
     Q4_0,
     /// value = d*q, stored as q + 128.
     Q8_0,
+    /// value = d*q + m, q in 0..32.
+    Q5_1,
+    /// value = d*(q - 16).
+    Q5_0,
 }
 
 impl PanelType {
     fn offset(self) -> i32 {
         match self {
-            PanelType::Q4_1 => 0,
+            PanelType::Q4_1 | PanelType::Q5_1 => 0,
             PanelType::Q4_0 => 8,
+            PanelType::Q5_0 => 16,
             PanelType::Q8_0 => 128,
         }
+    }
+
+    /// value = d*q + m: the activation block's sum s_a carries the min term.
+    pub(super) fn has_min(self) -> bool {
+        matches!(self, PanelType::Q4_1 | PanelType::Q5_1)
     }
 }
 
@@ -1441,6 +1451,8 @@ pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel:
         PanelType::Q4_1 => Q4_1_BYTES,
         PanelType::Q4_0 => Q4_0_BYTES,
         PanelType::Q8_0 => Q8_0_BYTES,
+        PanelType::Q5_1 => Q5_1_BYTES,
+        PanelType::Q5_0 => Q5_0_BYTES,
     };
     panel.q.clear();
     panel.q.resize(kb * PANEL_BLOCK_BYTES, 0);
@@ -1462,11 +1474,17 @@ pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel:
                     _mm256_loadu_si256(p.add(2) as *const __m256i),
                     _mm256_set1_epi8(-128),
                 ),
+                PanelType::Q5_1 => {
+                    _mm256_or_si256(unpack_nibbles(p.add(8)), q5_high_bits(p.add(4)))
+                }
+                PanelType::Q5_0 => {
+                    _mm256_or_si256(unpack_nibbles(p.add(6)), q5_high_bits(p.add(2)))
+                }
             };
             let dst = panel.q.as_mut_ptr().add(b * PANEL_BLOCK_BYTES);
             _mm256_i32scatter_epi32::<4>(dst as *mut i32, index, q);
             panel.d[b * PANEL_ROWS + j] = f16_at(p);
-            if ty == PanelType::Q4_1 {
+            if ty.has_min() {
                 panel.m[b * PANEL_ROWS + j] = f16_at(p.add(2));
             }
         }
@@ -1485,16 +1503,17 @@ pub(super) struct ActSum {
 /// Which activation blocks a panel kernel reads.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum PanelActs {
-    /// One int8 plane: Q8_1 against Q4_1, Q8_0 (with [`ActSum`]s) against Q4_0/Q8_0.
+    /// One int8 plane: Q8_1 against Q4_1/Q5_1, Q8_0 (with [`ActSum`]s) against Q4_0/Q5_0/Q8_0.
     Q8,
-    /// [`BlockQ8x2`] against every type (with [`ActSum`]s against Q4_0/Q8_0).
+    /// [`BlockQ8x2`] against every type (with [`ActSum`]s against Q4_0/Q5_0/Q8_0).
     Q8x2,
 }
 
 /// out[i][j] = dot(panel row j, token i) for N tokens.
-/// `acts[i]` points at the token's `kb` activation blocks: Q8_1 (Q4_1 panel) or Q8_0 (Q4_0 and
-/// Q8_0 panels) for [`PanelActs::Q8`], [`BlockQ8x2`] for [`PanelActs::Q8x2`]. Against Q4_0 and
-/// Q8_0 panels `sums[i]` points at their `kb` [`ActSum`]s; against Q4_1 it is unused.
+/// `acts[i]` points at the token's `kb` activation blocks: Q8_1 (panels with a min, Q4_1 and
+/// Q5_1) or Q8_0 (the others) for [`PanelActs::Q8`], [`BlockQ8x2`] for [`PanelActs::Q8x2`].
+/// Against panels without a min `sums[i]` points at their `kb` [`ActSum`]s; otherwise it is
+/// unused.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn panel_dots<const N: usize>(
     ty: PanelType,
@@ -1507,10 +1526,10 @@ pub(super) unsafe fn panel_dots<const N: usize>(
     assert!(panel.q.len() >= kb * PANEL_BLOCK_BYTES && panel.d.len() >= kb * PANEL_ROWS);
     // The types are const parameters inside, so the loop carries no branches on them.
     match (ty, acts_kind) {
-        (PanelType::Q4_1, PanelActs::Q8) => {
+        (_, PanelActs::Q8) if ty.has_min() => {
             panel_dots_impl::<N, true, false>(0, panel, kb, acts, sums)
         }
-        (PanelType::Q4_1, PanelActs::Q8x2) => {
+        (_, PanelActs::Q8x2) if ty.has_min() => {
             panel_dots_impl::<N, true, true>(0, panel, kb, acts, sums)
         }
         (_, PanelActs::Q8) => {
