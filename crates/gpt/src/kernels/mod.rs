@@ -236,7 +236,11 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Avx512Vnni && t >= PANEL_MIN_TOKENS {
             if let (Some(ty), Some(acts)) = (panel_type(w.dtype), panel_acts(precision)) {
-                return panel_matmul(ty, acts, w, x, t, out);
+                // K-quant panels hold groups of 32 for two-plane activations; Q8 precision
+                // keeps llama.cpp's Q8_K activations, through the row kernels.
+                if !(ty.is_k() && acts == x86_64::PanelActs::Q8) {
+                    return panel_matmul(ty, acts, w, x, t, out);
+                }
             }
         }
         match (precision, w.dtype) {
@@ -1001,6 +1005,8 @@ fn panel_type(dtype: DType) -> Option<x86_64::PanelType> {
         DType::Q8_0 => Some(x86_64::PanelType::Q8_0),
         DType::Q5_1 => Some(x86_64::PanelType::Q5_1),
         DType::Q5_0 => Some(x86_64::PanelType::Q5_0),
+        DType::Q4_K => Some(x86_64::PanelType::Q4_K),
+        DType::Q5_K => Some(x86_64::PanelType::Q5_K),
         _ => None,
     }
 }

@@ -1412,7 +1412,9 @@ pub(super) struct Panel {
     m: Vec<f32>,
 }
 
-/// The weight types a panel holds, with the offset their u8 storage adds to q.
+/// The weight types a panel holds, with the offset their u8 storage adds to q (named as GGML
+/// names them).
+#[allow(non_camel_case_types)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum PanelType {
     /// value = d*q + m.
@@ -1425,12 +1427,18 @@ pub(super) enum PanelType {
     Q5_1,
     /// value = d*(q - 16).
     Q5_0,
+    /// Q4_K: each group of 32 packed like a Q4_1 block with d = d * sc and m = -dmin * m (its
+    /// 6-bit scale and min); the rounding of those two products is the only difference from
+    /// the row kernels.
+    Q4_K,
+    /// Q5_K, as [`PanelType::Q4_K`] with q in 0..32.
+    Q5_K,
 }
 
 impl PanelType {
     fn offset(self) -> i32 {
         match self {
-            PanelType::Q4_1 | PanelType::Q5_1 => 0,
+            PanelType::Q4_1 | PanelType::Q5_1 | PanelType::Q4_K | PanelType::Q5_K => 0,
             PanelType::Q4_0 => 8,
             PanelType::Q5_0 => 16,
             PanelType::Q8_0 => 128,
@@ -1439,7 +1447,15 @@ impl PanelType {
 
     /// value = d*q + m: the activation block's sum s_a carries the min term.
     pub(super) fn has_min(self) -> bool {
-        matches!(self, PanelType::Q4_1 | PanelType::Q5_1)
+        matches!(
+            self,
+            PanelType::Q4_1 | PanelType::Q5_1 | PanelType::Q4_K | PanelType::Q5_K
+        )
+    }
+
+    /// A K-quant: rows hold super-blocks of 256, packed as 8 groups of 32.
+    pub(super) fn is_k(self) -> bool {
+        matches!(self, PanelType::Q4_K | PanelType::Q5_K)
     }
 }
 
@@ -1453,7 +1469,11 @@ pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel:
         PanelType::Q8_0 => Q8_0_BYTES,
         PanelType::Q5_1 => Q5_1_BYTES,
         PanelType::Q5_0 => Q5_0_BYTES,
+        PanelType::Q4_K => Q4KW::BYTES,
+        PanelType::Q5_K => Q5KW::BYTES,
     };
+    // Weight blocks per row: kb groups of 32, or kb / 8 super-blocks.
+    let row_blocks = if ty.is_k() { kb / 8 } else { kb };
     panel.q.clear();
     panel.q.resize(kb * PANEL_BLOCK_BYTES, 0);
     panel.d.clear();
@@ -1463,9 +1483,23 @@ pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel:
     // Dword g of a row's 32 bytes goes to group g: 16 dwords apart.
     let groups = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
     for (j, row) in rows.iter().enumerate() {
-        assert!(row.len() >= kb * block_bytes);
+        assert!(row.len() >= row_blocks * block_bytes);
         let index = _mm256_add_epi32(groups, _mm256_set1_epi32(j as i32));
         for b in 0..kb {
+            let dst = panel.q.as_mut_ptr().add(b * PANEL_BLOCK_BYTES);
+            if ty.is_k() {
+                let (p, g) = (row.as_ptr().add(b / 8 * block_bytes), b % 8);
+                let (sc, m) = kquant::q4_k_scale_min(&scale_bytes(p.add(4)), g);
+                let q = if ty == PanelType::Q4_K {
+                    Q4KW::quants(p, g)
+                } else {
+                    Q5KW::quants(p, g)
+                };
+                _mm256_i32scatter_epi32::<4>(dst as *mut i32, index, q);
+                panel.d[b * PANEL_ROWS + j] = f16_at(p) * sc as f32;
+                panel.m[b * PANEL_ROWS + j] = -(f16_at(p.add(2)) * m as f32);
+                continue;
+            }
             let p = row.as_ptr().add(b * block_bytes);
             let q = match ty {
                 PanelType::Q4_1 => unpack_nibbles(p.add(4)),
@@ -1480,8 +1514,8 @@ pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel:
                 PanelType::Q5_0 => {
                     _mm256_or_si256(unpack_nibbles(p.add(6)), q5_high_bits(p.add(2)))
                 }
+                PanelType::Q4_K | PanelType::Q5_K => unreachable!("packed above"),
             };
-            let dst = panel.q.as_mut_ptr().add(b * PANEL_BLOCK_BYTES);
             _mm256_i32scatter_epi32::<4>(dst as *mut i32, index, q);
             panel.d[b * PANEL_ROWS + j] = f16_at(p);
             if ty.has_min() {
