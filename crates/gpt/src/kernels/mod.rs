@@ -1007,6 +1007,8 @@ fn panel_type(dtype: DType) -> Option<x86_64::PanelType> {
         DType::Q5_0 => Some(x86_64::PanelType::Q5_0),
         DType::Q4_K => Some(x86_64::PanelType::Q4_K),
         DType::Q5_K => Some(x86_64::PanelType::Q5_K),
+        DType::Q6_K => Some(x86_64::PanelType::Q6_K),
+        DType::Q3_K => Some(x86_64::PanelType::Q3_K),
         _ => None,
     }
 }
@@ -1091,11 +1093,11 @@ fn panel_matmul(
             with_scratch(&ACT_SUM_SCRATCH, t * kb, |sums| {
                 let lo_weight = quant::Q8X2_LO_SCALE as i32;
                 for (s, a) in sums.iter_mut().zip(acts.iter()) {
-                    let sum_hi: i32 = a.hi.iter().map(|&q| q as i32).sum();
-                    let sum_lo: i32 = a.lo.iter().map(|&q| q as i32).sum();
+                    let sum = |q: &[i8]| q.iter().map(|&q| q as i32).sum::<i32>();
                     *s = ActSum {
                         d: a.d,
-                        sum: lo_weight * sum_hi + sum_lo,
+                        sum: lo_weight * sum(&a.hi) + sum(&a.lo),
+                        half: lo_weight * sum(&a.hi[..16]) + sum(&a.lo[..16]),
                     };
                 }
                 run(bytes, block_bytes, sums, out);
@@ -1117,6 +1119,7 @@ fn panel_matmul(
                     *s = ActSum {
                         d: a.d.to_f32(),
                         sum: a.qs.iter().map(|&q| q as i32).sum(),
+                        half: a.qs[..16].iter().map(|&q| q as i32).sum(),
                     };
                 }
                 run(

@@ -1410,6 +1410,9 @@ pub(super) struct Panel {
     d: Vec<f32>,
     /// (kb, 16): each row's block min m (Q4_1 and Q5_1 only).
     m: Vec<f32>,
+    /// (kb, 16): the scale of elements 16..32 of each row's group, where it differs from the
+    /// scale of 0..16 in `d` (Q6_K and Q3_K only).
+    d2: Vec<f32>,
 }
 
 /// The weight types a panel holds, with the offset their u8 storage adds to q (named as GGML
@@ -1433,6 +1436,11 @@ pub(super) enum PanelType {
     Q4_K,
     /// Q5_K, as [`PanelType::Q4_K`] with q in 0..32.
     Q5_K,
+    /// Q6_K: q + 32 in 0..64 (offset 32), d = d * sc of elements 0..16 of each group of 32,
+    /// d2 = d * sc of 16..32.
+    Q6_K,
+    /// Q3_K: q + 4 in 0..8 (offset 4), scales as [`PanelType::Q6_K`].
+    Q3_K,
 }
 
 impl PanelType {
@@ -1441,6 +1449,8 @@ impl PanelType {
             PanelType::Q4_1 | PanelType::Q5_1 | PanelType::Q4_K | PanelType::Q5_K => 0,
             PanelType::Q4_0 => 8,
             PanelType::Q5_0 => 16,
+            PanelType::Q6_K => 32,
+            PanelType::Q3_K => 4,
             PanelType::Q8_0 => 128,
         }
     }
@@ -1455,7 +1465,15 @@ impl PanelType {
 
     /// A K-quant: rows hold super-blocks of 256, packed as 8 groups of 32.
     pub(super) fn is_k(self) -> bool {
-        matches!(self, PanelType::Q4_K | PanelType::Q5_K)
+        matches!(
+            self,
+            PanelType::Q4_K | PanelType::Q5_K | PanelType::Q6_K | PanelType::Q3_K
+        )
+    }
+
+    /// Scales change every 16 elements (`Panel::d2`).
+    fn scale_per_16(self) -> bool {
+        matches!(self, PanelType::Q6_K | PanelType::Q3_K)
     }
 }
 
@@ -1471,6 +1489,8 @@ pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel:
         PanelType::Q5_0 => Q5_0_BYTES,
         PanelType::Q4_K => Q4KW::BYTES,
         PanelType::Q5_K => Q5KW::BYTES,
+        PanelType::Q6_K => Q6KW::BYTES,
+        PanelType::Q3_K => Q3KW::BYTES,
     };
     // Weight blocks per row: kb groups of 32, or kb / 8 super-blocks.
     let row_blocks = if ty.is_k() { kb / 8 } else { kb };
@@ -1480,6 +1500,8 @@ pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel:
     panel.d.resize(kb * PANEL_ROWS, 0.0);
     panel.m.clear();
     panel.m.resize(kb * PANEL_ROWS, 0.0);
+    panel.d2.clear();
+    panel.d2.resize(kb * PANEL_ROWS, 0.0);
     // Dword g of a row's 32 bytes goes to group g: 16 dwords apart.
     let groups = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
     for (j, row) in rows.iter().enumerate() {
@@ -1487,6 +1509,19 @@ pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel:
         let index = _mm256_add_epi32(groups, _mm256_set1_epi32(j as i32));
         for b in 0..kb {
             let dst = panel.q.as_mut_ptr().add(b * PANEL_BLOCK_BYTES);
+            if ty.scale_per_16() {
+                let (p, g) = (row.as_ptr().add(b / 8 * block_bytes), b % 8);
+                let (q, h) = if ty == PanelType::Q6_K {
+                    (Q6KW::quants(p, g), Q6KW::header(p))
+                } else {
+                    (Q3KW::quants(p, g), Q3KW::header(p))
+                };
+                let q = _mm256_add_epi8(q, _mm256_set1_epi8(ty.offset() as i8));
+                _mm256_i32scatter_epi32::<4>(dst as *mut i32, index, q);
+                panel.d[b * PANEL_ROWS + j] = h.d * h.sc[2 * g] as f32;
+                panel.d2[b * PANEL_ROWS + j] = h.d * h.sc[2 * g + 1] as f32;
+                continue;
+            }
             if ty.is_k() {
                 let (p, g) = (row.as_ptr().add(b / 8 * block_bytes), b % 8);
                 let (sc, m) = kquant::q4_k_scale_min(&scale_bytes(p.add(4)), g);
@@ -1514,7 +1549,9 @@ pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel:
                 PanelType::Q5_0 => {
                     _mm256_or_si256(unpack_nibbles(p.add(6)), q5_high_bits(p.add(2)))
                 }
-                PanelType::Q4_K | PanelType::Q5_K => unreachable!("packed above"),
+                PanelType::Q4_K | PanelType::Q5_K | PanelType::Q6_K | PanelType::Q3_K => {
+                    unreachable!("packed above")
+                }
             };
             _mm256_i32scatter_epi32::<4>(dst as *mut i32, index, q);
             panel.d[b * PANEL_ROWS + j] = f16_at(p);
@@ -1532,6 +1569,8 @@ pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel:
 pub(super) struct ActSum {
     pub d: f32,
     pub sum: i32,
+    /// The same sum over the block's first 16 elements (for scales per 16: Q6_K, Q3_K).
+    pub half: i32,
 }
 
 /// Which activation blocks a panel kernel reads.
@@ -1560,17 +1599,20 @@ pub(super) unsafe fn panel_dots<const N: usize>(
     assert!(panel.q.len() >= kb * PANEL_BLOCK_BYTES && panel.d.len() >= kb * PANEL_ROWS);
     // The types are const parameters inside, so the loop carries no branches on them.
     match (ty, acts_kind) {
+        (_, PanelActs::Q8x2) if ty.scale_per_16() => {
+            panel_dots_impl::<N, false, true, true>(ty.offset(), panel, kb, acts, sums)
+        }
         (_, PanelActs::Q8) if ty.has_min() => {
-            panel_dots_impl::<N, true, false>(0, panel, kb, acts, sums)
+            panel_dots_impl::<N, true, false, false>(0, panel, kb, acts, sums)
         }
         (_, PanelActs::Q8x2) if ty.has_min() => {
-            panel_dots_impl::<N, true, true>(0, panel, kb, acts, sums)
+            panel_dots_impl::<N, true, true, false>(0, panel, kb, acts, sums)
         }
         (_, PanelActs::Q8) => {
-            panel_dots_impl::<N, false, false>(ty.offset(), panel, kb, acts, sums)
+            panel_dots_impl::<N, false, false, false>(ty.offset(), panel, kb, acts, sums)
         }
         (_, PanelActs::Q8x2) => {
-            panel_dots_impl::<N, false, true>(ty.offset(), panel, kb, acts, sums)
+            panel_dots_impl::<N, false, true, false>(ty.offset(), panel, kb, acts, sums)
         }
     }
 }
@@ -1578,7 +1620,7 @@ pub(super) unsafe fn panel_dots<const N: usize>(
 /// The panel kernel. With two planes (`X2`) each token's block takes 16 vpdpbusd instead of 8,
 /// in two independent chains (hi and lo), joined in integers as 254 * hi + lo.
 #[inline(always)]
-unsafe fn panel_dots_impl<const N: usize, const Q4_1: bool, const X2: bool>(
+unsafe fn panel_dots_impl<const N: usize, const Q4_1: bool, const X2: bool, const S16: bool>(
     offset: i32,
     panel: &Panel,
     kb: usize,
@@ -1607,6 +1649,32 @@ unsafe fn panel_dots_impl<const N: usize, const Q4_1: bool, const X2: bool>(
         for i in 0..N {
             let ab = acts[i].add(b * block_bytes);
             let qs = ab.add(qs_at);
+            if S16 {
+                // Two-plane activations against scales per 16 elements: groups 0..4 and 4..8
+                // in separate sums, each joined as 254 * hi + lo and offset-corrected by its
+                // half's activation sum, then scaled by its half's d.
+                let lo = qs.add(QK);
+                let mut half = [_mm512_setzero_si512(); 2];
+                for (k, hs) in half.iter_mut().enumerate() {
+                    let (mut sh, mut sl) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+                    for (g, wg) in w.iter().enumerate().skip(4 * k).take(4) {
+                        let ah = _mm512_set1_epi32(read_unaligned(qs.add(4 * g) as *const i32));
+                        let al = _mm512_set1_epi32(read_unaligned(lo.add(4 * g) as *const i32));
+                        sh = _mm512_dpbusd_epi32(sh, *wg, ah);
+                        sl = _mm512_dpbusd_epi32(sl, *wg, al);
+                    }
+                    *hs = _mm512_add_epi32(_mm512_mullo_epi32(sh, lo_weight), sl);
+                }
+                let s = *sums[i].add(b);
+                let corr = |sum: i32| _mm512_mullo_epi32(offset, _mm512_set1_epi32(sum));
+                let h0 = _mm512_sub_epi32(half[0], corr(s.half));
+                let h1 = _mm512_sub_epi32(half[1], corr(s.sum - s.half));
+                let da = _mm512_set1_ps(s.d / Q8X2_LO_SCALE);
+                let d2 = _mm512_loadu_ps(panel.d2.as_ptr().add(b * PANEL_ROWS));
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h0), _mm512_mul_ps(d, da), acc[i]);
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h1), _mm512_mul_ps(d2, da), acc[i]);
+                continue;
+            }
             let mut isum = _mm512_setzero_si512();
             for (g, wg) in w.iter().enumerate() {
                 let a4 = _mm512_set1_epi32(read_unaligned(qs.add(4 * g) as *const i32));
