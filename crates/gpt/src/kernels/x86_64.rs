@@ -1073,15 +1073,32 @@ impl KWeight for Q6KW {
     }
 }
 
-/// Per-16 values (scales or mins) `lo` for elements 0..16 and `hi` for 16..32 of a group,
-/// times `k`, as 16 i16 lanes: maddubs' pairs, 8 per half. |sc * 254| <= 128 * 254 = 32512
-/// fits i16.
+/// A super-block's 16 scales (or mins) as bytes in both 128-bit lanes, for [`group_scales`].
+/// Every K-quant's scales and mins fit i8 (Q6_K's are i8; the others are 4- or 6-bit).
 #[inline(always)]
-unsafe fn half_scales(lo: i16, hi: i16, k: i16) -> __m256i {
-    _mm256_set_m128i(_mm_set1_epi16(hi * k), _mm_set1_epi16(lo * k))
+unsafe fn scale_source(v: &[i16; 16]) -> __m256i {
+    let b: [i8; 16] = v.map(|x| x as i8);
+    _mm256_broadcastsi128_si256(_mm_loadu_si128(b.as_ptr() as *const __m128i))
 }
 
-/// acc + sum over each 4 elements of u * s times the lane's scale (from [`half_scales`]), in 8
+/// The scales (or mins) of group j, elements 32j..32j+32, as 16 i16 lanes in maddubs' pairs:
+/// v[2j] for elements 0..16 (lanes 0..8) and v[2j+1] for 16..32 (lanes 8..16), from
+/// [`scale_source`]. One byte shuffle puts each into the high byte of its lanes (a control
+/// byte with bit 7 set writes 0), and the arithmetic shift sign-extends them. Times 254 they
+/// still fit i16: |sc * 254| <= 128 * 254 = 32512.
+#[inline(always)]
+unsafe fn group_scales(src: __m256i, j: usize) -> __m256i {
+    let (z, lo, hi) = (-128i8, 0i8, 1i8);
+    #[rustfmt::skip]
+    let base = _mm256_setr_epi8(
+        z, lo, z, lo, z, lo, z, lo, z, lo, z, lo, z, lo, z, lo,
+        z, hi, z, hi, z, hi, z, hi, z, hi, z, hi, z, hi, z, hi,
+    );
+    let ctrl = _mm256_add_epi8(base, _mm256_set1_epi8(2 * j as i8));
+    _mm256_srai_epi16(_mm256_shuffle_epi8(src, ctrl), 8)
+}
+
+/// acc + sum over each 4 elements of u * s times the lane's scale (from [`group_scales`]), in 8
 /// i32 lanes (lanes 0..4 hold elements 0..16): maddubs' i16 pairs (|pair| <= 2 * 32 * 127 =
 /// 8128, far from saturating) multiplied by the scale as they widen, by madd, or with VNNI by
 /// vpdpwssd, which also adds. (vpdpbusd would need a 10-cycle vpmulld for the scales
@@ -1123,22 +1140,21 @@ unsafe fn kq_q8x2<W: KWeight, const N: usize, const VNNI: bool>(
 ) -> [f32; N] {
     let mut acc = [_mm256_setzero_ps(); N];
     let mut acc_min = [0f32; N];
-    let lo_weight = Q8X2_LO_SCALE as i16;
+    let lo_weight = _mm256_set1_epi16(Q8X2_LO_SCALE as i16);
     let ones = _mm256_set1_epi8(1);
     for sb in 0..kb / 8 {
         let wb = w.add(sb * W::BYTES);
         prefetch_super_block(wb, W::BYTES);
         let h = W::header(wb);
+        let (sc_src, m_src) = (scale_source(&h.sc), scale_source(&h.m));
         for j in 0..8 {
             let q = W::quants(wb, j);
             let u = if W::SIGNED { _mm256_sign_epi8(q, q) } else { q };
-            let (s0, s1) = (h.sc[2 * j], h.sc[2 * j + 1]);
-            let sc_hi = half_scales(s0, s1, lo_weight);
-            let sc_lo = half_scales(s0, s1, 1);
-            let (m0, m1) = (h.m[2 * j], h.m[2 * j + 1]);
-            let m_hi = half_scales(m0, m1, lo_weight);
-            let m_lo = half_scales(m0, m1, 1);
-            let dmin_m = h.dmin * m0 as f32;
+            let sc_lo = group_scales(sc_src, j);
+            let sc_hi = _mm256_mullo_epi16(sc_lo, lo_weight);
+            let m_lo = group_scales(m_src, j);
+            let m_hi = _mm256_mullo_epi16(m_lo, lo_weight);
+            let dmin_m = h.dmin * h.m[2 * j] as f32;
             for i in 0..N {
                 let ab = a[i].add(8 * sb + j);
                 let da = (*ab).d;
@@ -1185,11 +1201,12 @@ unsafe fn kq_q8k<W: KWeight, const N: usize, const VNNI: bool>(
         let wb = w.add(sb * W::BYTES);
         prefetch_super_block(wb, W::BYTES);
         let h = W::header(wb);
+        let sc_src = scale_source(&h.sc);
         let mut isum = [_mm256_setzero_si256(); N];
         for j in 0..8 {
             let q = W::quants(wb, j);
             let u = if W::SIGNED { _mm256_sign_epi8(q, q) } else { q };
-            let sc = half_scales(h.sc[2 * j], h.sc[2 * j + 1], 1);
+            let sc = group_scales(sc_src, j);
             for i in 0..N {
                 let ab = a[i].add(sb);
                 let mut y = _mm256_loadu_si256((*ab).qs.as_ptr().add(32 * j) as *const __m256i);
