@@ -338,6 +338,7 @@ fn bench_matmul(c: &mut Criterion) {
         (DType::Q6_K, 640, 2048, 1, Precision::Q8),
         (DType::Q4_K, 640, 2048, 64, Precision::Fast),
         (DType::Q4_K, 640, 2048, 64, Precision::Q8),
+        (DType::Q6_K, 640, 2048, 64, Precision::Fast),
         (DType::Q5_0, 2048, 640, 64, Precision::Fast),
     ];
     let isa = Isa::detected();

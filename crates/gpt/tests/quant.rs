@@ -1341,3 +1341,47 @@ proptest! {
         }
     }
 }
+
+/// Q4_K and Q6_K by hand: where each element's bits live and which scale it takes.
+#[test]
+fn k_quant_dequantization_by_hand() {
+    // Q4_K, d = 1, dmin = 0.5; sub-block 0 has scale 3 and min 2, the others 0. Byte l of qs
+    // holds element l (low nibble, q = l % 16) and element 32 + l (high nibble, q = 15).
+    let mut b = BlockQ4_K::zeroed();
+    b.d = f16::from_f32(1.0);
+    b.dmin = f16::from_f32(0.5);
+    b.scales[0] = 3;
+    b.scales[4] = 2;
+    b.qs = std::array::from_fn(|l| 0xf0 | (l % 16) as u8);
+    let want: Vec<f32> = (0..QK_K)
+        .map(|e| {
+            if e < 32 {
+                3.0 * (e % 16) as f32 - 1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    assert_eq!(&want[..3], &[-1.0, 2.0, 5.0]);
+    check_dequantize(DType::Q4_K, bytemuck::bytes_of(&b), &want);
+
+    // Q6_K, d = 0.5; sub-block 0 (elements 0..16) has scale 2, sub-block 1 scale -1, the
+    // others 0. Element l < 32 takes its low 4 bits from ql[l] (l % 16) and its high 2 bits
+    // from bits 0..2 of qh[l] (3 for element 0 only): q = that - 32.
+    let mut b = BlockQ6_K::zeroed();
+    b.d = f16::from_f32(0.5);
+    b.scales[0] = 2;
+    b.scales[1] = -1;
+    b.ql = std::array::from_fn(|l| (l % 16) as u8);
+    b.qh[0] = 0b11;
+    let want: Vec<f32> = (0..QK_K)
+        .map(|e| match e {
+            0 => 0.5 * 2.0 * (48 - 32) as f32,
+            1..16 => 0.5 * 2.0 * (e as f32 - 32.0),
+            16..32 => -0.5 * ((e % 16) as f32 - 32.0), // d * sc = 0.5 * -1
+            _ => 0.0,
+        })
+        .collect();
+    assert_eq!((want[0], want[1], want[16]), (16.0, -31.0, 16.0));
+    check_dequantize(DType::Q6_K, bytemuck::bytes_of(&b), &want);
+}

@@ -212,8 +212,10 @@ impl Isa {
     /// `out (T, N) = x (T, K) @ w^T` with `w (N, K)`.
     ///
     /// With [`Precision::Fast`] or [`Precision::Q8`] and quantized weights, each token's
-    /// activations are quantized once (Fast: two-plane blocks; Q8: Q8_1 against Q4_1, Q8_0
-    /// against Q4_0/Q8_0) and every block product runs in integers. Otherwise each weight row is widened to f32 once and dotted with all T tokens.
+    /// activations are quantized once (Fast: two-plane blocks; Q8: Q8_1 against Q4_1/Q5_1, Q8_0
+    /// against Q4_0/Q5_0/Q8_0, Q8_K against the K-quants) and every block product runs in
+    /// integers. Otherwise (float weights, Q8_K weights, or [`Precision::F32`]) each weight row
+    /// is widened to f32 once and dotted with all T tokens.
     /// A token's result depends on T only through the order of f32 sums (T = 1 and T > 1 run
     /// different kernels); integer block sums are exact either way.
     pub fn matmul(self, w: MatRef, x: &[f32], t: usize, out: &mut [f32], precision: Precision) {
@@ -234,7 +236,11 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Avx512Vnni && t >= PANEL_MIN_TOKENS {
             if let (Some(ty), Some(acts)) = (panel_type(w.dtype), panel_acts(precision)) {
-                return panel_matmul(ty, acts, w, x, t, out);
+                // K-quant panels hold groups of 32 for two-plane activations; Q8 precision
+                // keeps llama.cpp's Q8_K activations, through the row kernels.
+                if !(ty.is_k() && acts == x86_64::PanelActs::Q8) {
+                    return panel_matmul(ty, acts, w, x, t, out);
+                }
             }
         }
         match (precision, w.dtype) {
@@ -997,6 +1003,12 @@ fn panel_type(dtype: DType) -> Option<x86_64::PanelType> {
         DType::Q4_1 => Some(x86_64::PanelType::Q4_1),
         DType::Q4_0 => Some(x86_64::PanelType::Q4_0),
         DType::Q8_0 => Some(x86_64::PanelType::Q8_0),
+        DType::Q5_1 => Some(x86_64::PanelType::Q5_1),
+        DType::Q5_0 => Some(x86_64::PanelType::Q5_0),
+        DType::Q4_K => Some(x86_64::PanelType::Q4_K),
+        DType::Q5_K => Some(x86_64::PanelType::Q5_K),
+        DType::Q6_K => Some(x86_64::PanelType::Q6_K),
+        DType::Q3_K => Some(x86_64::PanelType::Q3_K),
         _ => None,
     }
 }
@@ -1027,10 +1039,10 @@ fn panel_matmul(
     t: usize,
     out: &mut [f32],
 ) {
-    use x86_64::{ActSum, PanelActs, PanelType, PANEL_ROWS};
+    use x86_64::{ActSum, PanelActs, PANEL_ROWS};
     let (n, kb) = (w.rows, w.cols / QK);
     let isa = Isa::Avx512Vnni;
-    // Activations as raw blocks (T, kb), plus each block's scale and sum against Q4_0/Q8_0.
+    // Activations as raw blocks (T, kb), plus each block's scale and sum against the types without a min.
     let run = |acts: &[u8], block_bytes: usize, sums: &[ActSum], out: &mut [f32]| {
         let act = |ti: usize| acts[ti * kb * block_bytes..].as_ptr();
         let sum = |ti: usize| sums.get(ti * kb..).map_or(std::ptr::null(), |s| s.as_ptr());
@@ -1051,7 +1063,7 @@ fn panel_matmul(
                         let a = [act(ti), act(ti + 1), act(ti + 2), act(ti + 3)];
                         let s = [sum(ti), sum(ti + 1), sum(ti + 2), sum(ti + 3)];
                         // SAFETY: the panel holds kb packed blocks; each token's activations
-                        // (and sums, against Q4_0/Q8_0) hold kb blocks of `acts_kind`.
+                        // (and sums, against the types without a min) hold kb blocks of `acts_kind`.
                         &unsafe { x86_64::panel_dots::<4>(ty, acts_kind, &panel, kb, a, s) }
                     } else {
                         let (a, s) = ([act(ti)], [sum(ti)]);
@@ -1075,23 +1087,23 @@ fn panel_matmul(
             isa.quantize_q8x2(x, acts);
             let bytes = bytemuck::cast_slice(acts);
             let block_bytes = std::mem::size_of::<BlockQ8x2>();
-            if ty == PanelType::Q4_1 {
+            if ty.has_min() {
                 return run(bytes, block_bytes, &[], out);
             }
             with_scratch(&ACT_SUM_SCRATCH, t * kb, |sums| {
                 let lo_weight = quant::Q8X2_LO_SCALE as i32;
                 for (s, a) in sums.iter_mut().zip(acts.iter()) {
-                    let sum_hi: i32 = a.hi.iter().map(|&q| q as i32).sum();
-                    let sum_lo: i32 = a.lo.iter().map(|&q| q as i32).sum();
+                    let sum = |q: &[i8]| q.iter().map(|&q| q as i32).sum::<i32>();
                     *s = ActSum {
                         d: a.d,
-                        sum: lo_weight * sum_hi + sum_lo,
+                        sum: lo_weight * sum(&a.hi) + sum(&a.lo),
+                        half: lo_weight * sum(&a.hi[..16]) + sum(&a.lo[..16]),
                     };
                 }
                 run(bytes, block_bytes, sums, out);
             })
         }),
-        (PanelActs::Q8, PanelType::Q4_1) => with_scratch(&Q8_1_SCRATCH, t * kb, |acts| {
+        (PanelActs::Q8, ty) if ty.has_min() => with_scratch(&Q8_1_SCRATCH, t * kb, |acts| {
             isa.quantize_q8_1(x, acts);
             run(
                 bytemuck::cast_slice(acts),
@@ -1107,6 +1119,7 @@ fn panel_matmul(
                     *s = ActSum {
                         d: a.d.to_f32(),
                         sum: a.qs.iter().map(|&q| q as i32).sum(),
+                        half: a.qs[..16].iter().map(|&q| q as i32).sum(),
                     };
                 }
                 run(

@@ -1073,15 +1073,32 @@ impl KWeight for Q6KW {
     }
 }
 
-/// Per-16 values (scales or mins) `lo` for elements 0..16 and `hi` for 16..32 of a group,
-/// times `k`, as 16 i16 lanes: maddubs' pairs, 8 per half. |sc * 254| <= 128 * 254 = 32512
-/// fits i16.
+/// A super-block's 16 scales (or mins) as bytes in both 128-bit lanes, for [`group_scales`].
+/// Every K-quant's scales and mins fit i8 (Q6_K's are i8; the others are 4- or 6-bit).
 #[inline(always)]
-unsafe fn half_scales(lo: i16, hi: i16, k: i16) -> __m256i {
-    _mm256_set_m128i(_mm_set1_epi16(hi * k), _mm_set1_epi16(lo * k))
+unsafe fn scale_source(v: &[i16; 16]) -> __m256i {
+    let b: [i8; 16] = v.map(|x| x as i8);
+    _mm256_broadcastsi128_si256(_mm_loadu_si128(b.as_ptr() as *const __m128i))
 }
 
-/// acc + sum over each 4 elements of u * s times the lane's scale (from [`half_scales`]), in 8
+/// The scales (or mins) of group j, elements 32j..32j+32, as 16 i16 lanes in maddubs' pairs:
+/// v[2j] for elements 0..16 (lanes 0..8) and v[2j+1] for 16..32 (lanes 8..16), from
+/// [`scale_source`]. One byte shuffle puts each into the high byte of its lanes (a control
+/// byte with bit 7 set writes 0), and the arithmetic shift sign-extends them. Times 254 they
+/// still fit i16: |sc * 254| <= 128 * 254 = 32512.
+#[inline(always)]
+unsafe fn group_scales(src: __m256i, j: usize) -> __m256i {
+    let (z, lo, hi) = (-128i8, 0i8, 1i8);
+    #[rustfmt::skip]
+    let base = _mm256_setr_epi8(
+        z, lo, z, lo, z, lo, z, lo, z, lo, z, lo, z, lo, z, lo,
+        z, hi, z, hi, z, hi, z, hi, z, hi, z, hi, z, hi, z, hi,
+    );
+    let ctrl = _mm256_add_epi8(base, _mm256_set1_epi8(2 * j as i8));
+    _mm256_srai_epi16(_mm256_shuffle_epi8(src, ctrl), 8)
+}
+
+/// acc + sum over each 4 elements of u * s times the lane's scale (from [`group_scales`]), in 8
 /// i32 lanes (lanes 0..4 hold elements 0..16): maddubs' i16 pairs (|pair| <= 2 * 32 * 127 =
 /// 8128, far from saturating) multiplied by the scale as they widen, by madd, or with VNNI by
 /// vpdpwssd, which also adds. (vpdpbusd would need a 10-cycle vpmulld for the scales
@@ -1123,22 +1140,21 @@ unsafe fn kq_q8x2<W: KWeight, const N: usize, const VNNI: bool>(
 ) -> [f32; N] {
     let mut acc = [_mm256_setzero_ps(); N];
     let mut acc_min = [0f32; N];
-    let lo_weight = Q8X2_LO_SCALE as i16;
+    let lo_weight = _mm256_set1_epi16(Q8X2_LO_SCALE as i16);
     let ones = _mm256_set1_epi8(1);
     for sb in 0..kb / 8 {
         let wb = w.add(sb * W::BYTES);
         prefetch_super_block(wb, W::BYTES);
         let h = W::header(wb);
+        let (sc_src, m_src) = (scale_source(&h.sc), scale_source(&h.m));
         for j in 0..8 {
             let q = W::quants(wb, j);
             let u = if W::SIGNED { _mm256_sign_epi8(q, q) } else { q };
-            let (s0, s1) = (h.sc[2 * j], h.sc[2 * j + 1]);
-            let sc_hi = half_scales(s0, s1, lo_weight);
-            let sc_lo = half_scales(s0, s1, 1);
-            let (m0, m1) = (h.m[2 * j], h.m[2 * j + 1]);
-            let m_hi = half_scales(m0, m1, lo_weight);
-            let m_lo = half_scales(m0, m1, 1);
-            let dmin_m = h.dmin * m0 as f32;
+            let sc_lo = group_scales(sc_src, j);
+            let sc_hi = _mm256_mullo_epi16(sc_lo, lo_weight);
+            let m_lo = group_scales(m_src, j);
+            let m_hi = _mm256_mullo_epi16(m_lo, lo_weight);
+            let dmin_m = h.dmin * h.m[2 * j] as f32;
             for i in 0..N {
                 let ab = a[i].add(8 * sb + j);
                 let da = (*ab).d;
@@ -1185,11 +1201,12 @@ unsafe fn kq_q8k<W: KWeight, const N: usize, const VNNI: bool>(
         let wb = w.add(sb * W::BYTES);
         prefetch_super_block(wb, W::BYTES);
         let h = W::header(wb);
+        let sc_src = scale_source(&h.sc);
         let mut isum = [_mm256_setzero_si256(); N];
         for j in 0..8 {
             let q = W::quants(wb, j);
             let u = if W::SIGNED { _mm256_sign_epi8(q, q) } else { q };
-            let sc = half_scales(h.sc[2 * j], h.sc[2 * j + 1], 1);
+            let sc = group_scales(sc_src, j);
             for i in 0..N {
                 let ab = a[i].add(sb);
                 let mut y = _mm256_loadu_si256((*ab).qs.as_ptr().add(32 * j) as *const __m256i);
@@ -1404,15 +1421,20 @@ const PANEL_BLOCK_BYTES: usize = QK * PANEL_ROWS;
 #[derive(Default)]
 pub(super) struct Panel {
     /// (kb, 8, 16, 4): for block b and group g, element 4g+e of row j at [b][g][j][e], as u8:
-    /// q for Q4_1 and Q4_0 (0..15), q + 128 for Q8_0.
+    /// q for Q4_1 and Q4_0 (0..15) and Q5_1 and Q5_0 (0..31), q + 128 for Q8_0.
     q: Vec<u8>,
     /// (kb, 16): each row's block scale d.
     d: Vec<f32>,
-    /// (kb, 16): each row's block min m (Q4_1 only).
+    /// (kb, 16): each row's block min m (Q4_1 and Q5_1 only).
     m: Vec<f32>,
+    /// (kb, 16): the scale of elements 16..32 of each row's group, where it differs from the
+    /// scale of 0..16 in `d` (Q6_K and Q3_K only).
+    d2: Vec<f32>,
 }
 
-/// The weight types a panel holds, with the offset their u8 storage adds to q.
+/// The weight types a panel holds, with the offset their u8 storage adds to q (named as GGML
+/// names them).
+#[allow(non_camel_case_types)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum PanelType {
     /// value = d*q + m.
@@ -1421,15 +1443,54 @@ pub(super) enum PanelType {
     Q4_0,
     /// value = d*q, stored as q + 128.
     Q8_0,
+    /// value = d*q + m, q in 0..32.
+    Q5_1,
+    /// value = d*(q - 16).
+    Q5_0,
+    /// Q4_K: each group of 32 packed like a Q4_1 block with d = d * sc and m = -dmin * m (its
+    /// 6-bit scale and min); the rounding of those two products is the only difference from
+    /// the row kernels.
+    Q4_K,
+    /// Q5_K, as [`PanelType::Q4_K`] with q in 0..32.
+    Q5_K,
+    /// Q6_K: q + 32 in 0..64 (offset 32), d = d * sc of elements 0..16 of each group of 32,
+    /// d2 = d * sc of 16..32.
+    Q6_K,
+    /// Q3_K: q + 4 in 0..8 (offset 4), scales as [`PanelType::Q6_K`].
+    Q3_K,
 }
 
 impl PanelType {
     fn offset(self) -> i32 {
         match self {
-            PanelType::Q4_1 => 0,
+            PanelType::Q4_1 | PanelType::Q5_1 | PanelType::Q4_K | PanelType::Q5_K => 0,
             PanelType::Q4_0 => 8,
+            PanelType::Q5_0 => 16,
+            PanelType::Q6_K => 32,
+            PanelType::Q3_K => 4,
             PanelType::Q8_0 => 128,
         }
+    }
+
+    /// value = d*q + m: the activation block's sum s_a carries the min term.
+    pub(super) fn has_min(self) -> bool {
+        matches!(
+            self,
+            PanelType::Q4_1 | PanelType::Q5_1 | PanelType::Q4_K | PanelType::Q5_K
+        )
+    }
+
+    /// A K-quant: rows hold super-blocks of 256, packed as 8 groups of 32.
+    pub(super) fn is_k(self) -> bool {
+        matches!(
+            self,
+            PanelType::Q4_K | PanelType::Q5_K | PanelType::Q6_K | PanelType::Q3_K
+        )
+    }
+
+    /// Scales change every 16 elements (`Panel::d2`).
+    fn scale_per_16(self) -> bool {
+        matches!(self, PanelType::Q6_K | PanelType::Q3_K)
     }
 }
 
@@ -1441,19 +1502,56 @@ pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel:
         PanelType::Q4_1 => Q4_1_BYTES,
         PanelType::Q4_0 => Q4_0_BYTES,
         PanelType::Q8_0 => Q8_0_BYTES,
+        PanelType::Q5_1 => Q5_1_BYTES,
+        PanelType::Q5_0 => Q5_0_BYTES,
+        PanelType::Q4_K => Q4KW::BYTES,
+        PanelType::Q5_K => Q5KW::BYTES,
+        PanelType::Q6_K => Q6KW::BYTES,
+        PanelType::Q3_K => Q3KW::BYTES,
     };
+    // Weight blocks per row: kb groups of 32, or kb / 8 super-blocks.
+    let row_blocks = if ty.is_k() { kb / 8 } else { kb };
     panel.q.clear();
     panel.q.resize(kb * PANEL_BLOCK_BYTES, 0);
     panel.d.clear();
     panel.d.resize(kb * PANEL_ROWS, 0.0);
     panel.m.clear();
     panel.m.resize(kb * PANEL_ROWS, 0.0);
+    panel.d2.clear();
+    panel.d2.resize(kb * PANEL_ROWS, 0.0);
     // Dword g of a row's 32 bytes goes to group g: 16 dwords apart.
     let groups = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
     for (j, row) in rows.iter().enumerate() {
-        assert!(row.len() >= kb * block_bytes);
+        assert!(row.len() >= row_blocks * block_bytes);
         let index = _mm256_add_epi32(groups, _mm256_set1_epi32(j as i32));
         for b in 0..kb {
+            let dst = panel.q.as_mut_ptr().add(b * PANEL_BLOCK_BYTES);
+            if ty.scale_per_16() {
+                let (p, g) = (row.as_ptr().add(b / 8 * block_bytes), b % 8);
+                let (q, h) = if ty == PanelType::Q6_K {
+                    (Q6KW::quants(p, g), Q6KW::header(p))
+                } else {
+                    (Q3KW::quants(p, g), Q3KW::header(p))
+                };
+                let q = _mm256_add_epi8(q, _mm256_set1_epi8(ty.offset() as i8));
+                _mm256_i32scatter_epi32::<4>(dst as *mut i32, index, q);
+                panel.d[b * PANEL_ROWS + j] = h.d * h.sc[2 * g] as f32;
+                panel.d2[b * PANEL_ROWS + j] = h.d * h.sc[2 * g + 1] as f32;
+                continue;
+            }
+            if ty.is_k() {
+                let (p, g) = (row.as_ptr().add(b / 8 * block_bytes), b % 8);
+                let (sc, m) = kquant::q4_k_scale_min(&scale_bytes(p.add(4)), g);
+                let q = if ty == PanelType::Q4_K {
+                    Q4KW::quants(p, g)
+                } else {
+                    Q5KW::quants(p, g)
+                };
+                _mm256_i32scatter_epi32::<4>(dst as *mut i32, index, q);
+                panel.d[b * PANEL_ROWS + j] = f16_at(p) * sc as f32;
+                panel.m[b * PANEL_ROWS + j] = -(f16_at(p.add(2)) * m as f32);
+                continue;
+            }
             let p = row.as_ptr().add(b * block_bytes);
             let q = match ty {
                 PanelType::Q4_1 => unpack_nibbles(p.add(4)),
@@ -1462,11 +1560,19 @@ pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel:
                     _mm256_loadu_si256(p.add(2) as *const __m256i),
                     _mm256_set1_epi8(-128),
                 ),
+                PanelType::Q5_1 => {
+                    _mm256_or_si256(unpack_nibbles(p.add(8)), q5_high_bits(p.add(4)))
+                }
+                PanelType::Q5_0 => {
+                    _mm256_or_si256(unpack_nibbles(p.add(6)), q5_high_bits(p.add(2)))
+                }
+                PanelType::Q4_K | PanelType::Q5_K | PanelType::Q6_K | PanelType::Q3_K => {
+                    unreachable!("packed above")
+                }
             };
-            let dst = panel.q.as_mut_ptr().add(b * PANEL_BLOCK_BYTES);
             _mm256_i32scatter_epi32::<4>(dst as *mut i32, index, q);
             panel.d[b * PANEL_ROWS + j] = f16_at(p);
-            if ty == PanelType::Q4_1 {
+            if ty.has_min() {
                 panel.m[b * PANEL_ROWS + j] = f16_at(p.add(2));
             }
         }
@@ -1480,21 +1586,24 @@ pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel:
 pub(super) struct ActSum {
     pub d: f32,
     pub sum: i32,
+    /// The same sum over the block's first 16 elements (for scales per 16: Q6_K, Q3_K).
+    pub half: i32,
 }
 
 /// Which activation blocks a panel kernel reads.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum PanelActs {
-    /// One int8 plane: Q8_1 against Q4_1, Q8_0 (with [`ActSum`]s) against Q4_0/Q8_0.
+    /// One int8 plane: Q8_1 against Q4_1/Q5_1, Q8_0 (with [`ActSum`]s) against Q4_0/Q5_0/Q8_0.
     Q8,
-    /// [`BlockQ8x2`] against every type (with [`ActSum`]s against Q4_0/Q8_0).
+    /// [`BlockQ8x2`] against every type (with [`ActSum`]s against Q4_0/Q5_0/Q8_0).
     Q8x2,
 }
 
 /// out[i][j] = dot(panel row j, token i) for N tokens.
-/// `acts[i]` points at the token's `kb` activation blocks: Q8_1 (Q4_1 panel) or Q8_0 (Q4_0 and
-/// Q8_0 panels) for [`PanelActs::Q8`], [`BlockQ8x2`] for [`PanelActs::Q8x2`]. Against Q4_0 and
-/// Q8_0 panels `sums[i]` points at their `kb` [`ActSum`]s; against Q4_1 it is unused.
+/// `acts[i]` points at the token's `kb` activation blocks: Q8_1 (panels with a min, Q4_1 and
+/// Q5_1) or Q8_0 (the others) for [`PanelActs::Q8`], [`BlockQ8x2`] for [`PanelActs::Q8x2`].
+/// Against panels without a min `sums[i]` points at their `kb` [`ActSum`]s; otherwise it is
+/// unused.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn panel_dots<const N: usize>(
     ty: PanelType,
@@ -1507,17 +1616,20 @@ pub(super) unsafe fn panel_dots<const N: usize>(
     assert!(panel.q.len() >= kb * PANEL_BLOCK_BYTES && panel.d.len() >= kb * PANEL_ROWS);
     // The types are const parameters inside, so the loop carries no branches on them.
     match (ty, acts_kind) {
-        (PanelType::Q4_1, PanelActs::Q8) => {
-            panel_dots_impl::<N, true, false>(0, panel, kb, acts, sums)
+        (_, PanelActs::Q8x2) if ty.scale_per_16() => {
+            panel_dots_impl::<N, false, true, true>(ty.offset(), panel, kb, acts, sums)
         }
-        (PanelType::Q4_1, PanelActs::Q8x2) => {
-            panel_dots_impl::<N, true, true>(0, panel, kb, acts, sums)
+        (_, PanelActs::Q8) if ty.has_min() => {
+            panel_dots_impl::<N, true, false, false>(0, panel, kb, acts, sums)
+        }
+        (_, PanelActs::Q8x2) if ty.has_min() => {
+            panel_dots_impl::<N, true, true, false>(0, panel, kb, acts, sums)
         }
         (_, PanelActs::Q8) => {
-            panel_dots_impl::<N, false, false>(ty.offset(), panel, kb, acts, sums)
+            panel_dots_impl::<N, false, false, false>(ty.offset(), panel, kb, acts, sums)
         }
         (_, PanelActs::Q8x2) => {
-            panel_dots_impl::<N, false, true>(ty.offset(), panel, kb, acts, sums)
+            panel_dots_impl::<N, false, true, false>(ty.offset(), panel, kb, acts, sums)
         }
     }
 }
@@ -1525,7 +1637,7 @@ pub(super) unsafe fn panel_dots<const N: usize>(
 /// The panel kernel. With two planes (`X2`) each token's block takes 16 vpdpbusd instead of 8,
 /// in two independent chains (hi and lo), joined in integers as 254 * hi + lo.
 #[inline(always)]
-unsafe fn panel_dots_impl<const N: usize, const Q4_1: bool, const X2: bool>(
+unsafe fn panel_dots_impl<const N: usize, const Q4_1: bool, const X2: bool, const S16: bool>(
     offset: i32,
     panel: &Panel,
     kb: usize,
@@ -1554,6 +1666,32 @@ unsafe fn panel_dots_impl<const N: usize, const Q4_1: bool, const X2: bool>(
         for i in 0..N {
             let ab = acts[i].add(b * block_bytes);
             let qs = ab.add(qs_at);
+            if S16 {
+                // Two-plane activations against scales per 16 elements: groups 0..4 and 4..8
+                // in separate sums, each joined as 254 * hi + lo and offset-corrected by its
+                // half's activation sum, then scaled by its half's d.
+                let lo = qs.add(QK);
+                let mut half = [_mm512_setzero_si512(); 2];
+                for (k, hs) in half.iter_mut().enumerate() {
+                    let (mut sh, mut sl) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+                    for (g, wg) in w.iter().enumerate().skip(4 * k).take(4) {
+                        let ah = _mm512_set1_epi32(read_unaligned(qs.add(4 * g) as *const i32));
+                        let al = _mm512_set1_epi32(read_unaligned(lo.add(4 * g) as *const i32));
+                        sh = _mm512_dpbusd_epi32(sh, *wg, ah);
+                        sl = _mm512_dpbusd_epi32(sl, *wg, al);
+                    }
+                    *hs = _mm512_add_epi32(_mm512_mullo_epi32(sh, lo_weight), sl);
+                }
+                let s = *sums[i].add(b);
+                let corr = |sum: i32| _mm512_mullo_epi32(offset, _mm512_set1_epi32(sum));
+                let h0 = _mm512_sub_epi32(half[0], corr(s.half));
+                let h1 = _mm512_sub_epi32(half[1], corr(s.sum - s.half));
+                let da = _mm512_set1_ps(s.d / Q8X2_LO_SCALE);
+                let d2 = _mm512_loadu_ps(panel.d2.as_ptr().add(b * PANEL_ROWS));
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h0), _mm512_mul_ps(d, da), acc[i]);
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h1), _mm512_mul_ps(d2, da), acc[i]);
+                continue;
+            }
             let mut isum = _mm512_setzero_si512();
             for (g, wg) in w.iter().enumerate() {
                 let a4 = _mm512_set1_epi32(read_unaligned(qs.add(4 * g) as *const i32));
