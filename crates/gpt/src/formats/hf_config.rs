@@ -214,6 +214,7 @@ fn llama_like(v: &Value, arch: Arch, file: &str) -> Result<Config> {
     let scaling = rope_params("full_attention")
         .filter(|r| r.get("rope_type").is_some())
         .or_else(|| v.get("rope_scaling").filter(|r| !r.is_null()));
+    let mut rope_freq_factors = None;
     let rope_scale = match scaling {
         None => 1.0,
         Some(r) => match r
@@ -228,6 +229,16 @@ fn llama_like(v: &Value, arch: Arch, file: &str) -> Result<Config> {
                     return Err(field("rope_scaling", format!("factor {f} is not positive")));
                 }
                 f as f32
+            }
+            Some("llama3") => {
+                let rope_dim = head_dim; // Llama 3 rotates whole heads
+                rope_freq_factors = Some(llama3_freq_factors(r, theta, rope_dim).ok_or_else(|| {
+                    field(
+                        "rope_scaling",
+                        "llama3 scaling needs positive factor, low_freq_factor < high_freq_factor and original_max_position_embeddings".into(),
+                    )
+                })?);
+                1.0
             }
             Some(other) => {
                 return Err(field(
@@ -327,9 +338,43 @@ fn llama_like(v: &Value, arch: Arch, file: &str) -> Result<Config> {
         rope_theta: Some(theta as f32),
         rope_dim,
         rope_scale,
+        rope_freq_factors,
         rope_theta_sliding,
         sliding_window,
         sliding_layers,
         attn_scale,
     })
+}
+
+/// transformers' `_compute_llama3_parameters` as divisors of the plain frequencies (rope_dim / 2):
+/// wavelengths longer than original_max_position_embeddings / low_freq_factor are slowed by
+/// `factor`, shorter than .. / high_freq_factor kept, and those between blended smoothly.
+fn llama3_freq_factors(r: &Value, theta: f64, rope_dim: usize) -> Option<Vec<f32>> {
+    let get = |k: &str| r.get(k).and_then(|x| x.as_f64());
+    let factor = get("factor")?;
+    let low = get("low_freq_factor").unwrap_or(1.0);
+    let high = get("high_freq_factor").unwrap_or(4.0);
+    let old = get("original_max_position_embeddings")?;
+    if !(factor > 0.0 && low > 0.0 && high > low && old > 0.0) {
+        return None;
+    }
+    let (low_wavelen, high_wavelen) = (old / low, old / high);
+    Some(
+        (0..rope_dim / 2)
+            .map(|i| {
+                // In f32, as transformers computes inv_freq.
+                let inv = (theta as f32).powf(-((2 * i) as f32) / rope_dim as f32) as f64;
+                let wavelen = 2.0 * std::f64::consts::PI / inv;
+                let scaled = if wavelen < high_wavelen {
+                    inv
+                } else if wavelen > low_wavelen {
+                    inv / factor
+                } else {
+                    let smooth = (old / wavelen - low) / (high - low);
+                    (1.0 - smooth) * inv / factor + smooth * inv
+                };
+                (inv / scaled) as f32
+            })
+            .collect(),
+    )
 }

@@ -35,6 +35,9 @@ pub struct Config {
     pub rope_dim: usize,
     /// Positions are divided by this before RoPE on global layers (linear RoPE scaling; 1).
     pub rope_scale: f32,
+    /// (rope_dim / 2) Divisors of RoPE's frequencies (Llama 3.1's scaling, from config.json);
+    /// GGUF files store them as the tensor `rope_freqs.weight` instead.
+    pub rope_freq_factors: Option<Vec<f32>>,
     /// The RoPE base of sliding-window layers when it differs from `rope_theta` (Gemma 3: 10000).
     pub rope_theta_sliding: Option<f32>,
     /// Each query of a sliding layer sees the last `sliding_window` positions, itself included
@@ -228,6 +231,7 @@ impl Config {
             rope_theta,
             rope_dim,
             rope_scale,
+            rope_freq_factors: None,
             rope_theta_sliding: rope_theta_sliding.filter(|_| sliding_window.is_some()),
             sliding_window,
             sliding_layers,

@@ -298,6 +298,20 @@ fn build(mut config: Config, src: &dyn Source, tied: bool) -> Result<Transformer
         }
         Positions::Rope { .. } => None,
     };
+    // Llama 3.1-style RoPE scaling: per-pair divisors of the frequencies.
+    let freq_factors = if src.has("rope_freqs.weight") {
+        Some(src.vector("rope_freqs.weight", c.rope_dim / 2)?)
+    } else {
+        c.rope_freq_factors.clone()
+    };
+    for unsupported in ["rope_factors_long.weight", "rope_factors_short.weight"] {
+        if src.has(unsupported) {
+            return Err(Error::Tensor {
+                name: unsupported.into(),
+                msg: "LongRoPE (Phi-3 128k) is not supported".into(),
+            });
+        }
+    }
     let rope_for = |l: usize| -> Option<Rope> {
         let Positions::Rope { gguf_pairs } = spec.positions else {
             return None;
@@ -309,7 +323,11 @@ fn build(mut config: Config, src: &dyn Source, tied: bool) -> Result<Transformer
             _ => c.rope_theta?,
         };
         let scale = if sliding { 1.0 } else { c.rope_scale };
-        Some(Rope::new(c.rope_dim, theta, pairs).with_linear_scaling(scale))
+        let rope = Rope::new(c.rope_dim, theta, pairs).with_linear_scaling(scale);
+        Some(match &freq_factors {
+            Some(f) => rope.with_freq_factors(f),
+            None => rope,
+        })
     };
     let mut blocks = Vec::with_capacity(c.n_layer);
     for l in 0..c.n_layer {

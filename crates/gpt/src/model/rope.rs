@@ -42,6 +42,16 @@ impl Rope {
         self
     }
 
+    /// Per-pair frequency divisors (dim/2), as Llama 3.1's RoPE scaling stretches the low
+    /// frequencies: GGUF's `rope_freqs.weight` (ggml_rope_ext's freq_factors), or transformers'
+    /// "llama3" rope_type computed into the same form.
+    pub fn with_freq_factors(mut self, factors: &[f32]) -> Rope {
+        for (f, d) in self.inv_freq.iter_mut().zip(factors) {
+            *f /= d;
+        }
+        self
+    }
+
     /// The (cos, sin) of every pair's angle at `pos`: (dim/2) each.
     pub fn angles(&self, pos: usize) -> (Vec<f32>, Vec<f32>) {
         self.inv_freq
