@@ -33,11 +33,13 @@ SLIDING_WINDOW = 16
 DIGITS = 7           # significant digits kept of every logit
 
 # llama.cpp's RoPE for each arch (llama_model_rope_type in src/llama-model.cpp).
-ROPE = {"llama": "NORM", "mistral": "NORM", "qwen2": "NEOX", "qwen3": "NEOX", "phi3": "NEOX", "gemma3": "NEOX"}
+ROPE = {"llama": "NORM", "llama31": "NORM", "mistral": "NORM", "qwen2": "NEOX", "qwen3": "NEOX", "phi3": "NEOX", "gemma3": "NEOX"}
 
 ARCHS = {
     # name: (HF class, tokenizer kind, tied embeddings, layers, seed)
     "llama": ("LlamaForCausalLM", "bpe-llama", True, 1, 1001),
+    # llama with Llama 3.1 RoPE scaling (rope_type llama3); tied like llama, to stay under 3 MB
+    "llama31": ("LlamaForCausalLM", "bpe-llama", True, 1, 1007),
     "qwen2": ("Qwen2ForCausalLM", "bpe-qwen", True, 1, 1002),
     "qwen3": ("Qwen3ForCausalLM", "bpe-qwen", False, 1, 1003),
     "mistral": ("MistralForCausalLM", "spm-llama", False, 1, 1004),
@@ -86,7 +88,70 @@ def config_for(arch: str, layers: int, tied: bool, tok: dict):
                                                   "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})
         cfg._sliding_window_pattern = 2
         return cfg
+    if arch == "llama31":
+        # Llama 3.1's rope_scaling with original_max_position_embeddings 16 (real: 8192): with head_dim
+        # 64 and base 5e5 every pair's wavelength (2π · 5e5^(i/32) ≥ 2π) exceeds 16 / 4, so none is
+        # kept; 3 are smoothed and 29 divided by 8 (see the README).
+        return T.LlamaConfig(**common, num_key_value_heads=2, rms_norm_eps=1e-5, hidden_act="silu",
+                             rope_parameters=dict(rope_type="llama3", rope_theta=500000.0, **LLAMA31_ROPE))
     raise ValueError(arch)
+
+
+LLAMA31_ROPE = {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
+
+
+def llama31_rope_report(model, gguf_path: Path) -> list:
+    """README lines on llama31's RoPE: transformers' inv_freq (_compute_llama3_parameters) against
+    the unscaled one, and the GGUF's rope_freqs.weight (llama.cpp divides each pair's frequency by it)."""
+    import numpy as np
+    import torch
+    from gguf import GGUFReader
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    cfg = model.config
+    inv, att = ROPE_INIT_FUNCTIONS["llama3"](cfg, torch.device("cpu"))
+    inv = inv.to(torch.float64).numpy()
+    theta = cfg.rope_parameters["rope_theta"]
+    plain32 = (1.0 / (theta ** (torch.arange(0, HEAD_DIM, 2, dtype=torch.int64).to(torch.float32) / HEAD_DIM))).double().numpy()
+    ratio = plain32 / inv
+    kept = int(np.sum(np.isclose(ratio, 1.0, rtol=1e-6)))
+    full = int(np.sum(np.isclose(ratio, LLAMA31_ROPE["factor"], rtol=1e-6)))
+    n = len(inv)
+    r = GGUFReader(gguf_path)
+    t = next((t for t in r.tensors if t.name == "rope_freqs.weight"), None)
+    assert t is not None, "no rope_freqs.weight"
+    assert t.tensor_type.name == "F32" and [int(x) for x in t.shape] == [n], (t.tensor_type.name, t.shape)
+    ff = np.asarray(t.data, dtype=np.float64)
+    dev = float(np.max(np.abs(ff - ratio) / ratio))
+    assert dev < 1e-5, dev
+    # what the same weights give with unscaled RoPE: how far a loader that ignores the scaling misses
+    import transformers as T
+    plain_model = T.LlamaForCausalLM.from_pretrained(
+        gguf_path.parent / "hf", dtype=torch.float32, attn_implementation="eager",
+        rope_parameters={"rope_type": "default", "rope_theta": theta}).eval()
+    assert plain_model.config.rope_parameters["rope_type"] == "default"
+    ref = json.loads((gguf_path.parent / "reference.json").read_text())
+    miss = " / ".join(f"{c['name']} {max_diff(logits_of(plain_model, c['input_ids']), c['logits']):.2e}" for c in ref["cases"])
+    wl = 2 * np.pi / plain32
+    smooth = [i for i in range(n) if not np.isclose(ratio[i], 1.0, rtol=1e-6) and not np.isclose(ratio[i], LLAMA31_ROPE["factor"], rtol=1e-6)]
+    print(f"  llama31 RoPE: {n - kept}/{n} pairs scaled ({full} by {LLAMA31_ROPE['factor']}, {n - kept - full} smoothed {smooth}); "
+          f"rope_freqs max rel dev from HF {dev:.1e}; attention_factor {att}; unscaled RoPE misses reference by {miss}", flush=True)
+    return ["", "## RoPE scaling (Llama 3.1 style)", "",
+            f"`rope_parameters` = rope_type llama3, rope_theta {theta:g}, " + ", ".join(f"{k} {v:g}" for k, v in LLAMA31_ROPE.items())
+            + f" (older transformers write these as `rope_scaling` plus top-level `rope_theta`). Wavelengths 2π/θ_i "
+            f"below {LLAMA31_ROPE['original_max_position_embeddings'] / LLAMA31_ROPE['high_freq_factor']:g} keep θ_i, "
+            f"above {LLAMA31_ROPE['original_max_position_embeddings'] / LLAMA31_ROPE['low_freq_factor']:g} get θ_i / {LLAMA31_ROPE['factor']:g}, "
+            "in between θ_i · ((1 − s) / factor + s) with s = (orig_ctx / wavelen − low_freq_factor) / (high_freq_factor − low_freq_factor).", "",
+            f"- transformers' `_compute_llama3_parameters` inv_freq differs from the unscaled one in **{n - kept} of {n}** pairs: "
+            f"{kept} kept, {n - kept - full} smoothed (pairs {smooth[0]}–{smooth[-1]}, wavelengths {wl[smooth[0]]:.2f}–{wl[smooth[-1]]:.2f}), "
+            f"{full} divided by {LLAMA31_ROPE['factor']:g} (wavelength ≥ {wl[smooth[-1] + 1]:.2f}); attention_factor {att}. "
+            f"Pair 0's wavelength is 2π > {LLAMA31_ROPE['original_max_position_embeddings'] / LLAMA31_ROPE['high_freq_factor']:g}, "
+            "so the kept band is empty with these parameters.",
+            f"- the same weights with unscaled RoPE (rope_type default) miss `logits` by {miss} (max |Δ|): "
+            "what a loader that ignores the scaling would see.",
+            f"- `model-f16.gguf` (and the quantized files) hold `rope_freqs.weight`, F32, [{n}]: the divisor per pair "
+            f"(llama.cpp's freq_factors), written by the converter's `LlamaModel.generate_extra_tensors`; it matches "
+            f"unscaled / HF inv_freq to a relative {dev:.1e}. No `llama.rope.scaling.*` key is written for llama3.",
+            "- rope_freqs.weight = [" + ", ".join(f"{x:.6g}" for x in ff) + "]"]
 
 
 # ---------------------------------------------------------------- tokenizers
@@ -211,6 +276,9 @@ def write_reference(path: Path, doc: dict):
     path.write_text(text + "\n", encoding="utf-8")
 
 
+LOADED = {}   # arch -> the transformers model reference.json came from
+
+
 def build_hf(arch: str, out: Path, work: Path) -> dict:
     import torch
     import transformers as T
@@ -231,6 +299,7 @@ def build_hf(arch: str, out: Path, work: Path) -> dict:
         pass
 
     ref = getattr(T, cls_name).from_pretrained(hf, dtype=torch.float32, attn_implementation="eager").eval()
+    LOADED[arch] = ref
     cases = cases_for(seed)
     for c in cases:
         c["logits"] = logits_of(ref, c["input_ids"])
@@ -367,7 +436,7 @@ def tok_note(kind):
     return f"byte-level BPE tokenizer.json; our conversion patches the converter's pre-tokenizer hash lookup to return '{pre}'"
 
 
-def write_readme(arch: str, out: Path, doc: dict, summaries: list, checks: dict):
+def write_readme(arch: str, out: Path, doc: dict, summaries: list, checks: dict, extra: list = ()):
     cls_name, tok_kind, tied, layers, seed = ARCHS[arch]
     cfg = doc["config"]
     lines = [f"# {arch}: tiny random {cls_name}", "",
@@ -398,6 +467,10 @@ def write_readme(arch: str, out: Path, doc: dict, summaries: list, checks: dict)
         lines.append("- q/k/v projections have biases (attn_q.bias, attn_k.bias, attn_v.bias).")
     if arch == "qwen3":
         lines.append("- per-head QK RMSNorm (attn_q_norm, attn_k_norm over head_dim).")
+    if arch == "llama31":
+        lines.append("- the `llama` fixture's shape with Llama 3.1 RoPE scaling (rope_type llama3, see below); "
+                     "the GGUF files carry it as the extra tensor `rope_freqs.weight`.")
+    lines += list(extra)
     lines += ["", "## Files", "", "| file | bytes | GGML types (tensor count) |", "| --- | --- | --- |"]
     for s in summaries:
         lines.append(f"| {s['file']} | {s['bytes']} | {fmt_types(s)} |")
@@ -460,7 +533,8 @@ def main():
                 if diffs:
                     checks[f.name] = " / ".join(f"{c['name']} {d:.2e}" for c, d in zip(doc["cases"], diffs))
                     print(f"  llama.cpp {f.name}: {checks[f.name]}", flush=True)
-        write_readme(arch, out, doc, summaries, checks)
+        extra = llama31_rope_report(LOADED[arch], f16) if arch == "llama31" else []
+        write_readme(arch, out, doc, summaries, checks, extra)
         for f in sorted(out.rglob("*")):
             if f.is_file():
                 print(f"  {f.relative_to(a.out)} {f.stat().st_size}")

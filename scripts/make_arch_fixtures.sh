@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Remakes crates/gpt/tests/fixtures/arch/: tiny random models of every architecture gpt-rs runs
-# (llama, qwen2, qwen3, mistral, phi3, gemma3) as Hugging Face folders made with transformers, GGUF
-# files made from them with llama.cpp's convert_hf_to_gguf.py and llama-quantize, and transformers'
-# logits for a few token sequences. Never in CI: it downloads torch and builds llama.cpp.
+# (llama, llama31 = llama with Llama 3.1 RoPE scaling, qwen2, qwen3, mistral, phi3, gemma3) as
+# Hugging Face folders made with transformers, GGUF files made from them with llama.cpp's
+# convert_hf_to_gguf.py and llama-quantize, and transformers' logits for a few token sequences.
+# Never in CI: it downloads torch and builds llama.cpp.
 #
 # Usage: scripts/make_arch_fixtures.sh [ARCH...]   (default: all)
 # llama.cpp comes from bench/llama_cpp_build.sh (llama-cpp-python's sdist, built under bench/.venv);
