@@ -107,6 +107,34 @@ impl Attention {
         // Key positions visible to the last query of a single sequence: the width of a pattern.
         let p = seqs.first().map_or(0, |s| s.pos0 + s.t);
         let mut out = vec![0f32; n * nh * hs]; // (N, NH * HS)
+        if !record && seqs.len() == 1 && n >= PREFILL_GEMM_MIN_ROWS {
+            let (cache, pos0) = (caches[0], seqs[0].pos0);
+            let heads: Vec<Vec<f32>> = (0..nh)
+                .into_par_iter()
+                .map(|h| {
+                    prefill_head(
+                        &q[h * hs..],
+                        nh * hs,
+                        cache,
+                        h / group,
+                        pos0,
+                        n,
+                        hs,
+                        scale,
+                        window,
+                    )
+                })
+                .collect();
+            for (h, o) in heads.iter().enumerate() {
+                for (dst, src) in out.chunks_exact_mut(nh * hs).zip(o.chunks_exact(hs)) {
+                    dst[h * hs..(h + 1) * hs].copy_from_slice(src);
+                }
+            }
+            for seq in seqs.iter_mut() {
+                seq.cache.slide(hs);
+            }
+            return self.wo.forward(&out, n, precision);
+        }
 
         // One task per (row, head): row i of the scores, its softmax, its weighted sum.
         let recorded: Vec<(usize, Vec<f32>)> = out
@@ -147,6 +175,75 @@ impl Attention {
         }
         self.wo.forward(&out, n, precision)
     }
+}
+
+/// From this many new positions of one sequence on, attention runs as matrix products per head
+/// (scores S = Q K^T, softmax, O = S V through gemm) instead of one dot product per key.
+const PREFILL_GEMM_MIN_ROWS: usize = 16;
+/// Queries per block of the matrix form: the scores held at once are (block, P), so memory stays
+/// bounded however long the prompt (the full (T, T) matrix is never built).
+const PREFILL_QUERY_BLOCK: usize = 256;
+
+/// One head's attention for `t` new positions pos0..pos0+t of one sequence, in matrix form, by
+/// blocks of queries. q: that head's first query, rows `q_stride` apart (T, HS); the keys and
+/// values are the cache's head `kv` (already holding the new positions). Returns (T, HS).
+#[allow(clippy::too_many_arguments)]
+fn prefill_head(
+    q: &[f32],
+    q_stride: usize,
+    cache: &LayerCache,
+    kv: usize,
+    pos0: usize,
+    t: usize,
+    hs: usize,
+    scale: f32,
+    window: Option<usize>,
+) -> Vec<f32> {
+    use kernels::gemm::{sgemm, Operand};
+    let first_visible = |pos: usize| window.map_or(0, |w| (pos + 1).saturating_sub(w));
+    let mut out = vec![0f32; t * hs];
+    for b0 in (0..t).step_by(PREFILL_QUERY_BLOCK) {
+        let b1 = (b0 + PREFILL_QUERY_BLOCK).min(t);
+        let (m, end) = (b1 - b0, pos0 + b1);
+        // Keys lo..end: every position some query of the block sees.
+        let lo = first_visible(pos0 + b0).max(cache.start);
+        let np = end - lo;
+        let (k0, k1) = ((lo - cache.start) * hs, (end - cache.start) * hs);
+        let keys = &cache.k[kv][k0..k1]; // (np, HS)
+        let values = &cache.v[kv][k0..k1]; // (np, HS)
+        let mut scores = vec![0f32; m * np]; // (m, np)
+        sgemm(
+            m,
+            np,
+            hs,
+            Operand::strided(&q[b0 * q_stride..], q_stride, 1),
+            Operand::strided(keys, 1, hs),
+            &mut scores,
+            false,
+        );
+        for (i, row) in scores.chunks_exact_mut(np).enumerate() {
+            let pos = pos0 + b0 + i;
+            let visible = first_visible(pos)..pos + 1;
+            for (j, x) in row.iter_mut().enumerate() {
+                *x = if visible.contains(&(lo + j)) {
+                    *x * scale
+                } else {
+                    f32::NEG_INFINITY
+                };
+            }
+            kernels::softmax(row);
+        }
+        sgemm(
+            m,
+            hs,
+            np,
+            Operand::new(&scores),
+            Operand::new(values),
+            &mut out[b0 * hs..b1 * hs],
+            false,
+        );
+    }
+    out
 }
 
 /// One query's causal attention over key positions 0..P (P = probs.len()): the scores
