@@ -909,6 +909,21 @@ impl OutBand<'_> {
         // SAFETY: in bounds (checked above), and only this band writes row r.
         unsafe { *self.out.ptr.add(ti * self.out.n + r) = v }
     }
+
+    /// out[ti, r0 + j] = vals[j]: a run of this band's rows for one token, with one bounds check
+    /// (out is (T, N) row-major, so the run is contiguous).
+    #[inline]
+    fn set_run(&self, ti: usize, r0: usize, vals: &[f32]) {
+        assert!(ti < self.out.t && r0 >= self.rows.start && r0 + vals.len() <= self.rows.end);
+        // SAFETY: in bounds (checked above), and only this band writes these rows.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                vals.as_ptr(),
+                self.out.ptr.add(ti * self.out.n + r0),
+                vals.len(),
+            )
+        }
+    }
 }
 
 /// Splits the N rows of `out (T, N)` into bands and runs `band` on each, on rayon's pool.
@@ -1071,9 +1086,7 @@ fn panel_matmul(
                         &unsafe { x86_64::panel_dots::<1>(ty, acts_kind, &panel, kb, a, s) }
                     };
                     for (i, vals) in res.iter().enumerate() {
-                        for (j, &v) in vals[..r1 - r0].iter().enumerate() {
-                            band.set(ti + i, r0 + j, v);
-                        }
+                        band.set_run(ti + i, r0, &vals[..r1 - r0]);
                     }
                     ti += res.len();
                 }
