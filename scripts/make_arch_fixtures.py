@@ -169,6 +169,16 @@ def make_tokenizer(kind: str, work: Path, out: Path) -> dict:
     corpus = corpus_text(work)
     if kind.startswith("spm"):
         gemma = kind == "spm-gemma"
+        from sentencepiece import sentencepiece_model_pb2
+
+        def scrub_spm_paths(path):
+            # SentencePiece stores its trainer's arguments, absolute paths included: keep names only.
+            m = sentencepiece_model_pb2.ModelProto()
+            m.ParseFromString(path.read_bytes())
+            del m.trainer_spec.input[:]
+            m.trainer_spec.input.append("tinyshakespeare.txt")
+            m.trainer_spec.model_prefix = "tokenizer"
+            path.write_bytes(m.SerializeToString())
         ids = dict(pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>",
                    bos_piece="<bos>", unk_piece="<unk>",
                    user_defined_symbols=["<mask>"]) if gemma else dict(unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
@@ -183,9 +193,15 @@ def make_tokenizer(kind: str, work: Path, out: Path) -> dict:
         src = work / f"tok-{kind}"
         src.mkdir(exist_ok=True)
         shutil.copy(f"{prefix}.model", src / "tokenizer.model")
+        scrub_spm_paths(src / "tokenizer.model")
         tok = (GemmaTokenizer if gemma else LlamaTokenizer).from_pretrained(src)
         tok.save_pretrained(out)
         shutil.copy(src / "tokenizer.model", out / "tokenizer.model")
+        # transformers records where it read the vocabulary from: a path of this machine.
+        cfg = out / "tokenizer_config.json"
+        cfg_json = json.loads(cfg.read_text())
+        if cfg_json.pop("vocab_file", None) is not None:
+            cfg.write_text(json.dumps(cfg_json, indent=2, ensure_ascii=False) + "\n")
         assert len(tok) == VOCAB, (kind, len(tok))
         return {"bos": tok.bos_token_id, "eos": tok.eos_token_id, "pad": tok.pad_token_id, "unk": tok.unk_token_id}
 
