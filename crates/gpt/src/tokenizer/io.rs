@@ -191,67 +191,11 @@ pub(super) fn tokenizer_json_spec(path: &Path) -> Result<TokenizerJson> {
         Pretokenizer::Gpt2
     });
 
-    let vocab = model
-        .get("vocab")
-        .and_then(Value::as_object)
-        .ok_or_else(|| file_err(path, "model.vocab is not an object of token -> id"))?;
-    let mut pairs = Vec::with_capacity(vocab.len());
-    for (tok, id) in vocab {
-        let id = id
-            .as_u64()
-            .and_then(|i| u32::try_from(i).ok())
-            .ok_or_else(|| file_err(path, format!("model.vocab[{tok:?}] is not a token id")))?;
-        pairs.push((tok.clone(), id));
-    }
-    let mut types: HashMap<u32, i32> = HashMap::new();
-    if let Some(added) = v.get("added_tokens").and_then(Value::as_array) {
-        for (i, a) in added.iter().enumerate() {
-            let id = a
-                .get("id")
-                .and_then(Value::as_u64)
-                .and_then(|i| u32::try_from(i).ok());
-            let content = a.get("content").and_then(Value::as_str);
-            let (Some(id), Some(content)) = (id, content) else {
-                return Err(file_err(
-                    path,
-                    format!("added_tokens[{i}] lacks an id or content"),
-                ));
-            };
-            let special = a.get("special").and_then(Value::as_bool).unwrap_or(false);
-            types.insert(
-                id,
-                if special {
-                    TOKEN_TYPE_CONTROL
-                } else {
-                    TOKEN_TYPE_USER_DEFINED
-                },
-            );
-            pairs.retain(|(_, j)| *j != id);
-            pairs.push((content.to_owned(), id));
-        }
-    }
-    let tokens = tokens_by_id(path, pairs)?;
+    let (tokens, types) = json_vocab(path, &v, model)?;
     let token_types = (0..tokens.len() as u32)
         .map(|id| types.get(&id).copied().unwrap_or(TOKEN_TYPE_NORMAL))
         .collect();
-
-    let merges_json = model
-        .get("merges")
-        .and_then(Value::as_array)
-        .ok_or_else(|| file_err(path, "model.merges is not a list"))?;
-    let mut merges = Vec::with_capacity(merges_json.len());
-    for (i, m) in merges_json.iter().enumerate() {
-        // Older files write "a b", newer ones ["a", "b"].
-        let line = match m {
-            Value::String(s) => s.clone(),
-            Value::Array(a) => match (a.first().and_then(Value::as_str), a.get(1)) {
-                (Some(l), Some(Value::String(r))) if a.len() == 2 => format!("{l} {r}"),
-                _ => return Err(file_err(path, format!("model.merges[{i}] is not a pair"))),
-            },
-            _ => return Err(file_err(path, format!("model.merges[{i}] is not a merge"))),
-        };
-        merges.push(line);
-    }
+    let merges = json_merges(path, model)?;
 
     let unk_id = model
         .get("unk_token")
