@@ -126,7 +126,7 @@ pub fn sgemm_into(
         }
         return;
     }
-    let threads = rayon::current_num_threads();
+    let threads = super::team::width();
     let parallelism = if m * n * k >= PARALLEL_MIN_FLOPS && threads > 1 {
         Parallelism::Rayon(threads)
     } else {

@@ -34,16 +34,17 @@ pub mod gemm;
 pub mod kquant;
 pub mod quant;
 pub mod reference;
+pub mod team;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
 pub use cpu::{Isa, KERNELS_ENV};
+pub use team::parallel_for;
 
 use crate::tensor::DType;
 use bytemuck::Zeroable;
 use kquant::{BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K, QK_K};
 use quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, BlockQ8x2, QK};
-use rayon::prelude::*;
 use std::cell::Cell;
 use std::ops::Range;
 use std::thread::LocalKey;
@@ -878,6 +879,8 @@ const MIN_PARALLEL_MACS: usize = 1 << 16;
 /// Tokens whose activations stay in L1 while a band's weight rows are reused for them.
 const TOKEN_TILE: usize = 16;
 
+const BANDS_PER_THREAD_T1: usize = 8;
+
 /// `out (T, N)` seen by bands of rows: each band writes only its own rows.
 struct SharedOut {
     ptr: *mut f32,
@@ -942,7 +945,7 @@ fn for_each_band(
         n,
         t,
     };
-    let threads = rayon::current_num_threads();
+    let threads = team::width();
     if threads == 1 || macs < MIN_PARALLEL_MACS {
         // SAFETY: the only band.
         return band(unsafe { shared.band(0..n) });
@@ -951,13 +954,13 @@ fn for_each_band(
     // the rows are uniform work. Prompts: smaller bands balance the load; each re-reads the
     // tokens' activations, which stay in L2.
     let rows_per_band = if t == 1 {
-        n.div_ceil(threads)
+        n.div_ceil(threads * BANDS_PER_THREAD_T1).max(16)
     } else {
         n.div_ceil(threads * 8).clamp(4, 64)
     };
     let rows_per_band = rows_per_band.next_multiple_of(row_multiple);
     let bands = n.div_ceil(rows_per_band);
-    (0..bands).into_par_iter().for_each(|b| {
+    team::parallel_for(bands, |b| {
         let rows = b * rows_per_band..((b + 1) * rows_per_band).min(n);
         // SAFETY: bands b are disjoint ranges of rows.
         band(unsafe { shared.band(rows) })

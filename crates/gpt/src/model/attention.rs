@@ -109,24 +109,29 @@ impl Attention {
         let mut out = vec![0f32; n * nh * hs]; // (N, NH * HS)
         if !record && seqs.len() == 1 && n >= PREFILL_GEMM_MIN_ROWS {
             let (cache, pos0) = (caches[0], seqs[0].pos0);
-            let heads: Vec<Vec<f32>> = (0..nh)
-                .into_par_iter()
-                .map(|h| {
-                    prefill_head(
-                        &q[h * hs..],
-                        nh * hs,
-                        cache,
-                        h / group,
-                        pos0,
-                        n,
-                        hs,
-                        scale,
-                        window,
-                    )
-                })
-                .collect();
-            for (h, o) in heads.iter().enumerate() {
-                for (dst, src) in out.chunks_exact_mut(nh * hs).zip(o.chunks_exact(hs)) {
+            // One task per (head, block of queries): blocks late in the prompt see more keys,
+            // and tasks are claimed one at a time, so both threads stay busy.
+            let blocks = n.div_ceil(PREFILL_QUERY_BLOCK);
+            let parts = kernels::team::parallel_map(nh * blocks, |task| {
+                let (h, b) = (task / blocks, task % blocks);
+                let queries = b * PREFILL_QUERY_BLOCK..((b + 1) * PREFILL_QUERY_BLOCK).min(n);
+                let q = &q[queries.start * nh * hs + h * hs..];
+                prefill_block(
+                    q,
+                    nh * hs,
+                    cache,
+                    h / group,
+                    pos0,
+                    queries,
+                    hs,
+                    scale,
+                    window,
+                )
+            });
+            for (task, o) in parts.iter().enumerate() {
+                let (h, b) = (task / blocks, task % blocks);
+                let rows = out.chunks_exact_mut(nh * hs).skip(b * PREFILL_QUERY_BLOCK);
+                for (dst, src) in rows.zip(o.chunks_exact(hs)) {
                     dst[h * hs..(h + 1) * hs].copy_from_slice(src);
                 }
             }
@@ -136,37 +141,46 @@ impl Attention {
             return self.wo.forward(&out, n, precision);
         }
 
-        // One task per (row, head): row i of the scores, its softmax, its weighted sum.
-        let recorded: Vec<(usize, Vec<f32>)> = out
-            .par_chunks_mut(hs)
-            .enumerate()
-            .map(|(idx, o)| {
+        // One task per (row, head): row i of the scores, its softmax, its weighted sum. When
+        // the pattern is recorded, each task's probabilities land in its row of (N, NH, P).
+        let mut recorded = vec![0f32; if record { n * nh * p } else { 0 }];
+        kernels::team::for_each_chunk_pair_mut(
+            &mut out,
+            hs,
+            &mut recorded,
+            if record { p } else { 0 },
+            |idx, o, rec| {
                 let (r, h) = (idx / nh, idx % nh);
                 let (s, pos) = rows[r];
                 let kv = h / group;
                 let cache = caches[s];
                 let qh = &q[(r * nh + h) * hs..(r * nh + h + 1) * hs];
                 let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                let mut probs = vec![0f32; if record { p } else { pos + 1 }];
+                let mut own = Vec::new();
+                let probs = if record {
+                    rec
+                } else {
+                    own.resize(pos + 1, 0f32);
+                    &mut own[..]
+                };
                 attend(
                     qh,
                     |j| cache.kv(kv, j, hs).0,
                     |j| cache.kv(kv, j, hs).1,
                     first..pos + 1,
                     scale,
-                    &mut probs,
+                    probs,
                     o,
                 );
-                (idx, if record { probs } else { Vec::new() })
-            })
-            .filter(|(_, s)| !s.is_empty())
-            .collect();
+            },
+        );
         if let Some(c) = capture.filter(|_| record) {
+            // (N, NH, P) -> (NH, N, P)
             let t = n;
             let mut probs_all = vec![0f32; nh * t * p];
-            for (idx, scores) in recorded {
+            for (idx, scores) in recorded.chunks_exact(p).enumerate() {
                 let (ti, h) = (idx / nh, idx % nh);
-                probs_all[(h * t + ti) * p..(h * t + ti + 1) * p].copy_from_slice(&scores);
+                probs_all[(h * t + ti) * p..(h * t + ti + 1) * p].copy_from_slice(scores);
             }
             c.attention(layer, nh, t, p, &probs_all);
         }
@@ -181,68 +195,67 @@ impl Attention {
 /// (scores S = Q K^T, softmax, O = S V through gemm) instead of one dot product per key.
 const PREFILL_GEMM_MIN_ROWS: usize = 16;
 /// Queries per block of the matrix form: the scores held at once are (block, P), so memory stays
-/// bounded however long the prompt (the full (T, T) matrix is never built).
-const PREFILL_QUERY_BLOCK: usize = 256;
+/// bounded however long the prompt (the full (T, T) matrix is never built), and a prompt gives
+/// heads x blocks tasks to share among the threads.
+const PREFILL_QUERY_BLOCK: usize = 64;
 
-/// One head's attention for `t` new positions pos0..pos0+t of one sequence, in matrix form, by
-/// blocks of queries. q: that head's first query, rows `q_stride` apart (T, HS); the keys and
-/// values are the cache's head `kv` (already holding the new positions). Returns (T, HS).
+/// One head's attention for the new positions pos0 + `queries` of one sequence, in matrix form.
+/// q: that head's query of the block's first position, rows `q_stride` apart (M, HS); the keys
+/// and values are the cache's head `kv` (already holding the new positions). Returns (M, HS).
 #[allow(clippy::too_many_arguments)]
-fn prefill_head(
+fn prefill_block(
     q: &[f32],
     q_stride: usize,
     cache: &LayerCache,
     kv: usize,
     pos0: usize,
-    t: usize,
+    queries: std::ops::Range<usize>,
     hs: usize,
     scale: f32,
     window: Option<usize>,
 ) -> Vec<f32> {
     use kernels::gemm::{sgemm, Operand};
     let first_visible = |pos: usize| window.map_or(0, |w| (pos + 1).saturating_sub(w));
-    let mut out = vec![0f32; t * hs];
-    for b0 in (0..t).step_by(PREFILL_QUERY_BLOCK) {
-        let b1 = (b0 + PREFILL_QUERY_BLOCK).min(t);
-        let (m, end) = (b1 - b0, pos0 + b1);
-        // Keys lo..end: every position some query of the block sees.
-        let lo = first_visible(pos0 + b0).max(cache.start);
-        let np = end - lo;
-        let (k0, k1) = ((lo - cache.start) * hs, (end - cache.start) * hs);
-        let keys = &cache.k[kv][k0..k1]; // (np, HS)
-        let values = &cache.v[kv][k0..k1]; // (np, HS)
-        let mut scores = vec![0f32; m * np]; // (m, np)
-        sgemm(
-            m,
-            np,
-            hs,
-            Operand::strided(&q[b0 * q_stride..], q_stride, 1),
-            Operand::strided(keys, 1, hs),
-            &mut scores,
-            false,
-        );
-        for (i, row) in scores.chunks_exact_mut(np).enumerate() {
-            let pos = pos0 + b0 + i;
-            let visible = first_visible(pos)..pos + 1;
-            for (j, x) in row.iter_mut().enumerate() {
-                *x = if visible.contains(&(lo + j)) {
-                    *x * scale
-                } else {
-                    f32::NEG_INFINITY
-                };
-            }
-            kernels::softmax(row);
+    let (b0, b1) = (queries.start, queries.end);
+    let (m, end) = (b1 - b0, pos0 + b1);
+    // Keys lo..end: every position some query of the block sees.
+    let lo = first_visible(pos0 + b0).max(cache.start);
+    let np = end - lo;
+    let (k0, k1) = ((lo - cache.start) * hs, (end - cache.start) * hs);
+    let keys = &cache.k[kv][k0..k1]; // (np, HS)
+    let values = &cache.v[kv][k0..k1]; // (np, HS)
+    let mut scores = vec![0f32; m * np]; // (m, np)
+    sgemm(
+        m,
+        np,
+        hs,
+        Operand::strided(q, q_stride, 1),
+        Operand::strided(keys, 1, hs),
+        &mut scores,
+        false,
+    );
+    for (i, row) in scores.chunks_exact_mut(np).enumerate() {
+        let pos = pos0 + b0 + i;
+        let visible = first_visible(pos)..pos + 1;
+        for (j, x) in row.iter_mut().enumerate() {
+            *x = if visible.contains(&(lo + j)) {
+                *x * scale
+            } else {
+                f32::NEG_INFINITY
+            };
         }
-        sgemm(
-            m,
-            hs,
-            np,
-            Operand::new(&scores),
-            Operand::new(values),
-            &mut out[b0 * hs..b1 * hs],
-            false,
-        );
+        kernels::softmax(row);
     }
+    let mut out = vec![0f32; m * hs];
+    sgemm(
+        m,
+        hs,
+        np,
+        Operand::new(&scores),
+        Operand::new(values),
+        &mut out,
+        false,
+    );
     out
 }
 
