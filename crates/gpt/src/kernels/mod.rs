@@ -47,6 +47,7 @@ use kquant::{BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K, Q
 use quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, BlockQ8x2, QK};
 use std::cell::Cell;
 use std::ops::Range;
+use std::sync::OnceLock;
 use std::thread::LocalKey;
 
 /// How a matmul against quantized weights treats the activations.
@@ -104,6 +105,105 @@ impl<'a> MatRef<'a> {
 /// `out (T, N) = x (T, K) @ w^T` with `w (N, K)`, on [`Isa::detected`].
 pub fn matmul(w: MatRef, x: &[f32], t: usize, out: &mut [f32], precision: Precision) {
     Isa::detected().matmul(w, x, t, out, precision)
+}
+
+/// [`matmul`] of an input prepared once for several weight matrices: `out (T, N) = x @ w^T`.
+pub fn matmul_acts(w: MatRef, x: &Activations, out: &mut [f32], precision: Precision) {
+    x.isa.matmul_acts(w, x, out, precision)
+}
+
+/// The input of one or more matmuls, x (T, K), with each quantized form made on first use and
+/// kept: the projections that read the same vectors (Q, K and V; gate and up) quantize them
+/// once. Made by the team when T is large.
+pub struct Activations<'a> {
+    x: &'a [f32],
+    t: usize,
+    isa: Isa,
+    q8x2: OnceLock<Vec<BlockQ8x2>>,
+    q8_0: OnceLock<Vec<BlockQ8_0>>,
+    q8_1: OnceLock<Vec<BlockQ8_1>>,
+    q8_k: OnceLock<Vec<BlockQ8_K>>,
+    /// Per block of `q8x2` / `q8_0`: its scale and sums, for panels of types without a min.
+    #[cfg(target_arch = "x86_64")]
+    q8x2_sums: OnceLock<Vec<x86_64::ActSum>>,
+    #[cfg(target_arch = "x86_64")]
+    q8_0_sums: OnceLock<Vec<x86_64::ActSum>>,
+}
+
+impl<'a> Activations<'a> {
+    /// x (T, K), for the kernels of [`Isa::detected`].
+    pub fn new(x: &'a [f32], t: usize) -> Self {
+        Isa::detected().activations(x, t)
+    }
+
+    /// (T, K)
+    pub fn x(&self) -> &'a [f32] {
+        self.x
+    }
+
+    pub fn tokens(&self) -> usize {
+        self.t
+    }
+
+    fn blocks(&self, block: usize) -> usize {
+        self.x.len() / block
+    }
+
+    fn q8x2(&self) -> &[BlockQ8x2] {
+        self.q8x2.get_or_init(|| {
+            let mut a = vec![BlockQ8x2::zeroed(); self.blocks(QK)];
+            quantize_tokens(self.x, self.t, &mut a, |x, a| self.isa.quantize_q8x2(x, a));
+            a
+        })
+    }
+
+    fn q8_0(&self) -> &[BlockQ8_0] {
+        self.q8_0.get_or_init(|| {
+            let mut a = vec![BlockQ8_0::zeroed(); self.blocks(QK)];
+            quantize_tokens(self.x, self.t, &mut a, |x, a| self.isa.quantize_q8_0(x, a));
+            a
+        })
+    }
+
+    fn q8_1(&self) -> &[BlockQ8_1] {
+        self.q8_1.get_or_init(|| {
+            let mut a = vec![BlockQ8_1::zeroed(); self.blocks(QK)];
+            quantize_tokens(self.x, self.t, &mut a, |x, a| self.isa.quantize_q8_1(x, a));
+            a
+        })
+    }
+
+    fn q8_k(&self) -> &[BlockQ8_K] {
+        self.q8_k.get_or_init(|| {
+            let mut a = vec![BlockQ8_K::zeroed(); self.blocks(QK_K)];
+            quantize_tokens(self.x, self.t, &mut a, |x, a| self.isa.quantize_q8_k(x, a));
+            a
+        })
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn q8x2_sums(&self) -> &[x86_64::ActSum] {
+        self.q8x2_sums.get_or_init(|| {
+            let lo_weight = quant::Q8X2_LO_SCALE as i32;
+            let sum = |q: &[i8]| q.iter().map(|&q| q as i32).sum::<i32>();
+            map_blocks(self.q8x2(), |a| x86_64::ActSum {
+                d: a.d,
+                sum: lo_weight * sum(&a.hi) + sum(&a.lo),
+                half: lo_weight * sum(&a.hi[..16]) + sum(&a.lo[..16]),
+            })
+        })
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn q8_0_sums(&self) -> &[x86_64::ActSum] {
+        self.q8_0_sums.get_or_init(|| {
+            map_blocks(self.q8_0(), |a| x86_64::ActSum {
+                d: a.d.to_f32(),
+                sum: a.qs.iter().map(|&q| q as i32).sum(),
+                half: a.qs[..16].iter().map(|&q| q as i32).sum(),
+            })
+        })
+    }
 }
 
 /// `sum(a[i] * b[i])`; a, b: (K).
@@ -220,7 +320,35 @@ impl Isa {
     /// A token's result depends on T only through the order of f32 sums (T = 1 and T > 1 run
     /// different kernels); integer block sums are exact either way.
     pub fn matmul(self, w: MatRef, x: &[f32], t: usize, out: &mut [f32], precision: Precision) {
+        self.matmul_acts(w, &self.activations(x, t), out, precision)
+    }
+
+    /// x (T, K) prepared for matmuls on this kernel set ([`Activations`]).
+    pub fn activations(self, x: &[f32], t: usize) -> Activations<'_> {
+        Activations {
+            x,
+            t,
+            isa: self.usable(),
+            q8x2: OnceLock::new(),
+            q8_0: OnceLock::new(),
+            q8_1: OnceLock::new(),
+            q8_k: OnceLock::new(),
+            #[cfg(target_arch = "x86_64")]
+            q8x2_sums: OnceLock::new(),
+            #[cfg(target_arch = "x86_64")]
+            q8_0_sums: OnceLock::new(),
+        }
+    }
+
+    /// [`Isa::matmul`] of prepared activations, made by [`Isa::activations`] for this set.
+    pub fn matmul_acts(self, w: MatRef, acts: &Activations, out: &mut [f32], precision: Precision) {
+        let (x, t) = (acts.x, acts.t);
         let (n, k) = (w.rows, w.cols);
+        assert_eq!(
+            acts.isa,
+            self.usable(),
+            "matmul: activations of another kernel set"
+        );
         assert_eq!(x.len(), t * k, "matmul: x is not (T, K)");
         assert_eq!(out.len(), t * n, "matmul: out is not (T, N)");
         assert_eq!(w.data.len(), n * w.row_bytes(), "matmul: w is not (N, K)");
@@ -233,14 +361,13 @@ impl Isa {
             return;
         }
         let isa = self.usable();
-        let kb = k / QK;
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Avx512Vnni && t >= PANEL_MIN_TOKENS {
-            if let (Some(ty), Some(acts)) = (panel_type(w.dtype), panel_acts(precision)) {
+            if let (Some(ty), Some(acts_kind)) = (panel_type(w.dtype), panel_acts(precision)) {
                 // K-quant panels hold groups of 32 for two-plane activations; Q8 precision
                 // keeps llama.cpp's Q8_K activations, through the row kernels.
-                if !(ty.is_k() && acts == x86_64::PanelActs::Q8) {
-                    return panel_matmul(ty, acts, w, x, t, out);
+                if !(ty.is_k() && acts_kind == x86_64::PanelActs::Q8) {
+                    return panel_matmul(ty, acts_kind, w, acts, out);
                 }
             }
         }
@@ -248,41 +375,29 @@ impl Isa {
             (Precision::Fast, dtype)
                 if QuantKernel::<BlockQ8x2>::for_dtype(dtype, isa).is_some() =>
             {
-                with_scratch(&Q8X2_SCRATCH, t * kb, |acts| {
-                    isa.quantize_q8x2(x, acts);
-                    if let Some(kern) = QuantKernel::<BlockQ8x2>::for_dtype(dtype, isa) {
-                        quant_matmul(&kern, w, acts, t, out);
-                    }
-                })
+                if let Some(kern) = QuantKernel::<BlockQ8x2>::for_dtype(dtype, isa) {
+                    quant_matmul(&kern, w, acts.q8x2(), t, out);
+                }
             }
             (Precision::Q8, DType::Q4_1 | DType::Q5_1) => {
-                with_scratch(&Q8_1_SCRATCH, t * kb, |acts| {
-                    isa.quantize_q8_1(x, acts);
-                    let kern = match w.dtype {
-                        DType::Q4_1 => QuantKernel::q4_1(isa),
-                        _ => QuantKernel::q5_1(isa),
-                    };
-                    quant_matmul(&kern, w, acts, t, out);
-                })
+                let kern = match w.dtype {
+                    DType::Q4_1 => QuantKernel::q4_1(isa),
+                    _ => QuantKernel::q5_1(isa),
+                };
+                quant_matmul(&kern, w, acts.q8_1(), t, out);
             }
             (Precision::Q8, DType::Q4_0 | DType::Q5_0 | DType::Q8_0) => {
-                with_scratch(&Q8_0_SCRATCH, t * kb, |acts| {
-                    isa.quantize_q8_0(x, acts);
-                    let kern = match w.dtype {
-                        DType::Q4_0 => QuantKernel::q4_0(isa),
-                        DType::Q5_0 => QuantKernel::q5_0(isa),
-                        _ => QuantKernel::q8_0(isa),
-                    };
-                    quant_matmul(&kern, w, acts, t, out);
-                })
+                let kern = match w.dtype {
+                    DType::Q4_0 => QuantKernel::q4_0(isa),
+                    DType::Q5_0 => QuantKernel::q5_0(isa),
+                    _ => QuantKernel::q8_0(isa),
+                };
+                quant_matmul(&kern, w, acts.q8_0(), t, out);
             }
             (Precision::Q8, dtype) if QuantKernel::<BlockQ8_K>::for_dtype(dtype, isa).is_some() => {
-                with_scratch(&Q8_K_SCRATCH, t * (k / QK_K), |acts| {
-                    isa.quantize_q8_k(x, acts);
-                    if let Some(kern) = QuantKernel::<BlockQ8_K>::for_dtype(dtype, isa) {
-                        quant_matmul(&kern, w, acts, t, out);
-                    }
-                })
+                if let Some(kern) = QuantKernel::<BlockQ8_K>::for_dtype(dtype, isa) {
+                    quant_matmul(&kern, w, acts.q8_k(), t, out);
+                }
             }
             // Many tokens against f32 weights: a dense product, blocked for the caches.
             // (File data that is not 4-byte aligned falls through to the row products.)
@@ -850,10 +965,6 @@ impl QuantKernel<BlockQ8_0> {
 // The matmul drivers: bands of output rows on rayon's pool, scratch reused across calls.
 
 thread_local! {
-    static Q8_0_SCRATCH: Cell<Vec<BlockQ8_0>> = const { Cell::new(Vec::new()) };
-    static Q8_1_SCRATCH: Cell<Vec<BlockQ8_1>> = const { Cell::new(Vec::new()) };
-    static Q8X2_SCRATCH: Cell<Vec<BlockQ8x2>> = const { Cell::new(Vec::new()) };
-    static Q8_K_SCRATCH: Cell<Vec<BlockQ8_K>> = const { Cell::new(Vec::new()) };
     static ROW_SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
@@ -870,6 +981,44 @@ fn with_scratch<T: Zeroable + Clone, R>(
     let r = f(&mut buf[..len]);
     key.set(buf);
     r
+}
+
+/// From this many tokens on, activations are quantized by the team, tokens split among threads.
+const PARALLEL_QUANTIZE_MIN_TOKENS: usize = 32;
+
+/// Quantizes the activations x (T, K) into `acts` (T, K / block) with `quantize` (which takes
+/// any whole number of tokens); prompts split the tokens among the team.
+fn quantize_tokens<A: Send>(
+    x: &[f32],
+    t: usize,
+    acts: &mut [A],
+    quantize: impl Fn(&[f32], &mut [A]) + Sync,
+) {
+    let (k, per_token) = (x.len() / t, acts.len() / t);
+    let chunk = if t < PARALLEL_QUANTIZE_MIN_TOKENS {
+        t
+    } else {
+        t.div_ceil(2 * team::width())
+    };
+    team::for_each_chunk_pair_mut(acts, chunk * per_token, &mut [(); 0], 0, |i, a, _| {
+        quantize(&x[i * chunk * k..][..a.len() / per_token * k], a)
+    });
+}
+
+/// `f` of every block, by the team when there are many.
+#[cfg(target_arch = "x86_64")]
+fn map_blocks<A: Sync, S: Send + Zeroable + Clone>(
+    blocks: &[A],
+    f: impl Fn(&A) -> S + Sync,
+) -> Vec<S> {
+    const CHUNK: usize = 1024;
+    let mut out = vec![S::zeroed(); blocks.len()];
+    team::for_each_chunk_pair_mut(&mut out, CHUNK, &mut [(); 0], 0, |i, o, _| {
+        for (o, b) in o.iter_mut().zip(&blocks[i * CHUNK..]) {
+            *o = f(b);
+        }
+    });
+    out
 }
 
 /// Below this many multiply-adds a matmul runs on the calling thread: waking a second thread
@@ -1043,7 +1192,6 @@ fn panel_acts(precision: Precision) -> Option<x86_64::PanelActs> {
 #[cfg(target_arch = "x86_64")]
 thread_local! {
     static PANEL_SCRATCH: Cell<x86_64::Panel> = Cell::new(x86_64::Panel::default());
-    static ACT_SUM_SCRATCH: Cell<Vec<x86_64::ActSum>> = const { Cell::new(Vec::new()) };
 }
 
 /// Quantized path for T >= [`PANEL_MIN_TOKENS`] on AVX-512 VNNI: `out (T, N)` from quantized
@@ -1053,13 +1201,12 @@ fn panel_matmul(
     ty: x86_64::PanelType,
     acts_kind: x86_64::PanelActs,
     w: MatRef,
-    x: &[f32],
-    t: usize,
+    acts: &Activations,
     out: &mut [f32],
 ) {
+    let t = acts.t;
     use x86_64::{ActSum, PanelActs, PANEL_ROWS};
     let (n, kb) = (w.rows, w.cols / QK);
-    let isa = Isa::Avx512Vnni;
     // Activations as raw blocks (T, kb), plus each block's scale and sum against the types without a min.
     let run = |acts: &[u8], block_bytes: usize, sums: &[ActSum], out: &mut [f32]| {
         let act = |ti: usize| acts[ti * kb * block_bytes..].as_ptr();
@@ -1098,54 +1245,26 @@ fn panel_matmul(
             PANEL_SCRATCH.set(panel);
         });
     };
-    match (acts_kind, ty) {
-        (PanelActs::Q8x2, _) => with_scratch(&Q8X2_SCRATCH, t * kb, |acts| {
-            isa.quantize_q8x2(x, acts);
-            let bytes = bytemuck::cast_slice(acts);
+    let none: &[ActSum] = &[];
+    match acts_kind {
+        PanelActs::Q8x2 => {
+            let sums = if ty.has_min() { none } else { acts.q8x2_sums() };
             let block_bytes = std::mem::size_of::<BlockQ8x2>();
-            if ty.has_min() {
-                return run(bytes, block_bytes, &[], out);
-            }
-            with_scratch(&ACT_SUM_SCRATCH, t * kb, |sums| {
-                let lo_weight = quant::Q8X2_LO_SCALE as i32;
-                for (s, a) in sums.iter_mut().zip(acts.iter()) {
-                    let sum = |q: &[i8]| q.iter().map(|&q| q as i32).sum::<i32>();
-                    *s = ActSum {
-                        d: a.d,
-                        sum: lo_weight * sum(&a.hi) + sum(&a.lo),
-                        half: lo_weight * sum(&a.hi[..16]) + sum(&a.lo[..16]),
-                    };
-                }
-                run(bytes, block_bytes, sums, out);
-            })
-        }),
-        (PanelActs::Q8, ty) if ty.has_min() => with_scratch(&Q8_1_SCRATCH, t * kb, |acts| {
-            isa.quantize_q8_1(x, acts);
+            run(bytemuck::cast_slice(acts.q8x2()), block_bytes, sums, out)
+        }
+        PanelActs::Q8 if ty.has_min() => {
+            let block_bytes = std::mem::size_of::<BlockQ8_1>();
+            run(bytemuck::cast_slice(acts.q8_1()), block_bytes, none, out)
+        }
+        PanelActs::Q8 => {
+            let block_bytes = std::mem::size_of::<BlockQ8_0>();
             run(
-                bytemuck::cast_slice(acts),
-                std::mem::size_of::<BlockQ8_1>(),
-                &[],
+                bytemuck::cast_slice(acts.q8_0()),
+                block_bytes,
+                acts.q8_0_sums(),
                 out,
-            );
-        }),
-        (PanelActs::Q8, _) => with_scratch(&Q8_0_SCRATCH, t * kb, |acts| {
-            isa.quantize_q8_0(x, acts);
-            with_scratch(&ACT_SUM_SCRATCH, t * kb, |sums| {
-                for (s, a) in sums.iter_mut().zip(acts.iter()) {
-                    *s = ActSum {
-                        d: a.d.to_f32(),
-                        sum: a.qs.iter().map(|&q| q as i32).sum(),
-                        half: a.qs[..16].iter().map(|&q| q as i32).sum(),
-                    };
-                }
-                run(
-                    bytemuck::cast_slice(acts),
-                    std::mem::size_of::<BlockQ8_0>(),
-                    sums,
-                    out,
-                );
-            })
-        }),
+            )
+        }
     }
 }
 

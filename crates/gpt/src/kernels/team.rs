@@ -129,9 +129,9 @@ pub fn parallel_map<R: Send>(tasks: usize, f: impl Fn(usize) -> R + Sync) -> Vec
         .collect()
 }
 
-/// Splits `a` into chunks of `ca` elements and `b` into chunks of `cb` (an empty `b` with
-/// `cb == 0` gives empty chunks) and runs `f(i, a_i, b_i)` for every chunk i, as
-/// [`parallel_for`]. `a` must hold a whole number of chunks, and `b` as many.
+/// Splits `a` into chunks of `ca` elements and `b` into as many chunks of `cb` (the last chunk
+/// of each may be shorter; an empty `b` with `cb == 0` gives empty chunks) and runs
+/// `f(i, a_i, b_i)` for every chunk i, as [`parallel_for`].
 pub fn for_each_chunk_pair_mut<T: Send, U: Send>(
     a: &mut [T],
     ca: usize,
@@ -139,17 +139,26 @@ pub fn for_each_chunk_pair_mut<T: Send, U: Send>(
     cb: usize,
     f: impl Fn(usize, &mut [T], &mut [U]) + Sync,
 ) {
-    assert!(ca > 0 && a.len() % ca == 0, "chunks of {ca} in {}", a.len());
-    let n = a.len() / ca;
-    assert_eq!(b.len(), n * cb, "second buffer: {n} chunks of {cb}");
+    assert!(ca > 0, "chunks of 0 elements");
+    let n = a.len().div_ceil(ca);
+    assert!(
+        (cb == 0 && b.is_empty()) || (cb > 0 && b.len().div_ceil(cb) == n),
+        "second buffer: {} elements in chunks of {cb} for {n} chunks",
+        b.len()
+    );
+    let (la, lb) = (a.len(), b.len());
     let (pa, pb) = (SendPtr(a.as_mut_ptr()), SendPtr(b.as_mut_ptr()));
     parallel_for(n, |i| {
-        // SAFETY: chunk i of each buffer is in bounds (checked above) and is handed to task i
+        let (ra, rb) = (
+            i * ca..((i + 1) * ca).min(la),
+            (i * cb).min(lb)..((i + 1) * cb).min(lb),
+        );
+        // SAFETY: the ranges lie inside the buffers, and chunk i of each is handed to task i
         // alone, so no two tasks alias; the buffers outlive the loop.
         let (ai, bi) = unsafe {
             (
-                std::slice::from_raw_parts_mut(pa.get().add(i * ca), ca),
-                std::slice::from_raw_parts_mut(pb.get().add(i * cb), cb),
+                std::slice::from_raw_parts_mut(pa.get().add(ra.start), ra.len()),
+                std::slice::from_raw_parts_mut(pb.get().add(rb.start), rb.len()),
             )
         };
         f(i, ai, bi)
@@ -276,7 +285,7 @@ impl Team {
                 }
             }
             spins = spins.wrapping_add(1);
-            if spins % 64 != 0 || idle_since.elapsed() < SPIN {
+            if !spins.is_multiple_of(64) || idle_since.elapsed() < SPIN {
                 std::hint::spin_loop();
                 continue;
             }
@@ -334,8 +343,8 @@ mod tests {
             assert_eq!(a, (0..30).map(|j| j / 3).collect::<Vec<_>>());
             assert_eq!(b, (0..20).map(|j| j / 2 + 100).collect::<Vec<_>>());
             let mut none: [u8; 0] = [];
-            for_each_chunk_pair_mut(&mut a, 5, &mut none, 0, |i, ai, _| ai.fill(i));
-            assert_eq!(a, (0..30).map(|j| j / 5).collect::<Vec<_>>());
+            for_each_chunk_pair_mut(&mut a, 7, &mut none, 0, |i, ai, _| ai.fill(i));
+            assert_eq!(a, (0..30).map(|j| j / 7).collect::<Vec<_>>());
         });
     }
 

@@ -15,7 +15,7 @@ use super::norm::Norm;
 use super::rope::Rope;
 use crate::infer::kv_cache::LayerCache;
 use crate::inspect::capture::Capture;
-use crate::kernels::{self, Precision};
+use crate::kernels::{self, Activations, Precision};
 use rayon::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -70,9 +70,10 @@ impl Attention {
         let (nh, hs) = (self.n_head, self.head_dim);
         let kw = self.n_kv_head * hs;
         let n = x.len() / self.wq.in_features();
-        let mut q = self.wq.forward(x, n, precision); // (N, NH * HS)
-        let mut k = self.wk.forward(x, n, precision); // (N, NKV * HS)
-        let v = self.wv.forward(x, n, precision); // (N, NKV * HS)
+        let xa = Activations::new(x, n);
+        let mut q = self.wq.forward_acts(&xa, precision); // (N, NH * HS)
+        let mut k = self.wk.forward_acts(&xa, precision); // (N, NKV * HS)
+        let v = self.wv.forward_acts(&xa, precision); // (N, NKV * HS)
         if let Some(qn) = &self.q_norm {
             q = qn.forward(&q); // each HS-wide head of each row
         }

@@ -1,7 +1,7 @@
 //! A linear layer `y = x W^T + b`, the workhorse of the model: Q, K, V and output projections,
 //! the MLP's matrices and the unembedding are all linear layers.
 
-use crate::kernels::{self, Precision};
+use crate::kernels::{self, Activations, Precision};
 use crate::tensor::Matrix;
 
 #[derive(Clone, Debug)]
@@ -27,8 +27,14 @@ impl Linear {
 
     /// x: (T, in) -> (T, out)
     pub fn forward(&self, x: &[f32], t: usize, precision: Precision) -> Vec<f32> {
-        let mut y = vec![0f32; t * self.out_features()];
-        kernels::matmul(self.weight.as_ref(), x, t, &mut y, precision);
+        self.forward_acts(&Activations::new(x, t), precision)
+    }
+
+    /// [`forward`](Self::forward) of an input that several layers read (Q, K and V; gate and
+    /// up), quantized once for all of them: x (T, in) -> (T, out).
+    pub fn forward_acts(&self, x: &Activations, precision: Precision) -> Vec<f32> {
+        let mut y = vec![0f32; x.tokens() * self.out_features()];
+        kernels::matmul_acts(self.weight.as_ref(), x, &mut y, precision);
         if let Some(b) = &self.bias {
             for row in y.chunks_exact_mut(b.len()) {
                 for (yi, bi) in row.iter_mut().zip(b) {
