@@ -1634,6 +1634,14 @@ pub(super) unsafe fn panel_dots<const N: usize>(
     }
 }
 
+/// 254 * x in each lane (the weight of the high plane, [`Q8X2_LO_SCALE`]) as 256x - 2x: two
+/// shifts and a subtraction instead of a multiply on the port the dot products need.
+#[inline(always)]
+unsafe fn times_lo_scale(x: __m512i) -> __m512i {
+    const _: () = assert!(Q8X2_LO_SCALE == 254.0);
+    _mm512_sub_epi32(_mm512_slli_epi32::<8>(x), _mm512_slli_epi32::<1>(x))
+}
+
 /// The panel kernel. With two planes (`X2`) each token's block takes 16 vpdpbusd instead of 8,
 /// in two independent chains (hi and lo), joined in integers as 254 * hi + lo.
 #[inline(always)]
@@ -1652,8 +1660,6 @@ unsafe fn panel_dots_impl<const N: usize, const Q4_1: bool, const X2: bool, cons
     } else {
         (std::mem::size_of::<BlockQ8_0>(), 2)
     };
-    let offset = _mm512_set1_epi32(offset);
-    let lo_weight = _mm512_set1_epi32(Q8X2_LO_SCALE as i32);
     let mut acc = [_mm512_setzero_ps(); N];
     let mut acc_m = [_mm512_setzero_ps(); N];
     for b in 0..kb {
@@ -1680,10 +1686,10 @@ unsafe fn panel_dots_impl<const N: usize, const Q4_1: bool, const X2: bool, cons
                         sh = _mm512_dpbusd_epi32(sh, *wg, ah);
                         sl = _mm512_dpbusd_epi32(sl, *wg, al);
                     }
-                    *hs = _mm512_add_epi32(_mm512_mullo_epi32(sh, lo_weight), sl);
+                    *hs = _mm512_add_epi32(times_lo_scale(sh), sl);
                 }
                 let s = *sums[i].add(b);
-                let corr = |sum: i32| _mm512_mullo_epi32(offset, _mm512_set1_epi32(sum));
+                let corr = |sum: i32| _mm512_set1_epi32(offset * sum);
                 let h0 = _mm512_sub_epi32(half[0], corr(s.half));
                 let h1 = _mm512_sub_epi32(half[1], corr(s.sum - s.half));
                 let da = _mm512_set1_ps(s.d / Q8X2_LO_SCALE);
@@ -1704,14 +1710,14 @@ unsafe fn panel_dots_impl<const N: usize, const Q4_1: bool, const X2: bool, cons
                     let a4 = _mm512_set1_epi32(read_unaligned(lo.add(4 * g) as *const i32));
                     isum_lo = _mm512_dpbusd_epi32(isum_lo, *wg, a4);
                 }
-                isum = _mm512_add_epi32(_mm512_mullo_epi32(isum, lo_weight), isum_lo);
+                isum = _mm512_add_epi32(times_lo_scale(isum), isum_lo);
             }
             let (mut da, sa) = if Q4_1 {
                 let ds = ab as *const f32;
                 (*ds, *ds.add(1))
             } else {
                 let s = *sums[i].add(b);
-                isum = _mm512_sub_epi32(isum, _mm512_mullo_epi32(offset, _mm512_set1_epi32(s.sum)));
+                isum = _mm512_sub_epi32(isum, _mm512_set1_epi32(offset * s.sum));
                 (s.d, 0.0)
             };
             if X2 {
