@@ -1222,7 +1222,6 @@ fn panel_matmul(
                 }
                 // SAFETY: the caller checked AVX-512 VNNI; each row holds kb blocks of `ty`.
                 unsafe { x86_64::pack_panel(ty, &rows[..r1 - r0], kb, &mut panel) };
-
                 let mut ti = 0;
                 while ti < t {
                     let res: &[[f32; PANEL_ROWS]] = if ti + 4 <= t {
