@@ -629,7 +629,8 @@ fn run(isa: Isa, w: MatRef, x: &[f32], t: usize, precision: Precision) -> Vec<f3
 }
 
 /// A token's result does not depend on the batch it is in, up to the order of f32 sums: T = 1
-/// runs row kernels, larger T (on AVX-512 VNNI) packed panels that scale 16 rows at once.
+/// runs row kernels, larger T (on AVX-512 VNNI) packed panels that scale 16 rows at once, and
+/// prompts of float rows a dense product.
 #[test]
 fn matmul_of_t_tokens_matches_t_single_token_calls() {
     let mut rng = Rng(7);
@@ -645,7 +646,9 @@ fn matmul_of_t_tokens_matches_t_single_token_calls() {
             let mut wf = vec![0f32; k];
             for isa in supported() {
                 for precision in [Precision::Fast, Precision::Q8, Precision::F32] {
-                    for t in [1, 3, 7] {
+                    // 40 tokens: panels with a remainder, dense products of float rows (T >=
+                    // 16), activations quantized by the team (T >= 32).
+                    for t in [1, 3, 7, 40] {
                         let x = rng.vec(t * k, 1.0);
                         let all = run(isa, w, &x, t, precision);
                         for ti in 0..t {
