@@ -55,6 +55,45 @@ pub fn chain(g: &[f32], x: &[f32], acc: &mut [f32], f: impl Fn(f32) -> f32 + Cop
     }
 }
 
+/// acc[i] = f(acc[i], x[i]): a residual add, a gated activation. Long slices are split among
+/// the kernels' team.
+pub fn combine(acc: &mut [f32], x: &[f32], f: impl Fn(f32, f32) -> f32 + Copy + Sync) {
+    assert_eq!(acc.len(), x.len(), "combine: lengths differ");
+    if acc.len() > CHUNK {
+        return super::team::for_each_chunk_pair_mut(acc, CHUNK, &mut [(); 0], 0, |i, a, _| {
+            combine(a, &x[i * CHUNK..][..a.len()], f)
+        });
+    }
+    match Isa::detected() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `map`.
+        Isa::Avx512Vnni => unsafe { combine_avx512(acc, x, f) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `map`.
+        Isa::Avx2 => unsafe { combine_avx2(acc, x, f) },
+        _ => combine_plain(acc, x, f),
+    }
+}
+
+#[inline(always)]
+fn combine_plain(acc: &mut [f32], x: &[f32], f: impl Fn(f32, f32) -> f32) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a = f(*a, v);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn combine_avx2(acc: &mut [f32], x: &[f32], f: impl Fn(f32, f32) -> f32) {
+    combine_plain(acc, x, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl")]
+unsafe fn combine_avx512(acc: &mut [f32], x: &[f32], f: impl Fn(f32, f32) -> f32) {
+    combine_plain(acc, x, f)
+}
+
 #[inline(always)]
 fn map_plain(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32) {
     for (o, &v) in out.iter_mut().zip(x) {
@@ -106,5 +145,9 @@ mod tests {
         let mut acc = vec![1f32; 37];
         chain(&x, &x, &mut acc, |v| 2.0 * v);
         assert!(acc.iter().zip(&x).all(|(a, v)| *a == 1.0 + 2.0 * v * v));
+        let long: Vec<f32> = (0..3 * CHUNK + 5).map(|i| i as f32).collect();
+        let mut sum = vec![0.5f32; long.len()];
+        combine(&mut sum, &long, |a, v| a + 2.0 * v);
+        assert!(sum.iter().zip(&long).all(|(s, v)| *s == 0.5 + 2.0 * v));
     }
 }

@@ -1,6 +1,7 @@
 //! The MLP of each block: widen each position's vector to F, apply a nonlinearity, project back.
 
 use super::linear::Linear;
+use crate::kernels::elementwise::combine;
 use crate::kernels::{Activations, Precision};
 
 #[derive(Clone, Debug)]
@@ -94,20 +95,14 @@ impl Mlp {
                 let xa = Activations::new(x, t);
                 let mut h = gate.forward_acts(&xa, precision); // (T, F)
                 let u = up.forward_acts(&xa, precision); // (T, F)
-                for (hi, ui) in h.iter_mut().zip(&u) {
-                    *hi = silu(*hi) * ui;
-                }
+                combine(&mut h, &u, |g, u| silu(g) * u);
                 down.forward(&h, t, precision)
             }
             Mlp::GeGlu { gate, up, down } => {
                 let xa = Activations::new(x, t);
                 let g = gate.forward_acts(&xa, precision); // (T, F)
                 let mut h = up.forward_acts(&xa, precision); // (T, F)
-                let mut a = vec![0f32; g.len()];
-                gelu_forward(&g, &mut a);
-                for (hi, ai) in h.iter_mut().zip(&a) {
-                    *hi *= ai;
-                }
+                combine(&mut h, &g, |u, g| gelu(g) * u);
                 down.forward(&h, t, precision)
             }
             Mlp::Gelu { fc, proj } => {

@@ -19,16 +19,25 @@ impl Norm {
         let mut out = vec![0f32; x.len()];
         match self {
             Norm::Rms { weight, eps } => {
-                for (xr, yr) in x
-                    .chunks_exact(weight.len())
-                    .zip(out.chunks_exact_mut(weight.len()))
-                {
-                    let ms = xr.iter().map(|v| v * v).sum::<f32>() / xr.len() as f32;
-                    let inv = 1.0 / (ms + eps).sqrt();
-                    for ((y, v), w) in yr.iter_mut().zip(xr).zip(weight) {
-                        *y = v * inv * w;
-                    }
-                }
+                let c = weight.len();
+                // Rows split among the kernels' team in blocks of ROWS_PER_TASK.
+                let block = ROWS_PER_TASK * c;
+                crate::kernels::team::for_each_chunk_pair_mut(
+                    &mut out,
+                    block,
+                    &mut [(); 0],
+                    0,
+                    |i, y, _| {
+                        let x = &x[i * block..][..y.len()];
+                        for (xr, yr) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
+                            let ms = xr.iter().map(|v| v * v).sum::<f32>() / c as f32;
+                            let inv = 1.0 / (ms + eps).sqrt();
+                            for ((y, v), w) in yr.iter_mut().zip(xr).zip(weight) {
+                                *y = v * inv * w;
+                            }
+                        }
+                    },
+                );
             }
             Norm::Layer { weight, bias, eps } => {
                 let rows = x.len() / weight.len();

@@ -211,7 +211,5 @@ impl Transformer {
 
 /// The residual connection: x += y.
 fn add(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
+    crate::kernels::elementwise::combine(x, y, |a, b| a + b);
 }
