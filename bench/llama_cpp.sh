@@ -7,7 +7,7 @@
 # Never in CI.
 #
 # Usage: bench/llama_cpp.sh [MODEL.gguf] [THREADS...]   (default: the default model; 1 and 2 threads)
-# Prints both engines' pp128 and tg128 tokens/s and the ratio gpt-rs / llama.cpp.
+# Prints both engines' pp128 and tg128 tokens/s and the ratio gpt-rs / llama.cpp (ROUNDS=N: see below).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -20,16 +20,32 @@ gpt="$root/target/release/gpt"
 if [ $# -gt 0 ]; then model="$1"; shift; else model="$("$gpt" pull smollm2-135m-instruct)"; fi
 threads="${*:-1 2}"
 
+# ROUNDS=N repeats each pair of runs N times, alternating the engines, and ends with the median
+# of each ratio: on a shared machine a burst of load hits one run, not the comparison.
+rounds="${ROUNDS:-1}"
 for t in $threads; do
-  ll=$("$build/bin/llama-bench" -m "$model" -t "$t" -p 128 -n 128 -r 3 -o json 2>/dev/null)
-  ll_pp=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print([r["avg_ts"] for r in d if r["n_prompt"]>0][0])' <<<"$ll")
-  ll_tg=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print([r["avg_ts"] for r in d if r["n_gen"]>0][0])' <<<"$ll")
-  ours=$("$gpt" bench --model "$model" --threads "$t" -p 128 -g 128 -r 3 --json)
-  our_pp=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["pp_tokens_per_s"])' <<<"$ours")
-  our_tg=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["tg_tokens_per_s"])' <<<"$ours")
-  python3 - "$t" "$ll_pp" "$ll_tg" "$our_pp" "$our_tg" <<'PY'
+  ratios=()
+  for _ in $(seq "$rounds"); do
+    ll=$("$build/bin/llama-bench" -m "$model" -t "$t" -p 128 -n 128 -r 3 -o json 2>/dev/null)
+    ll_pp=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print([r["avg_ts"] for r in d if r["n_prompt"]>0][0])' <<<"$ll")
+    ll_tg=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print([r["avg_ts"] for r in d if r["n_gen"]>0][0])' <<<"$ll")
+    ours=$("$gpt" bench --model "$model" --threads "$t" -p 128 -g 128 -r 3 --json)
+    our_pp=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["pp_tokens_per_s"])' <<<"$ours")
+    our_tg=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["tg_tokens_per_s"])' <<<"$ours")
+    ratios+=("$ll_pp,$ll_tg,$our_pp,$our_tg")
+    python3 - "$t" "$ll_pp" "$ll_tg" "$our_pp" "$our_tg" <<'PY'
 import sys
 t, lp, lt, op, ot = sys.argv[1], *map(float, sys.argv[2:])
 print(f"threads={t}: llama.cpp pp128 {lp:8.1f} tg128 {lt:7.1f} | gpt-rs pp128 {op:8.1f} tg128 {ot:7.1f} | ratio pp {op/lp:5.2f}x tg {ot/lt:5.2f}x")
 PY
+  done
+  if [ "$rounds" -gt 1 ]; then
+    python3 - "$t" "${ratios[@]}" <<'PY'
+import statistics, sys
+t, runs = sys.argv[1], [list(map(float, r.split(","))) for r in sys.argv[2:]]
+med = lambda xs: statistics.median(xs)
+pp, tg = med([op / lp for lp, lt, op, ot in runs]), med([ot / lt for lp, lt, op, ot in runs])
+print(f"threads={t}: median of {len(runs)} rounds: ratio pp {pp:5.2f}x tg {tg:5.2f}x")
+PY
+  fi
 done
