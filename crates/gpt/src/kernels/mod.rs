@@ -4,7 +4,7 @@
 //! time ([`cpu`]), and tests check that the two paths agree.
 //!
 //! The central operation is [`matmul`]: `out (T, N) = x (T, K) @ w^T` for a weight matrix
-//! `w (N, K)` stored row-major in any [`DType`]. Output rows are split across rayon's threads.
+//! `w (N, K)` stored row-major in any [`DType`]. Output rows are split across threads.
 //!
 //! Dispatch: [`Isa`] names a kernel set (reference, AVX2, AVX-512 VNNI). The free functions here
 //! ([`matmul`], [`dot_f32`], [`softmax`], ...) run on [`Isa::detected`], chosen once per process
@@ -23,9 +23,11 @@
 //! - Float weights, or [`Precision::F32`]: each weight row is widened to f32 once per band and
 //!   dotted with every token.
 //!
-//! Threads: call the kernels from inside the rayon pool (`ThreadPool::install` around the
-//! forward pass). From a foreign thread every matmul hands its work to the pool and sleeps until
-//! it is done, about 10 us per call on a 2-core machine, more than a small matmul itself.
+//! Threads: the parallel loops of inference (bands of a matmul's rows, attention's heads,
+//! quantization and elementwise steps of a prompt) run on [`team`], the kernels' own workers,
+//! which stay awake between the many short loops of a forward pass and claim tasks one at a time.
+//! The width is rayon's: `ThreadPool::install` (or `--threads`) around the forward pass sets it.
+//! An input that several matrices read is quantized once ([`Activations`]).
 #![allow(unsafe_code)]
 
 pub mod cpu;
@@ -962,14 +964,14 @@ impl QuantKernel<BlockQ8_0> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The matmul drivers: bands of output rows on rayon's pool, scratch reused across calls.
+// The matmul drivers: bands of output rows on the team, scratch reused across calls.
 
 thread_local! {
     static ROW_SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// Runs `f` on this thread's scratch buffer of `len` elements, allocated once and kept. The
-/// buffer is taken out while `f` runs, so a nested call (a rayon worker running another matmul
+/// buffer is taken out while `f` runs, so a nested call (a worker running another matmul
 /// while it waits) gets a fresh buffer instead of a double borrow.
 fn with_scratch<T: Zeroable + Clone, R>(
     key: &'static LocalKey<Cell<Vec<T>>>,
@@ -1078,7 +1080,7 @@ impl OutBand<'_> {
     }
 }
 
-/// Splits the N rows of `out (T, N)` into bands and runs `band` on each, on rayon's pool.
+/// Splits the N rows of `out (T, N)` into bands and runs `band` on each, on the team.
 /// `macs` is the call's total work, which decides whether threads pay off.
 /// Bands other than the last have a multiple of `row_multiple` rows.
 fn for_each_band(
