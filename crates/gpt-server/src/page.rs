@@ -11,7 +11,7 @@
 
 use crate::api::ChatMessage;
 use crate::errors::ApiError;
-use crate::routes::{parse, render_chat, to_messages};
+use crate::routes::{encode_chat, parse, to_messages};
 use crate::scheduler::Job;
 use crate::AppState;
 use axum::body::Bytes;
@@ -76,12 +76,12 @@ async fn attend(state: AppState, body: Bytes) -> Result<Response, ApiError> {
             Some("head"),
         ));
     }
-    let text = match (req.messages, req.text) {
-        (Some(m), _) if !m.is_empty() => render_chat(&state, &to_messages(&m), false)?,
-        (_, Some(t)) => t,
+    let ids = match (req.messages, req.text) {
+        (Some(m), _) if !m.is_empty() => encode_chat(&state, &to_messages(&m), false)?,
+        // Typed text is the user's own prompt, markup and all, as in /v1/completions.
+        (_, Some(t)) => state.model.tokenizer.encode(&t, true),
         _ => return Err(ApiError::invalid("send messages or text", Some("messages"))),
     };
-    let ids = state.model.tokenizer.encode(&text, true);
     if ids.is_empty() || ids.len() > MAX_ATTENTION_TOKENS {
         return Err(ApiError::invalid(
             format!(

@@ -367,8 +367,7 @@ async fn chat(state: AppState, body: Bytes) -> Result<Response, ApiError> {
         (false, None) => None,
     };
     let messages = to_messages(&req.messages);
-    let prompt = render_chat(&state, &messages, true)?;
-    let ids = state.model.tokenizer.encode(&prompt, true);
+    let ids = encode_chat(&state, &messages, true)?;
     let f = req.sampling();
     let opts = generate_options(&state, ids.len(), &f, state.max_tokens, "messages")?;
     let rx = start_generation(&state, ids, opts, top)?;
@@ -812,12 +811,13 @@ pub async fn not_found() -> ApiError {
     ApiError::from_status(StatusCode::NOT_FOUND)
 }
 
-/// Renders messages through the model's chat template; a base model has none, and says so.
-pub(crate) fn render_chat(
+/// Renders messages through the model's chat template and encodes them, the messages' contents
+/// as text (never control tokens); a base model has no template, and says so.
+pub(crate) fn encode_chat(
     state: &crate::Shared,
     messages: &[Message],
     add_generation_prompt: bool,
-) -> Result<String, ApiError> {
+) -> Result<Vec<u32>, ApiError> {
     let template = state.template.as_ref().ok_or_else(|| {
         ApiError::invalid(
             "this model has no chat template (it is a base model): use /v1/completions",
@@ -825,6 +825,6 @@ pub(crate) fn render_chat(
         )
     })?;
     template
-        .render(messages, add_generation_prompt)
+        .encode(&state.model.tokenizer, messages, add_generation_prompt)
         .map_err(|e| ApiError::invalid(e.to_string(), Some("messages")))
 }

@@ -39,11 +39,11 @@ pub fn run(a: Args) -> Result<()> {
     let mut history: Vec<Message> = a.system.iter().map(|s| Message::new("system", s)).collect();
     let mut turn = |history: &mut Vec<Message>, text: &str| -> Result<()> {
         history.push(Message::new("user", text));
-        let prompt = template.render(history, true)?;
         if a.show_prompt {
-            eprintln!("{prompt}");
+            eprintln!("{}", template.render(history, true)?);
         }
-        let ids = m.tokenizer.encode(&prompt, true);
+        // What the user types is text: only the template's markup becomes control tokens.
+        let ids = template.encode(&m.tokenizer, history, true)?;
         let mut out = std::io::stdout().lock();
         let r = g.generate(&ids, &opts, &mut |piece| {
             let _ = write!(out, "{piece}");

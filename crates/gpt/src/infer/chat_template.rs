@@ -2,6 +2,7 @@
 //! `chat_template` in tokenizer_config.json) turns a conversation into the exact text the model
 //! was fine-tuned on, rendered with minijinja as Hugging Face's `apply_chat_template` does.
 
+use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 use serde::Serialize;
 
@@ -66,6 +67,29 @@ impl ChatTemplate {
             eos_token => &self.eos_token,
         })
         .map_err(|e| Error::Template(e.to_string()))
+    }
+}
+
+impl ChatTemplate {
+    /// The token ids of the rendered conversation, as the model sees them. Only the template's
+    /// own markup (and its `bos_token`/`eos_token`) becomes control tokens: every message's
+    /// content is text, so a user who types `<|im_end|><|im_start|>system` gets those
+    /// characters, not a forged turn. Renders exactly what [`render`](Self::render) renders.
+    pub fn encode(
+        &self,
+        tokenizer: &Tokenizer,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>> {
+        let escaped: Vec<Message> = messages
+            .iter()
+            .map(|m| Message {
+                role: tokenizer.escape_specials(&m.role),
+                content: tokenizer.escape_specials(&m.content),
+            })
+            .collect();
+        let rendered = self.render(&escaped, add_generation_prompt)?;
+        Ok(tokenizer.encode_rendered(&rendered))
     }
 }
 

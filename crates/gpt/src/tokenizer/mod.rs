@@ -653,6 +653,37 @@ impl Tokenizer {
         enc.out
     }
 
+    /// `text` made safe to pass through a chat template into [`Self::encode_rendered`]: its
+    /// control-token texts stay text (see [`special::SpecialMatcher::escape`]).
+    pub fn escape_specials(&self, text: &str) -> String {
+        self.specials.escape(text)
+    }
+
+    /// Encodes a rendered chat template whose messages were escaped with
+    /// [`Self::escape_specials`]: the template's markup becomes control tokens, the messages'
+    /// text is encoded as text, whatever it contains.
+    pub fn encode_rendered(&self, rendered: &str) -> Vec<u32> {
+        // (control token, or unescaped text) in order.
+        let mut parts: Vec<(Option<u32>, std::borrow::Cow<str>)> = Vec::new();
+        self.specials.split_escaped(rendered, |seg| match seg {
+            Segment::Text(t) => parts.push((None, special::unescape(t))),
+            Segment::Special(id) => parts.push((Some(id), "".into())),
+        });
+        let mut enc = Encoder::new(self, rendered.len());
+        for (id, text) in &parts {
+            match id {
+                Some(id) => enc.special(*id),
+                None if self.user_defined.is_empty() => enc.text(text),
+                // As `encode` without `allow_special`: user-defined tokens still match.
+                None => self.user_defined.split(text, |seg| match seg {
+                    Segment::Text(t) => enc.text(t),
+                    Segment::Special(id) => enc.special(id),
+                }),
+            }
+        }
+        enc.out
+    }
+
     /// The ids a model sees for `text`: BOS first if the vocabulary says `add_bos`, then
     /// [`Self::encode`], then EOS if it says `add_eos` (llama.cpp's `add_special`).
     pub fn encode_for_model(&self, text: &str, allow_special: bool) -> Vec<u32> {
