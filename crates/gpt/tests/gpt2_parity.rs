@@ -513,6 +513,13 @@ fn generation_past_the_window_slides_only_when_asked() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("context window"), "{err}");
+    // The largest count a user can type overflows the window too; it does not wrap around it.
+    let all = GenerateOptions {
+        max_tokens: usize::MAX,
+        ..opts.clone()
+    };
+    let err = g.generate(&GREEDY_PROMPT, &all, &mut |_| true).unwrap_err();
+    assert!(err.to_string().contains("context window"), "{err}");
     opts.slide = true;
     let r = g.generate(&GREEDY_PROMPT, &opts, &mut |_| true).unwrap();
     assert_eq!(r.ids.len(), ctx + 8);

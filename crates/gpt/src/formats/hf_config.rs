@@ -17,6 +17,7 @@ pub struct HfConfig {
 }
 
 const MAX_DIM: u64 = 1 << 20;
+use crate::model::config::MAX_LAYERS;
 
 /// Reads config.json's keys, with errors that name the file and the key.
 struct Keys<'a> {
@@ -35,13 +36,18 @@ impl Keys<'_> {
 
     /// A positive integer within the bound on dimensions.
     fn int(&self, k: &str) -> Result<usize> {
+        self.int_within(k, MAX_DIM * 8)
+    }
+
+    /// A positive integer of at most `max`.
+    fn int_within(&self, k: &str, max: u64) -> Result<usize> {
         let x = self
             .v
             .get(k)
             .and_then(|x| x.as_u64())
             .ok_or_else(|| self.field(k, "missing or not a positive integer".into()))?;
-        if x == 0 || x > MAX_DIM * 8 {
-            return Err(self.field(k, format!("{x} is out of range")));
+        if x == 0 || x > max {
+            return Err(self.field(k, format!("{x} is out of range (1..={max})")));
         }
         Ok(x as usize)
     }
@@ -110,7 +116,7 @@ impl HfConfig {
                 };
                 Config {
                     arch: Arch::Gpt2,
-                    n_layer: int("n_layer")?,
+                    n_layer: keys.int_within("n_layer", MAX_LAYERS)?,
                     d_model,
                     n_head,
                     n_kv_head: n_head,
@@ -196,7 +202,7 @@ fn llama_like(v: &Value, arch: Arch, file: &str) -> Result<Config> {
             ),
         ));
     }
-    let n_layer = int("num_hidden_layers")?;
+    let n_layer = keys.int_within("num_hidden_layers", MAX_LAYERS)?;
     // transformers 5 nests the RoPE settings in rope_parameters, per layer type where the layer
     // types differ (Gemma 3); earlier versions keep rope_theta and rope_scaling on top.
     let rope_params = |layer_type: &str| -> Option<&Value> {

@@ -98,7 +98,8 @@ impl<'a> Generator<'a> {
         let needed = if opts.slide {
             prompt_ids.len()
         } else {
-            prompt_ids.len() + opts.max_tokens
+            // Saturating: `-n 18446744073709551615` must overflow the window, not wrap past it.
+            prompt_ids.len().saturating_add(opts.max_tokens)
         };
         if needed > context {
             return Err(Error::ContextOverflow { needed, context });

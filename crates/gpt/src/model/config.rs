@@ -52,7 +52,9 @@ pub struct Config {
 
 /// Bounds on hyperparameters, so that a corrupt file cannot make us allocate absurd buffers.
 const MAX_DIM: u64 = 1 << 20;
-const MAX_LAYERS: u64 = 4096;
+/// Layers a config may declare: far above any real model, low enough that nothing sized by
+/// it can exhaust memory before the tensors are checked.
+pub(crate) const MAX_LAYERS: u64 = 4096;
 
 impl Config {
     /// Reads `{arch}.*` keys as llama.cpp names them; what GGUF does not store (Gemma 3's

@@ -29,9 +29,22 @@ fn tokens_by_id(
     path: &Path,
     pairs: impl IntoIterator<Item = (String, u32)>,
 ) -> Result<Vec<String>> {
+    let pairs: Vec<(String, u32)> = pairs.into_iter().collect();
     let mut slots: Vec<Option<String>> = Vec::new();
-    for (tok, id) in pairs {
+    for (tok, id) in pairs.iter().cloned() {
         let i = id as usize;
+        // n pairs can cover at most 0..n: a larger id leaves a gap, so it is refused before
+        // anything is sized by it.
+        if i >= pairs.len() {
+            return Err(file_err(
+                path,
+                format!(
+                    "token {tok:?} has id {id}, beyond the {} tokens the file lists (ids must run 0..{})",
+                    pairs.len(),
+                    pairs.len()
+                ),
+            ));
+        }
         if i >= slots.len() {
             slots.resize(i + 1, None);
         }
