@@ -21,6 +21,10 @@ impl Message {
     }
 }
 
+/// Instructions a template may run per render: real templates take a few dozen per message
+/// (SmolLM2's ChatML: ~40), so this is ample for conversations of thousands of turns.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+
 #[derive(Debug, Clone)]
 pub struct ChatTemplate {
     source: String,
@@ -41,6 +45,9 @@ impl ChatTemplate {
     /// assistant's turn so that the model continues as the assistant.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let mut env = minijinja::Environment::new();
+        // A template comes from the model file: bound its work, so that a hostile one (nested
+        // `range(100000)` loops) fails instead of hanging the caller.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         // Hugging Face renders with trim_blocks and lstrip_blocks.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -105,6 +112,30 @@ mod tests {
         let t = ChatTemplate::new(CHATML, "", "");
         let s = t.render(&[Message::new("user", "Hi")], true).unwrap();
         assert_eq!(s, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    }
+
+    #[test]
+    fn a_template_that_loops_without_end_runs_out_of_fuel() {
+        let t = ChatTemplate::new(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            "",
+            "",
+        );
+        let t0 = std::time::Instant::now();
+        let err = t.render(&[Message::new("user", "Hi")], true).unwrap_err();
+        assert!(err.to_string().contains("fuel"), "{err}");
+        assert!(
+            t0.elapsed().as_secs() < 10,
+            "stopped after {:?}",
+            t0.elapsed()
+        );
+        // A long conversation still renders.
+        let long: Vec<Message> = (0..5000)
+            .map(|i| Message::new("user", &i.to_string()))
+            .collect();
+        assert!(ChatTemplate::new(CHATML, "", "")
+            .render(&long, true)
+            .is_ok());
     }
 
     #[test]
