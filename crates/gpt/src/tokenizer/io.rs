@@ -39,7 +39,7 @@ fn tokens_by_id(
             return Err(file_err(
                 path,
                 format!(
-                    "token {tok:?} has id {id}, beyond the {} tokens the file lists (ids must run 0..{})",
+                    "token {tok:?} has id {id}, but the file lists {} tokens (ids must run 0..{} without holes)",
                     pairs.len(),
                     pairs.len()
                 ),
