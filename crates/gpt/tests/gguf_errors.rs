@@ -666,3 +666,30 @@ fn real_file_parses() {
         assert_eq!(&*f.tensor_data(a), &*g.tensor_data(b));
     }
 }
+
+/// A GGUF header with one metadata key holding a u8 array of `n` elements.
+fn one_u8_array(n: u64) -> Vec<u8> {
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes()); // version
+    b.extend(0u64.to_le_bytes()); // tensors
+    b.extend(1u64.to_le_bytes()); // metadata entries
+    let key = b"hostile.bytes";
+    b.extend((key.len() as u64).to_le_bytes());
+    b.extend(key);
+    b.extend(9u32.to_le_bytes()); // array
+    b.extend(0u32.to_le_bytes()); // of u8
+    b.extend(n.to_le_bytes());
+    b.resize(b.len() + n as usize, 7);
+    b
+}
+
+/// Issue 10: a 40 MB file of one u8 array took 1.27 GB (32 bytes per decoded element). Arrays
+/// past the cap on metadata elements are refused before they are decoded; real sizes still load.
+#[test]
+fn metadata_arrays_past_the_element_cap_are_refused() {
+    let cap = gpt::formats::gguf::MAX_METADATA_ELEMENTS;
+    let msg = parse_err(one_u8_array(cap + 1));
+    assert_mentions(&msg, &["array", "elements", FILE]);
+    let ok = parse(one_u8_array(1 << 20)).expect("a 1M-element array is a real size");
+    assert_eq!(ok.metadata.len(), 1);
+}

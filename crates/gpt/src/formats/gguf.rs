@@ -45,6 +45,11 @@ pub const MAX_ARRAY_DEPTH: usize = 8;
 /// reserve more memory than the data that backs it.
 const PREALLOC_LIMIT: usize = 1 << 16;
 
+/// Elements all metadata arrays of a file may hold together. Each decoded element is a 32-byte
+/// [`Value`], so a file of one 40 MB u8 array would otherwise cost 1.3 GB; the largest real
+/// tokenizers (tokens, scores, types, merges) hold about two million.
+pub const MAX_METADATA_ELEMENTS: u64 = 1 << 23;
+
 /// Smallest encoded size of one metadata entry: key length, value type, a one-byte value.
 const MIN_KV_BYTES: u64 = 8 + 4 + 1;
 /// Smallest encoded size of one tensor info: name length, n_dims, ggml type, offset.
@@ -318,7 +323,11 @@ impl GgufFile {
     pub fn from_bytes(name: &str, data: Bytes) -> Result<GgufFile> {
         Parser {
             file: name,
-            cur: Cursor { buf: &data, pos: 0 },
+            cur: Cursor {
+                buf: &data,
+                pos: 0,
+                elements: 0,
+            },
         }
         .parse(data.clone(), true)
     }
@@ -334,7 +343,11 @@ impl GgufFile {
     pub fn metadata_from_bytes(name: &str, data: Bytes) -> Result<GgufFile> {
         Parser {
             file: name,
-            cur: Cursor { buf: &data, pos: 0 },
+            cur: Cursor {
+                buf: &data,
+                pos: 0,
+                elements: 0,
+            },
         }
         .parse(data.clone(), false)
     }
@@ -535,6 +548,8 @@ type Read<T> = std::result::Result<T, Fault>;
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Metadata array elements announced so far (see [`MAX_METADATA_ELEMENTS`]).
+    elements: u64,
 }
 
 impl<'a> Cursor<'a> {
@@ -643,6 +658,14 @@ impl<'a> Cursor<'a> {
                 })?;
                 let count = self.u64("array length")?;
                 self.check_count(count, min, "array length")?;
+                self.elements = self.elements.saturating_add(count);
+                if self.elements > MAX_METADATA_ELEMENTS {
+                    return Err(Fault::Invalid(format!(
+                        "array at offset {at} brings the metadata to {} array elements, more than \
+                         the {MAX_METADATA_ELEMENTS} a model file needs (real tokenizers hold ~2M)",
+                        self.elements
+                    )));
+                }
                 let mut items = Vec::with_capacity((count as usize).min(PREALLOC_LIMIT));
                 for _ in 0..count {
                     items.push(self.value(elem, depth + 1)?);
