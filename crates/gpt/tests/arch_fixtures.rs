@@ -186,3 +186,48 @@ fn fast_path_agrees_with_f32_math_on_quantized_files() {
         }
     }
 }
+
+/// `gpt bench`'s bandwidth share counts the bytes one decode step reads: by the file's own tensor
+/// table, every block's projection and MLP matrices plus the unembedding (`output.weight`, or the
+/// token embedding when tied). Fused files (Phi-3's qkv and gate/up) count their fused tensors.
+#[test]
+fn weight_bytes_per_token_are_the_files_matrices() {
+    for dir in fixture_dirs() {
+        for name in ["model-f16.gguf", "model-Q4_K_M.gguf"] {
+            let path = dir.join(name);
+            let g = gpt::formats::gguf::GgufFile::open(&path).unwrap();
+            let t = Transformer::from_gguf(&g).unwrap();
+            let matrix = |n: &str| {
+                n.starts_with("blk.")
+                    && [
+                        "attn_q",
+                        "attn_k",
+                        "attn_v",
+                        "attn_qkv",
+                        "attn_output",
+                        "ffn_gate",
+                        "ffn_up",
+                        "ffn_down",
+                    ]
+                    .iter()
+                    .any(|m| n.ends_with(&format!(".{m}.weight")))
+            };
+            let bytes = |n: &str| {
+                g.tensors
+                    .iter()
+                    .find(|t| t.name == n)
+                    .map(|t| g.tensor_data(t).len() as u64)
+            };
+            let blocks: u64 = g
+                .tensors
+                .iter()
+                .filter(|t| matrix(&t.name))
+                .map(|t| g.tensor_data(t).len() as u64)
+                .sum();
+            let unembed = bytes("output.weight")
+                .or_else(|| bytes("token_embd.weight"))
+                .unwrap();
+            assert_eq!(t.weight_bytes_per_token(), blocks + unembed, "{path:?}");
+        }
+    }
+}

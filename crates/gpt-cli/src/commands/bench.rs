@@ -27,6 +27,27 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Memory bandwidth in bytes/s: the pool's threads copying 256 MiB (past this machine's caches,
+/// L3 included), counting bytes read + bytes written, best of 3: the ceiling generation runs
+/// against.
+fn copy_bandwidth() -> f64 {
+    use rayon::prelude::*;
+    const LEN: usize = 64 << 20; // f32s: 256 MiB each way
+    const CHUNK: usize = 1 << 20;
+    let src = vec![1f32; LEN];
+    let mut dst = vec![0f32; LEN];
+    (0..3)
+        .map(|_| {
+            let t0 = Instant::now();
+            dst.par_chunks_mut(CHUNK)
+                .zip(src.par_chunks(CHUNK))
+                .for_each(|(d, s)| d.copy_from_slice(s));
+            std::hint::black_box(&dst);
+            (2 * LEN * 4) as f64 / t0.elapsed().as_secs_f64()
+        })
+        .fold(0f64, f64::max)
+}
+
 /// Peak resident memory of this process (VmHWM), in bytes.
 fn peak_rss() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -66,10 +87,12 @@ pub fn run(a: Args) -> Result<()> {
     if !a.json {
         println!("{}", m.description);
         println!(
-            "{:>7}  {:>12}  {:>12}  {:>10}",
-            "threads", "pp tok/s", "tg tok/s", "peak MiB"
+            "{:>7}  {:>12}  {:>12}  {:>10}  {:>9}  {:>10}",
+            "threads", "pp tok/s", "tg tok/s", "peak MiB", "copy GB/s", "tg share"
         );
     }
+    let weight_bytes = t.weight_bytes_per_token();
+    let mut rows = Vec::new();
     for &threads in &thread_counts {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -95,17 +118,27 @@ pub fn run(a: Args) -> Result<()> {
             }
             Ok((median(pp), if tg.is_empty() { 0.0 } else { median(tg) }))
         })?;
-        let rss = peak_rss().unwrap_or(0);
+        rows.push((threads, pool, pp, tg, peak_rss().unwrap_or(0)));
+    }
+    // After every peak RSS is read: the copy's buffers (512 MiB, past the caches) would count.
+    for (threads, pool, pp, tg, rss) in rows {
+        let bandwidth = pool.install(copy_bandwidth);
+        // Weights read per second while generating, as a share of what the copy reached.
+        let share = tg * weight_bytes as f64 / bandwidth;
         if a.json {
             println!(
                 "{}",
                 serde_json::json!({"threads": threads, "pp_tokens_per_s": pp, "tg_tokens_per_s": tg, "peak_rss_bytes": rss,
-                    "prompt_tokens": a.prompt_tokens, "gen_tokens": a.gen_tokens, "repeat": a.repeat})
+                    "prompt_tokens": a.prompt_tokens, "gen_tokens": a.gen_tokens, "repeat": a.repeat,
+                    "weight_bytes_per_token": weight_bytes, "copy_bandwidth_bytes_per_s": bandwidth,
+                    "tg_bandwidth_share": share})
             );
         } else {
             println!(
-                "{threads:>7}  {pp:>12.1}  {tg:>12.1}  {:>10.1}",
-                rss as f64 / (1 << 20) as f64
+                "{threads:>7}  {pp:>12.1}  {tg:>12.1}  {:>10.1}  {:>9.1}  {:>9.0}%",
+                rss as f64 / (1 << 20) as f64,
+                bandwidth / 1e9,
+                100.0 * share
             );
         }
     }

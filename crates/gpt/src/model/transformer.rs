@@ -203,6 +203,32 @@ impl Transformer {
         Ok(self.unembedding.forward(&h, rows, self.precision))
     }
 
+    /// Bytes of weights one decode step reads: every projection and MLP matrix of every block
+    /// and the unembedding (the embedding row, norms and biases are noise beside them). Against
+    /// the machine's memory bandwidth, this bounds generation speed from above.
+    pub fn weight_bytes_per_token(&self) -> u64 {
+        fn mlp(m: &Mlp) -> Vec<&super::linear::Linear> {
+            match m {
+                Mlp::SwiGlu { gate, up, down } | Mlp::GeGlu { gate, up, down } => {
+                    vec![gate, up, down]
+                }
+                Mlp::Gelu { fc, proj } => vec![fc, proj],
+            }
+        }
+        let blocks: u64 = self
+            .blocks
+            .iter()
+            .flat_map(|b| {
+                let a = &b.attn;
+                let mut ls = vec![&a.wq, &a.wk, &a.wv, &a.wo];
+                ls.extend(mlp(&b.mlp));
+                ls
+            })
+            .map(|l| l.weight.data.len() as u64)
+            .sum();
+        blocks + self.unembedding.linear.weight.data.len() as u64
+    }
+
     /// A fresh KV cache for this model.
     pub fn new_cache(&self) -> KvCache {
         KvCache::for_config(&self.config)
