@@ -147,40 +147,34 @@ impl<'a> Activations<'a> {
         self.t
     }
 
-    fn blocks(&self, block: usize) -> usize {
-        self.x.len() / block
+    /// The form kept in `cell`: x quantized by `quantize` into blocks of `block` elements.
+    fn quantized<'s, A: Zeroable + Clone + Send>(
+        &'s self,
+        cell: &'s OnceLock<Vec<A>>,
+        block: usize,
+        quantize: impl Fn(Isa, &[f32], &mut [A]) + Sync,
+    ) -> &'s [A] {
+        cell.get_or_init(|| {
+            let mut a = vec![A::zeroed(); self.x.len() / block];
+            quantize_tokens(self.x, self.t, &mut a, |x, a| quantize(self.isa, x, a));
+            a
+        })
     }
 
     fn q8x2(&self) -> &[BlockQ8x2] {
-        self.q8x2.get_or_init(|| {
-            let mut a = vec![BlockQ8x2::zeroed(); self.blocks(QK)];
-            quantize_tokens(self.x, self.t, &mut a, |x, a| self.isa.quantize_q8x2(x, a));
-            a
-        })
+        self.quantized(&self.q8x2, QK, Isa::quantize_q8x2)
     }
 
     fn q8_0(&self) -> &[BlockQ8_0] {
-        self.q8_0.get_or_init(|| {
-            let mut a = vec![BlockQ8_0::zeroed(); self.blocks(QK)];
-            quantize_tokens(self.x, self.t, &mut a, |x, a| self.isa.quantize_q8_0(x, a));
-            a
-        })
+        self.quantized(&self.q8_0, QK, Isa::quantize_q8_0)
     }
 
     fn q8_1(&self) -> &[BlockQ8_1] {
-        self.q8_1.get_or_init(|| {
-            let mut a = vec![BlockQ8_1::zeroed(); self.blocks(QK)];
-            quantize_tokens(self.x, self.t, &mut a, |x, a| self.isa.quantize_q8_1(x, a));
-            a
-        })
+        self.quantized(&self.q8_1, QK, Isa::quantize_q8_1)
     }
 
     fn q8_k(&self) -> &[BlockQ8_K] {
-        self.q8_k.get_or_init(|| {
-            let mut a = vec![BlockQ8_K::zeroed(); self.blocks(QK_K)];
-            quantize_tokens(self.x, self.t, &mut a, |x, a| self.isa.quantize_q8_k(x, a));
-            a
-        })
+        self.quantized(&self.q8_k, QK_K, Isa::quantize_q8_k)
     }
 
     #[cfg(target_arch = "x86_64")]
