@@ -349,6 +349,7 @@ fn bench_matmul(c: &mut Criterion) {
             rows: n,
             cols: k,
             data: &w,
+            packed: None,
         };
         let x = rng.vec(t * k);
         let mut out = vec![0f32; t * n];

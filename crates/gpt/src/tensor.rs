@@ -220,6 +220,8 @@ pub struct Matrix {
     pub rows: usize,
     pub cols: usize,
     pub data: Bytes,
+    /// The same weights repacked for the matmul kernels ([`Matrix::pack`]), if they were.
+    pub packed: Option<Arc<crate::kernels::PackedWeights>>,
 }
 
 impl Matrix {
@@ -251,7 +253,16 @@ impl Matrix {
             rows,
             cols,
             data,
+            packed: None,
         })
+    }
+
+    /// Repacks the weights once for the detected kernels' panels (where they have them for
+    /// this type), so that no matmul repacks them; see [`crate::kernels::PackedWeights`].
+    pub fn pack(&mut self) {
+        if self.packed.is_none() {
+            self.packed = crate::kernels::PackedWeights::new(self.as_ref()).map(Arc::new);
+        }
     }
 
     /// An f32 matrix owning its values.
@@ -285,6 +296,7 @@ impl Matrix {
             rows: self.rows,
             cols: self.cols,
             data: &self.data,
+            packed: self.packed.as_deref(),
         }
     }
 

@@ -7,7 +7,7 @@
 use gpt::kernels::quant::{
     self, BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, BlockQ8x2, Q8X2_LO_SCALE, QK,
 };
-use gpt::kernels::{reference, Isa, MatRef, Precision};
+use gpt::kernels::{reference, Isa, MatRef, PackedWeights, Precision};
 use gpt::tensor::DType;
 use half::{bf16, f16};
 
@@ -628,6 +628,22 @@ fn run(isa: Isa, w: MatRef, x: &[f32], t: usize, precision: Precision) -> Vec<f3
     out
 }
 
+/// `w` as given, and repacked once as a model's matrices are at load ([`PackedWeights`], where
+/// the detected kernel set has panels for its type): every check runs on both.
+fn forms<'a>(w: MatRef<'a>, packed: &'a Option<PackedWeights>) -> Vec<(&'static str, MatRef<'a>)> {
+    let mut v = vec![("", w)];
+    if let Some(p) = packed {
+        v.push((
+            " packed",
+            MatRef {
+                packed: Some(p),
+                ..w
+            },
+        ));
+    }
+    v
+}
+
 /// A token's result does not depend on the batch it is in, up to the order of f32 sums: T = 1
 /// runs row kernels, larger T (on AVX-512 VNNI) packed panels that scale 16 rows at once, and
 /// prompts of float rows a dense product.
@@ -642,28 +658,32 @@ fn matmul_of_t_tokens_matches_t_single_token_calls() {
                 rows: n,
                 cols: k,
                 data: &buf[1..],
+                packed: None,
             };
             let mut wf = vec![0f32; k];
-            for isa in supported() {
-                for precision in [Precision::Fast, Precision::Q8, Precision::F32] {
-                    // 40 tokens: panels with a remainder, dense products of float rows (T >=
-                    // 16), activations quantized by the team (T >= 32).
-                    for t in [1, 3, 7, 40] {
-                        let x = rng.vec(t * k, 1.0);
-                        let all = run(isa, w, &x, t, precision);
-                        for ti in 0..t {
-                            let xt = &x[ti * k..(ti + 1) * k];
-                            let one = run(isa, w, xt, 1, precision);
-                            let tol: Vec<f32> = (0..n)
-                                .map(|r| {
-                                    w.dequantize_row(r, &mut wf);
-                                    SUM_ORDER_REL_TOL * 1.01 * magnitude(&wf, xt)
-                                })
-                                .collect();
-                            let what = format!(
-                                "{isa:?} {dtype} {precision:?} ({n}, {k}) T={t} token {ti}"
+            let packed = PackedWeights::new(w);
+            for (form, w) in forms(w, &packed) {
+                for isa in supported() {
+                    for precision in [Precision::Fast, Precision::Q8, Precision::F32] {
+                        // 40 tokens: panels with a remainder, dense products of float rows (T >=
+                        // 16), activations quantized by the team (T >= 32).
+                        for t in [1, 3, 7, 40] {
+                            let x = rng.vec(t * k, 1.0);
+                            let all = run(isa, w, &x, t, precision);
+                            for ti in 0..t {
+                                let xt = &x[ti * k..(ti + 1) * k];
+                                let one = run(isa, w, xt, 1, precision);
+                                let tol: Vec<f32> = (0..n)
+                                    .map(|r| {
+                                        w.dequantize_row(r, &mut wf);
+                                        SUM_ORDER_REL_TOL * 1.01 * magnitude(&wf, xt)
+                                    })
+                                    .collect();
+                                let what = format!(
+                                "{isa:?} {dtype}{form} {precision:?} ({n}, {k}) T={t} token {ti}"
                             );
-                            check_close(&what, &all[ti * n..(ti + 1) * n], &one, |r| tol[r]);
+                                check_close(&what, &all[ti * n..(ti + 1) * n], &one, |r| tol[r]);
+                            }
                         }
                     }
                 }
@@ -684,6 +704,7 @@ fn matmul_kernel_sets_agree_with_reference() {
                 rows: n,
                 cols: k,
                 data: &buf[1..],
+                packed: None,
             };
             let x = rng.vec(t * k, 1.0);
             let mut wf = vec![0f32; k];
@@ -695,17 +716,20 @@ fn matmul_kernel_sets_agree_with_reference() {
                 .collect();
             for precision in [Precision::Fast, Precision::Q8, Precision::F32] {
                 let want = run(Isa::Reference, w, &x, t, precision);
-                for isa in supported() {
-                    let got = run(isa, w, &x, t, precision);
-                    // Fast and Q8: the same quantized activations, so only sum order differs;
-                    // their magnitude is within 1% of the f32 one.
-                    let tol = |i: usize| SUM_ORDER_REL_TOL * 1.01 * mags[i];
-                    check_close(
-                        &format!("{isa:?} {dtype} {precision:?} ({n}, {k})"),
-                        &got,
-                        &want,
-                        tol,
-                    );
+                let packed = PackedWeights::new(w);
+                for (form, w) in forms(w, &packed) {
+                    for isa in supported() {
+                        let got = run(isa, w, &x, t, precision);
+                        // Fast and Q8: the same quantized activations, so only sum order
+                        // differs; their magnitude is within 1% of the f32 one.
+                        let tol = |i: usize| SUM_ORDER_REL_TOL * 1.01 * mags[i];
+                        check_close(
+                            &format!("{isa:?} {dtype}{form} {precision:?} ({n}, {k})"),
+                            &got,
+                            &want,
+                            tol,
+                        );
+                    }
                 }
             }
         }
@@ -726,6 +750,7 @@ fn check_quantized_matmul_near_f32(precision: Precision, err_per_d: f32, seed: u
                 rows: n,
                 cols: k,
                 data: &buf[1..],
+                packed: None,
             };
             let x = rng.vec(t * k, 2.0);
             let mut wf = vec![0f32; k];
@@ -1251,7 +1276,9 @@ fn new_type_matmuls_match_reference_and_f32_math() {
                 rows: n,
                 cols: k,
                 data: &buf[1..],
+                packed: None,
             };
+            let packed = PackedWeights::new(w);
             let row_bytes = w.row_bytes();
             let rows: Vec<Vec<f32>> = (0..n).map(|r| dequant(dtype, w.row(r))).collect();
             let parts: Vec<Vec<f32>> = (0..n)
@@ -1285,8 +1312,11 @@ fn new_type_matmuls_match_reference_and_f32_math() {
                         .map(|i| exact_dot(&rows[i % n], xt(i / n)) as f32)
                         .collect();
                     let want = run(Isa::Reference, w, &x, t, precision);
-                    for isa in supported() {
-                        let what = format!("{isa:?} {dtype} {precision:?} ({n}, {k}) T={t}");
+                    let checks = supported()
+                        .into_iter()
+                        .flat_map(|isa| forms(w, &packed).into_iter().map(move |f| (isa, f)));
+                    for (isa, (form, w)) in checks {
+                        let what = format!("{isa:?} {dtype}{form} {precision:?} ({n}, {k}) T={t}");
                         let got = run(isa, w, &x, t, precision);
                         check_close(&format!("{what} vs reference"), &got, &want, |i| {
                             SUM_ORDER_REL_TOL * 1.01 * mag(i)

@@ -83,9 +83,22 @@ pub struct MatRef<'a> {
     pub rows: usize,
     pub cols: usize,
     pub data: &'a [u8],
+    /// The same matrix repacked once for the panel kernels ([`PackedWeights`]), if it was.
+    pub packed: Option<&'a PackedWeights>,
 }
 
 impl<'a> MatRef<'a> {
+    /// A matrix that has not been repacked.
+    pub fn new(dtype: DType, rows: usize, cols: usize, data: &'a [u8]) -> Self {
+        MatRef {
+            dtype,
+            rows,
+            cols,
+            data,
+            packed: None,
+        }
+    }
+
     pub fn row_bytes(&self) -> usize {
         self.cols / self.dtype.block_size() * self.dtype.type_size()
     }
@@ -98,6 +111,40 @@ impl<'a> MatRef<'a> {
     /// Dequantizes row `n` into `out` (K).
     pub fn dequantize_row(&self, n: usize, out: &mut [f32]) {
         quant::dequantize_row(self.dtype, self.row(n), out)
+    }
+}
+
+/// A quantized weight matrix repacked once, at model load, into the panels that the AVX-512
+/// VNNI kernels read (16 rows in the lanes of a register, see `x86_64.rs`), so that no matmul
+/// repacks it: generation (T = 1) runs on panels too, where one vpdpbusd serves 16 rows instead
+/// of one row kernel step per row. A panel stores its quants in as few bits as the type needs,
+/// with one f32 scale (and min) per row and block: about the size of the rows it holds.
+pub struct PackedWeights {
+    #[cfg(target_arch = "x86_64")]
+    ty: x86_64::PanelType,
+    /// The (rows, cols) of the matrix packed.
+    shape: (usize, usize),
+    #[cfg(target_arch = "x86_64")]
+    panels: Vec<x86_64::Panel>,
+    bytes: usize,
+}
+
+impl std::fmt::Debug for PackedWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedWeights({} bytes)", self.bytes)
+    }
+}
+
+impl PackedWeights {
+    /// `w` repacked for [`Isa::detected`], if that kernel set has panels for its type (the
+    /// quantized types but Q2_K and Q8_K, on AVX-512 VNNI); None otherwise.
+    pub fn new(w: MatRef) -> Option<PackedWeights> {
+        Isa::detected().pack(w)
+    }
+
+    /// Heap bytes of the packed form.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -336,6 +383,34 @@ impl Isa {
         }
     }
 
+    /// `w` repacked for this kernel set's panel kernels, if it has them for w's type.
+    pub fn pack(self, w: MatRef) -> Option<PackedWeights> {
+        #[cfg(target_arch = "x86_64")]
+        if self.usable() == Isa::Avx512Vnni {
+            let ty = panel_type(w.dtype)?;
+            let kb = w.cols / QK;
+            let panels = team::parallel_map(w.rows.div_ceil(x86_64::PANEL_ROWS), |p| {
+                let r0 = p * x86_64::PANEL_ROWS;
+                let r1 = (r0 + x86_64::PANEL_ROWS).min(w.rows);
+                let rows: Vec<&[u8]> = (r0..r1).map(|r| w.row(r)).collect();
+                let (mut panel, mut scratch) = (x86_64::Panel::default(), Vec::new());
+                // SAFETY: usable() checked AVX-512 VNNI; each row holds kb blocks of `ty`.
+                unsafe { x86_64::pack_panel(ty, &rows, kb, &mut panel, &mut scratch) };
+                panel
+            });
+            let bytes = panels.iter().map(|p| p.bytes()).sum();
+            let shape = (w.rows, w.cols);
+            return Some(PackedWeights {
+                ty,
+                shape,
+                panels,
+                bytes,
+            });
+        }
+        let _ = w;
+        None
+    }
+
     /// [`Isa::matmul`] of prepared activations, made by [`Isa::activations`] for this set.
     pub fn matmul_acts(self, w: MatRef, acts: &Activations, out: &mut [f32], precision: Precision) {
         let (x, t) = (acts.x, acts.t);
@@ -358,7 +433,7 @@ impl Isa {
         }
         let isa = self.usable();
         #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx512Vnni && t >= PANEL_MIN_TOKENS {
+        if isa == Isa::Avx512Vnni && (t >= PANEL_MIN_TOKENS || w.packed.is_some()) {
             if let (Some(ty), Some(acts_kind)) = (panel_type(w.dtype), panel_acts(precision)) {
                 // K-quant panels hold groups of 32 for two-plane activations; Q8 precision
                 // keeps llama.cpp's Q8_K activations, through the row kernels.
@@ -1187,7 +1262,9 @@ fn panel_acts(precision: Precision) -> Option<x86_64::PanelActs> {
 
 #[cfg(target_arch = "x86_64")]
 thread_local! {
-    static PANEL_SCRATCH: Cell<x86_64::Panel> = Cell::new(x86_64::Panel::default());
+    /// A band's panel, packed per call for matrices without [`PackedWeights`], and its
+    /// byte-quant scratch.
+    static PANEL_SCRATCH: Cell<(x86_64::Panel, Vec<u8>)> = Cell::new(Default::default());
 }
 
 /// Quantized path for T >= [`PANEL_MIN_TOKENS`] on AVX-512 VNNI: `out (T, N)` from quantized
@@ -1203,21 +1280,30 @@ fn panel_matmul(
     let t = acts.t;
     use x86_64::{ActSum, PanelActs, PANEL_ROWS};
     let (n, kb) = (w.rows, w.cols / QK);
+    // A repacked matrix of another type or shape would be a caller's bug: pack per call then.
+    let packed = w.packed.filter(|p| p.ty == ty && p.shape == (n, w.cols));
     // Activations as raw blocks (T, kb), plus each block's scale and sum against the types without a min.
     let run = |acts: &[u8], block_bytes: usize, sums: &[ActSum], out: &mut [f32]| {
         let act = |ti: usize| acts[ti * kb * block_bytes..].as_ptr();
         let sum = |ti: usize| sums.get(ti * kb..).map_or(std::ptr::null(), |s| s.as_ptr());
         for_each_band(n, t, n * w.cols * t, PANEL_ROWS, out, |band| {
-            let mut panel = PANEL_SCRATCH.take();
+            let mut scratch = PANEL_SCRATCH.take();
             let mut r0 = band.rows.start;
             while r0 < band.rows.end {
                 let r1 = (r0 + PANEL_ROWS).min(band.rows.end);
-                let mut rows: [&[u8]; PANEL_ROWS] = [&[]; PANEL_ROWS];
-                for (slot, r) in rows.iter_mut().zip(r0..r1) {
-                    *slot = w.row(r);
-                }
-                // SAFETY: the caller checked AVX-512 VNNI; each row holds kb blocks of `ty`.
-                unsafe { x86_64::pack_panel(ty, &rows[..r1 - r0], kb, &mut panel) };
+                let panel = match packed {
+                    Some(p) => &p.panels[r0 / PANEL_ROWS],
+                    None => {
+                        let mut rows: [&[u8]; PANEL_ROWS] = [&[]; PANEL_ROWS];
+                        for (slot, r) in rows.iter_mut().zip(r0..r1) {
+                            *slot = w.row(r);
+                        }
+                        let (panel, bytes) = &mut scratch;
+                        // SAFETY: the caller checked AVX-512 VNNI; each row holds kb blocks of `ty`.
+                        unsafe { x86_64::pack_panel(ty, &rows[..r1 - r0], kb, panel, bytes) };
+                        &scratch.0
+                    }
+                };
                 let mut ti = 0;
                 while ti < t {
                     let res: &[[f32; PANEL_ROWS]] = if ti + 4 <= t {
@@ -1225,11 +1311,11 @@ fn panel_matmul(
                         let s = [sum(ti), sum(ti + 1), sum(ti + 2), sum(ti + 3)];
                         // SAFETY: the panel holds kb packed blocks; each token's activations
                         // (and sums, against the types without a min) hold kb blocks of `acts_kind`.
-                        &unsafe { x86_64::panel_dots::<4>(ty, acts_kind, &panel, kb, a, s) }
+                        &unsafe { x86_64::panel_dots::<4>(ty, acts_kind, panel, kb, a, s) }
                     } else {
                         let (a, s) = ([act(ti)], [sum(ti)]);
                         // SAFETY: as above.
-                        &unsafe { x86_64::panel_dots::<1>(ty, acts_kind, &panel, kb, a, s) }
+                        &unsafe { x86_64::panel_dots::<1>(ty, acts_kind, panel, kb, a, s) }
                     };
                     for (i, vals) in res.iter().enumerate() {
                         band.set_run(ti + i, r0, &vals[..r1 - r0]);
@@ -1238,7 +1324,7 @@ fn panel_matmul(
                 }
                 r0 = r1;
             }
-            PANEL_SCRATCH.set(panel);
+            PANEL_SCRATCH.set(scratch);
         });
     };
     let none: &[ActSum] = &[];

@@ -1414,22 +1414,40 @@ pub(super) unsafe fn softmax_avx2(x: &mut [f32]) {
 /// Rows per panel: the i32 lanes of one zmm register.
 pub(super) const PANEL_ROWS: usize = 16;
 
-/// Bytes of one packed block column: 8 groups of 4 elements x 16 rows.
+/// Bytes of one block column of byte quants: 8 groups of 4 elements x 16 rows.
 const PANEL_BLOCK_BYTES: usize = QK * PANEL_ROWS;
 
 /// Up to 16 weight rows, packed. Rows past the matrix's end are zero.
+///
+/// For each block column b (32 elements of every row), the quants of 8 groups g of 4 elements:
+/// element 4g+e of row j is byte i = 4j+e of group g, as u8 with the type's offset added
+/// ([`PanelType`]). They are stored in [`PanelType::bits`] bits, [`PanelType::column_bytes`] per
+/// column, so that a panel is about as large as the rows it holds:
+/// - 8 bits: group g's 64 bytes at 64g;
+/// - 4 bits: byte i of chunk c (bytes 64c..64c+64, c < 4) holds group c in its low nibble and
+///   group c+4 in its high nibble;
+/// - 5 bits: the low 4 bits as for 4, then at 256 + 8g the u64 whose bit i is bit 4 of group
+///   g's byte i (a mask register: one masked add restores it);
+/// - 6 bits: the low 4 bits as for 4, then at 256 + 64c (c < 2) byte i holds bits 4..6 of group
+///   c + 2s at bits 2s..2s+2, for s < 4.
 #[derive(Default)]
 pub(super) struct Panel {
-    /// (kb, 8, 16, 4): for block b and group g, element 4g+e of row j at [b][g][j][e], as u8:
-    /// q for Q4_1 and Q4_0 (0..15) and Q5_1 and Q5_0 (0..31), q + 128 for Q8_0.
+    /// (kb, column bytes): the quants, as above.
     q: Vec<u8>,
     /// (kb, 16): each row's block scale d.
     d: Vec<f32>,
-    /// (kb, 16): each row's block min m (Q4_1 and Q5_1 only).
+    /// (kb, 16): each row's block min m (types with a min only; empty otherwise).
     m: Vec<f32>,
     /// (kb, 16): the scale of elements 16..32 of each row's group, where it differs from the
-    /// scale of 0..16 in `d` (Q6_K and Q3_K only).
+    /// scale of 0..16 in `d` (Q6_K and Q3_K only; empty otherwise).
     d2: Vec<f32>,
+}
+
+impl Panel {
+    /// Heap bytes the panel holds.
+    pub(super) fn bytes(&self) -> usize {
+        self.q.capacity() + 4 * (self.d.capacity() + self.m.capacity() + self.d2.capacity())
+    }
 }
 
 /// The weight types a panel holds, with the offset their u8 storage adds to q (named as GGML
@@ -1492,11 +1510,118 @@ impl PanelType {
     fn scale_per_16(self) -> bool {
         matches!(self, PanelType::Q6_K | PanelType::Q3_K)
     }
+
+    /// Bits each stored quant (offset applied) needs: how a [`Panel`] lays them out.
+    pub(super) fn bits(self) -> usize {
+        match self {
+            PanelType::Q4_1 | PanelType::Q4_0 | PanelType::Q4_K | PanelType::Q3_K => 4,
+            PanelType::Q5_1 | PanelType::Q5_0 | PanelType::Q5_K => 5,
+            PanelType::Q6_K => 6,
+            PanelType::Q8_0 => 8,
+        }
+    }
+
+    /// Bytes of quants per block column of a [`Panel`] (16 rows x 32 elements).
+    pub(super) fn column_bytes(self) -> usize {
+        column_bytes(self.bits())
+    }
 }
 
-/// Packs `rows` (at most 16 weight rows of `kb` blocks of type `ty`) into `panel`.
+/// Bytes of quants per block column stored in `bits` bits (see [`Panel`]).
+const fn column_bytes(bits: usize) -> usize {
+    match bits {
+        4 => 256,
+        5 => 256 + 64,
+        6 => 256 + 128,
+        _ => PANEL_BLOCK_BYTES,
+    }
+}
+
+/// Stores one block column of byte quants (`src`: 8 groups x 64 bytes, values below
+/// 2^`bits`) at `dst` in the layout of `bits` ([`Panel`]).
+#[inline(always)]
+unsafe fn compress_column(bits: usize, src: *const u8, dst: *mut u8) {
+    let group = |g: usize| _mm512_loadu_si512(src.add(64 * g) as *const _);
+    if bits == 8 {
+        std::ptr::copy_nonoverlapping(src, dst, PANEL_BLOCK_BYTES);
+        return;
+    }
+    let low = _mm512_set1_epi8(0x0f);
+    for c in 0..4 {
+        let high = _mm512_slli_epi16::<4>(_mm512_and_si512(group(c + 4), low));
+        let v = _mm512_or_si512(_mm512_and_si512(group(c), low), high);
+        _mm512_storeu_si512(dst.add(64 * c) as *mut _, v);
+    }
+    if bits == 5 {
+        for g in 0..8 {
+            let bit4 = _mm512_test_epi8_mask(group(g), _mm512_set1_epi8(0x10));
+            std::ptr::write_unaligned(dst.add(256 + 8 * g) as *mut u64, bit4);
+        }
+    }
+    if bits == 6 {
+        for c in 0..2 {
+            let three = _mm512_set1_epi8(3);
+            let top = |g: usize| _mm512_and_si512(_mm512_srli_epi16::<4>(group(g)), three);
+            let h = _mm512_or_si512(
+                _mm512_or_si512(top(c), _mm512_slli_epi16::<2>(top(c + 2))),
+                _mm512_or_si512(
+                    _mm512_slli_epi16::<4>(top(c + 4)),
+                    _mm512_slli_epi16::<6>(top(c + 6)),
+                ),
+            );
+            _mm512_storeu_si512(dst.add(256 + 64 * c) as *mut _, h);
+        }
+    }
+}
+
+/// The 8 groups of one block column at `q` (stored in `BITS` bits, [`Panel`]) as bytes.
+#[inline(always)]
+unsafe fn panel_quants<const BITS: usize>(q: *const u8) -> [__m512i; 8] {
+    let load = |k: usize| _mm512_loadu_si512(q.add(64 * k) as *const _);
+    let mut w = [_mm512_setzero_si512(); 8];
+    if BITS == 8 {
+        for (g, wg) in w.iter_mut().enumerate() {
+            *wg = load(g);
+        }
+        return w;
+    }
+    let low = _mm512_set1_epi8(0x0f);
+    for c in 0..4 {
+        let v = load(c);
+        w[c] = _mm512_and_si512(v, low);
+        w[c + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), low);
+    }
+    if BITS == 5 {
+        let sixteen = _mm512_set1_epi8(0x10);
+        for (g, wg) in w.iter_mut().enumerate() {
+            let bit4: __mmask64 = read_unaligned(q.add(256 + 8 * g) as *const u64);
+            *wg = _mm512_mask_add_epi8(*wg, bit4, *wg, sixteen);
+        }
+    }
+    if BITS == 6 {
+        let m = _mm512_set1_epi8(0x30);
+        for c in 0..2 {
+            let h = load(4 + c);
+            let or = |w: __m512i, top: __m512i| _mm512_or_si512(w, _mm512_and_si512(top, m));
+            w[c] = or(w[c], _mm512_slli_epi16::<4>(h));
+            w[c + 2] = or(w[c + 2], _mm512_slli_epi16::<2>(h));
+            w[c + 4] = or(w[c + 4], h);
+            w[c + 6] = or(w[c + 6], _mm512_srli_epi16::<2>(h));
+        }
+    }
+    w
+}
+
+/// Packs `rows` (at most 16 weight rows of `kb` blocks of type `ty`) into `panel`; `bytes` is
+/// scratch (the byte quants before [`compress_column`]).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel: &mut Panel) {
+pub(super) unsafe fn pack_panel(
+    ty: PanelType,
+    rows: &[&[u8]],
+    kb: usize,
+    panel: &mut Panel,
+    bytes: &mut Vec<u8>,
+) {
     assert!(rows.len() <= PANEL_ROWS);
     let block_bytes = match ty {
         PanelType::Q4_1 => Q4_1_BYTES,
@@ -1511,21 +1636,22 @@ pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel:
     };
     // Weight blocks per row: kb groups of 32, or kb / 8 super-blocks.
     let row_blocks = if ty.is_k() { kb / 8 } else { kb };
-    panel.q.clear();
-    panel.q.resize(kb * PANEL_BLOCK_BYTES, 0);
+    bytes.clear();
+    bytes.resize(kb * PANEL_BLOCK_BYTES, 0);
+    let per_block = |keep: bool| if keep { kb * PANEL_ROWS } else { 0 };
     panel.d.clear();
     panel.d.resize(kb * PANEL_ROWS, 0.0);
     panel.m.clear();
-    panel.m.resize(kb * PANEL_ROWS, 0.0);
+    panel.m.resize(per_block(ty.has_min()), 0.0);
     panel.d2.clear();
-    panel.d2.resize(kb * PANEL_ROWS, 0.0);
+    panel.d2.resize(per_block(ty.scale_per_16()), 0.0);
     // Dword g of a row's 32 bytes goes to group g: 16 dwords apart.
     let groups = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
     for (j, row) in rows.iter().enumerate() {
         assert!(row.len() >= row_blocks * block_bytes);
         let index = _mm256_add_epi32(groups, _mm256_set1_epi32(j as i32));
         for b in 0..kb {
-            let dst = panel.q.as_mut_ptr().add(b * PANEL_BLOCK_BYTES);
+            let dst = bytes.as_mut_ptr().add(b * PANEL_BLOCK_BYTES);
             if ty.scale_per_16() {
                 let (p, g) = (row.as_ptr().add(b / 8 * block_bytes), b % 8);
                 let (q, h) = if ty == PanelType::Q6_K {
@@ -1577,6 +1703,16 @@ pub(super) unsafe fn pack_panel(ty: PanelType, rows: &[&[u8]], kb: usize, panel:
             }
         }
     }
+    let column = ty.column_bytes();
+    panel.q.clear();
+    panel.q.resize(kb * column, 0);
+    for b in 0..kb {
+        let (src, dst) = (
+            bytes.as_ptr().add(b * PANEL_BLOCK_BYTES),
+            panel.q.as_mut_ptr(),
+        );
+        compress_column(ty.bits(), src, dst.add(b * column));
+    }
 }
 
 /// One activation block's scale and integer sum, for Q8_0 and two-plane activations against
@@ -1613,23 +1749,44 @@ pub(super) unsafe fn panel_dots<const N: usize>(
     acts: [*const u8; N],
     sums: [*const ActSum; N],
 ) -> [[f32; PANEL_ROWS]; N] {
-    assert!(panel.q.len() >= kb * PANEL_BLOCK_BYTES && panel.d.len() >= kb * PANEL_ROWS);
+    assert!(panel.q.len() >= kb * ty.column_bytes() && panel.d.len() >= kb * PANEL_ROWS);
+    assert!(!ty.has_min() || panel.m.len() >= kb * PANEL_ROWS);
+    assert!(!ty.scale_per_16() || panel.d2.len() >= kb * PANEL_ROWS);
+    match ty.bits() {
+        4 => panel_dots_bits::<N, 4>(ty, acts_kind, panel, kb, acts, sums),
+        5 => panel_dots_bits::<N, 5>(ty, acts_kind, panel, kb, acts, sums),
+        6 => panel_dots_bits::<N, 6>(ty, acts_kind, panel, kb, acts, sums),
+        _ => panel_dots_bits::<N, 8>(ty, acts_kind, panel, kb, acts, sums),
+    }
+}
+
+/// [`panel_dots`] for a panel of `BITS`-bit quants.
+#[inline(always)]
+unsafe fn panel_dots_bits<const N: usize, const BITS: usize>(
+    ty: PanelType,
+    acts_kind: PanelActs,
+    panel: &Panel,
+    kb: usize,
+    acts: [*const u8; N],
+    sums: [*const ActSum; N],
+) -> [[f32; PANEL_ROWS]; N] {
     // The types are const parameters inside, so the loop carries no branches on them.
+    let offset = ty.offset();
     match (ty, acts_kind) {
         (_, PanelActs::Q8x2) if ty.scale_per_16() => {
-            panel_dots_impl::<N, false, true, true>(ty.offset(), panel, kb, acts, sums)
+            panel_dots_impl::<N, BITS, false, true, true>(offset, panel, kb, acts, sums)
         }
         (_, PanelActs::Q8) if ty.has_min() => {
-            panel_dots_impl::<N, true, false, false>(0, panel, kb, acts, sums)
+            panel_dots_impl::<N, BITS, true, false, false>(0, panel, kb, acts, sums)
         }
         (_, PanelActs::Q8x2) if ty.has_min() => {
-            panel_dots_impl::<N, true, true, false>(0, panel, kb, acts, sums)
+            panel_dots_impl::<N, BITS, true, true, false>(0, panel, kb, acts, sums)
         }
         (_, PanelActs::Q8) => {
-            panel_dots_impl::<N, false, false, false>(ty.offset(), panel, kb, acts, sums)
+            panel_dots_impl::<N, BITS, false, false, false>(offset, panel, kb, acts, sums)
         }
         (_, PanelActs::Q8x2) => {
-            panel_dots_impl::<N, false, true, false>(ty.offset(), panel, kb, acts, sums)
+            panel_dots_impl::<N, BITS, false, true, false>(offset, panel, kb, acts, sums)
         }
     }
 }
@@ -1645,7 +1802,13 @@ unsafe fn times_lo_scale(x: __m512i) -> __m512i {
 /// The panel kernel. With two planes (`X2`) each token's block takes 16 vpdpbusd instead of 8,
 /// in two independent chains (hi and lo), joined in integers as 254 * hi + lo.
 #[inline(always)]
-unsafe fn panel_dots_impl<const N: usize, const Q4_1: bool, const X2: bool, const S16: bool>(
+unsafe fn panel_dots_impl<
+    const N: usize,
+    const BITS: usize,
+    const Q4_1: bool,
+    const X2: bool,
+    const S16: bool,
+>(
     offset: i32,
     panel: &Panel,
     kb: usize,
@@ -1663,11 +1826,7 @@ unsafe fn panel_dots_impl<const N: usize, const Q4_1: bool, const X2: bool, cons
     let mut acc = [_mm512_setzero_ps(); N];
     let mut acc_m = [_mm512_setzero_ps(); N];
     for b in 0..kb {
-        let wq = panel.q.as_ptr().add(b * PANEL_BLOCK_BYTES);
-        let mut w = [_mm512_setzero_si512(); 8];
-        for (g, wg) in w.iter_mut().enumerate() {
-            *wg = _mm512_loadu_si512(wq.add(64 * g) as *const _);
-        }
+        let w = panel_quants::<BITS>(panel.q.as_ptr().add(b * column_bytes(BITS)));
         let d = _mm512_loadu_ps(panel.d.as_ptr().add(b * PANEL_ROWS));
         for i in 0..N {
             let ab = acts[i].add(b * block_bytes);

@@ -51,12 +51,7 @@ impl Linear {
 pub fn linear_forward(out: &mut [f32], inp: &[f32], w: &[f32], b: Option<&[f32]>, oc: usize) {
     let c = w.len() / oc;
     let n = inp.len() / c;
-    let m = kernels::MatRef {
-        dtype: crate::tensor::DType::F32,
-        rows: oc,
-        cols: c,
-        data: bytemuck::cast_slice(w),
-    };
+    let m = kernels::MatRef::new(crate::tensor::DType::F32, oc, c, bytemuck::cast_slice(w));
     kernels::matmul(m, inp, n, out, Precision::F32);
     if let Some(b) = b {
         for row in out.chunks_exact_mut(oc) {

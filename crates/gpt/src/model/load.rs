@@ -417,7 +417,7 @@ fn build(mut config: Config, src: &dyn Source, tied: bool) -> Result<Transformer
             tied: true,
         }
     };
-    Ok(Transformer {
+    let mut model = Transformer {
         config,
         token_embedding,
         position_embedding,
@@ -425,7 +425,10 @@ fn build(mut config: Config, src: &dyn Source, tied: bool) -> Result<Transformer
         final_norm,
         unembedding,
         precision: Precision::default(),
-    })
+    };
+    // Once here, so that no matmul of generation or of a prompt repacks its weights.
+    model.pack_weights();
+    Ok(model)
 }
 
 impl Transformer {

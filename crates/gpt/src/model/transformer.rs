@@ -4,6 +4,7 @@
 use super::attention::{Attention, SeqRows};
 use super::config::Config;
 use super::embedding::Embedding;
+use super::linear::Linear;
 use super::mlp::Mlp;
 use super::norm::Norm;
 use super::unembedding::Unembedding;
@@ -203,30 +204,60 @@ impl Transformer {
         Ok(self.unembedding.forward(&h, rows, self.precision))
     }
 
+    /// Every matrix a forward pass multiplies by: each block's projections and MLP, then the
+    /// unembedding.
+    pub fn linears(&self) -> Vec<&Linear> {
+        let mut ls = Vec::new();
+        for b in &self.blocks {
+            let a = &b.attn;
+            ls.extend([&a.wq, &a.wk, &a.wv, &a.wo]);
+            match &b.mlp {
+                Mlp::SwiGlu { gate, up, down } | Mlp::GeGlu { gate, up, down } => {
+                    ls.extend([gate, up, down])
+                }
+                Mlp::Gelu { fc, proj } => ls.extend([fc, proj]),
+            }
+        }
+        ls.push(&self.unembedding.linear);
+        ls
+    }
+
+    /// Repacks every matrix of [`linears`](Self::linears) for the matmul kernels
+    /// ([`crate::tensor::Matrix::pack`]); returns the bytes the packed forms hold.
+    pub fn pack_weights(&mut self) -> usize {
+        let mut ws: Vec<&mut crate::tensor::Matrix> = Vec::new();
+        for b in &mut self.blocks {
+            let a = &mut b.attn;
+            ws.extend([
+                &mut a.wq.weight,
+                &mut a.wk.weight,
+                &mut a.wv.weight,
+                &mut a.wo.weight,
+            ]);
+            match &mut b.mlp {
+                Mlp::SwiGlu { gate, up, down } | Mlp::GeGlu { gate, up, down } => {
+                    ws.extend([&mut gate.weight, &mut up.weight, &mut down.weight])
+                }
+                Mlp::Gelu { fc, proj } => ws.extend([&mut fc.weight, &mut proj.weight]),
+            }
+        }
+        ws.push(&mut self.unembedding.linear.weight);
+        ws.into_iter()
+            .map(|w| {
+                w.pack();
+                w.packed.as_ref().map_or(0, |p| p.bytes())
+            })
+            .sum()
+    }
+
     /// Bytes of weights one decode step reads: every projection and MLP matrix of every block
     /// and the unembedding (the embedding row, norms and biases are noise beside them). Against
     /// the machine's memory bandwidth, this bounds generation speed from above.
     pub fn weight_bytes_per_token(&self) -> u64 {
-        fn mlp(m: &Mlp) -> Vec<&super::linear::Linear> {
-            match m {
-                Mlp::SwiGlu { gate, up, down } | Mlp::GeGlu { gate, up, down } => {
-                    vec![gate, up, down]
-                }
-                Mlp::Gelu { fc, proj } => vec![fc, proj],
-            }
-        }
-        let blocks: u64 = self
-            .blocks
+        self.linears()
             .iter()
-            .flat_map(|b| {
-                let a = &b.attn;
-                let mut ls = vec![&a.wq, &a.wk, &a.wv, &a.wo];
-                ls.extend(mlp(&b.mlp));
-                ls
-            })
             .map(|l| l.weight.data.len() as u64)
-            .sum();
-        blocks + self.unembedding.linear.weight.data.len() as u64
+            .sum()
     }
 
     /// A fresh KV cache for this model.
