@@ -145,6 +145,8 @@ impl std::fmt::Display for DType {
 #[derive(Clone)]
 pub struct Bytes {
     owner: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    /// The same owner when it is a file mapping, whose pages [`Bytes::release_pages`] can drop.
+    map: Option<Arc<memmap2::Mmap>>,
     start: usize,
     len: usize,
 }
@@ -154,6 +156,7 @@ impl Bytes {
         let len = (*owner).as_ref().len();
         Bytes {
             owner,
+            map: None,
             start: 0,
             len,
         }
@@ -172,8 +175,34 @@ impl Bytes {
         // models under the same assumption); if another process does, reads may see changed
         // bytes or fault, which no safe API over a shared mapping can prevent.
         #[allow(unsafe_code)]
-        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(err)?;
-        Ok(Bytes::new(Arc::new(mmap)))
+        let mmap = Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(err)?);
+        Ok(Bytes {
+            map: Some(mmap.clone()),
+            ..Bytes::new(mmap)
+        })
+    }
+
+    /// Tells the kernel that this process will not read these bytes soon: the whole pages of a
+    /// file mapping are dropped from the process (they stay in the page cache, and a later read
+    /// maps them again, with the file's bytes); owned buffers are left alone. For weights that
+    /// were repacked, so that the model is not held in memory twice.
+    pub fn release_pages(&self) {
+        const PAGE: usize = 4096;
+        let Some(map) = &self.map else { return };
+        let (start, end) = (
+            self.start.next_multiple_of(PAGE),
+            (self.start + self.len) / PAGE * PAGE,
+        );
+        if end > start {
+            // SAFETY: the mapping is a read-only file mapping, so MADV_DONTNEED loses no data:
+            // the next read of these pages faults them in from the file again. No reference into
+            // them is invalidated (the addresses stay mapped). A failure (another page size)
+            // only leaves the pages resident.
+            #[allow(unsafe_code)]
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+            };
+        }
     }
 
     /// A sub-range, or `None` if it is out of bounds.
@@ -184,6 +213,7 @@ impl Bytes {
         }
         Some(Bytes {
             owner: self.owner.clone(),
+            map: self.map.clone(),
             start: self.start + start,
             len,
         })
@@ -261,7 +291,19 @@ impl Matrix {
     /// this type), so that no matmul repacks them; see [`crate::kernels::PackedWeights`].
     pub fn pack(&mut self) {
         if self.packed.is_none() {
-            self.packed = crate::kernels::PackedWeights::new(self.as_ref()).map(Arc::new);
+            // Matmuls read the panels now; the file's bytes are read again only by rare paths
+            // (an embedding row of tied weights, F32 precision, inspection), so their pages go
+            // as soon as they are packed: the model is not held twice, not even while loading.
+            let release = |r: std::ops::Range<usize>| {
+                if let Some(b) = self.data.slice(r.start, r.len()) {
+                    b.release_pages()
+                }
+            };
+            self.packed = crate::kernels::PackedWeights::new(self.as_ref(), release).map(Arc::new);
+            if self.packed.is_some() {
+                // The pages that batches shared at their edges.
+                self.data.release_pages();
+            }
         }
     }
 

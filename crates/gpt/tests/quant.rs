@@ -661,7 +661,7 @@ fn matmul_of_t_tokens_matches_t_single_token_calls() {
                 packed: None,
             };
             let mut wf = vec![0f32; k];
-            let packed = PackedWeights::new(w);
+            let packed = PackedWeights::new(w, |_| {});
             for (form, w) in forms(w, &packed) {
                 for isa in supported() {
                     for precision in [Precision::Fast, Precision::Q8, Precision::F32] {
@@ -716,7 +716,7 @@ fn matmul_kernel_sets_agree_with_reference() {
                 .collect();
             for precision in [Precision::Fast, Precision::Q8, Precision::F32] {
                 let want = run(Isa::Reference, w, &x, t, precision);
-                let packed = PackedWeights::new(w);
+                let packed = PackedWeights::new(w, |_| {});
                 for (form, w) in forms(w, &packed) {
                     for isa in supported() {
                         let got = run(isa, w, &x, t, precision);
@@ -1278,7 +1278,16 @@ fn new_type_matmuls_match_reference_and_f32_math() {
                 data: &buf[1..],
                 packed: None,
             };
-            let packed = PackedWeights::new(w);
+            // The ranges reported packed cover the matrix's bytes, in order, without gaps.
+            let done = std::sync::Mutex::new(0..0);
+            let packed = PackedWeights::new(w, |r| {
+                let mut d = done.lock().unwrap();
+                assert_eq!(r.start, d.end, "{dtype}: packed ranges in order");
+                d.end = r.end;
+            });
+            if packed.is_some() {
+                assert_eq!(done.into_inner().unwrap(), 0..w.data.len(), "{dtype}");
+            }
             let row_bytes = w.row_bytes();
             let rows: Vec<Vec<f32>> = (0..n).map(|r| dequant(dtype, w.row(r))).collect();
             let parts: Vec<Vec<f32>> = (0..n)

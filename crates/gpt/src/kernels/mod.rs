@@ -16,10 +16,12 @@
 //! - Quantized weights, [`Precision::Fast`] or [`Precision::Q8`]: activations are quantized once
 //!   per call (Fast: two int8 planes per block, [`quant::BlockQ8x2`], against every weight type;
 //!   Q8: Q8_1 against Q4_1/Q5_1, Q8_0 against Q4_0/Q5_0/Q8_0, Q8_K against the K-quants) and
-//!   block products run in integers. Q8_K weights (an activation type) go through f32. T = 1
-//!   (generation) uses row kernels, one band of rows per thread; T >= 4 on AVX-512 VNNI repacks
-//!   16 rows at a time into panels (see `x86_64.rs`), several times faster per token; otherwise
-//!   one unpacked weight block serves 4 tokens.
+//!   block products run in integers. Q8_K weights (an activation type) go through f32. On
+//!   AVX-512 VNNI, a model's matrices are repacked once at load into panels of 16 rows
+//!   ([`PackedWeights`], see `x86_64.rs`), which every T reads, generation included: one
+//!   vpdpbusd adds 4 elements of 16 rows. A matrix that was not repacked is packed per band
+//!   and call for T >= 5. Elsewhere (AVX2, the reference set, Q2_K weights, K-quants at Q8
+//!   precision) row kernels run, one unpacked weight block serving up to 4 tokens.
 //! - Float weights, or [`Precision::F32`]: each weight row is widened to f32 once per band and
 //!   dotted with every token.
 //!
@@ -137,9 +139,11 @@ impl std::fmt::Debug for PackedWeights {
 
 impl PackedWeights {
     /// `w` repacked for [`Isa::detected`], if that kernel set has panels for its type (the
-    /// quantized types but Q2_K and Q8_K, on AVX-512 VNNI); None otherwise.
-    pub fn new(w: MatRef) -> Option<PackedWeights> {
-        Isa::detected().pack(w)
+    /// quantized types but Q2_K and Q8_K, on AVX-512 VNNI); None otherwise. `packed` is told
+    /// each range of w's bytes as soon as it has been packed (so that a caller can let the
+    /// pages of a mapped file go while a large matrix is still being packed).
+    pub fn new(w: MatRef, packed: impl Fn(Range<usize>)) -> Option<PackedWeights> {
+        Isa::detected().pack(w, packed)
     }
 
     /// Heap bytes of the packed form.
@@ -383,21 +387,34 @@ impl Isa {
         }
     }
 
-    /// `w` repacked for this kernel set's panel kernels, if it has them for w's type.
-    pub fn pack(self, w: MatRef) -> Option<PackedWeights> {
+    /// `w` repacked for this kernel set's panel kernels, if it has them for w's type; see
+    /// [`PackedWeights::new`].
+    pub fn pack(self, w: MatRef, packed: impl Fn(Range<usize>)) -> Option<PackedWeights> {
         #[cfg(target_arch = "x86_64")]
         if self.usable() == Isa::Avx512Vnni {
+            use x86_64::PANEL_ROWS;
             let ty = panel_type(w.dtype)?;
             let kb = w.cols / QK;
-            let panels = team::parallel_map(w.rows.div_ceil(x86_64::PANEL_ROWS), |p| {
-                let r0 = p * x86_64::PANEL_ROWS;
-                let r1 = (r0 + x86_64::PANEL_ROWS).min(w.rows);
-                let rows: Vec<&[u8]> = (r0..r1).map(|r| w.row(r)).collect();
+            let pack_one = |p: usize| {
+                let r0 = p * PANEL_ROWS;
+                let rows: Vec<&[u8]> = (r0..(r0 + PANEL_ROWS).min(w.rows))
+                    .map(|r| w.row(r))
+                    .collect();
                 let (mut panel, mut scratch) = (x86_64::Panel::default(), Vec::new());
                 // SAFETY: usable() checked AVX-512 VNNI; each row holds kb blocks of `ty`.
                 unsafe { x86_64::pack_panel(ty, &rows, kb, &mut panel, &mut scratch) };
                 panel
-            });
+            };
+            // Panels in batches of PACK_BATCH_ROWS rows, each batch on the team.
+            let n_panels = w.rows.div_ceil(PANEL_ROWS);
+            let per_batch = PACK_BATCH_ROWS / PANEL_ROWS;
+            let mut panels = Vec::with_capacity(n_panels);
+            for p0 in (0..n_panels).step_by(per_batch) {
+                let p1 = (p0 + per_batch).min(n_panels);
+                panels.extend(team::parallel_map(p1 - p0, |i| pack_one(p0 + i)));
+                let rows = p0 * PANEL_ROWS..(p1 * PANEL_ROWS).min(w.rows);
+                packed(rows.start * w.row_bytes()..rows.end * w.row_bytes());
+            }
             let bytes = panels.iter().map(|p| p.bytes()).sum();
             let shape = (w.rows, w.cols);
             return Some(PackedWeights {
@@ -407,7 +424,7 @@ impl Isa {
                 bytes,
             });
         }
-        let _ = w;
+        let _ = (w, packed);
         None
     }
 
@@ -1349,6 +1366,10 @@ fn panel_matmul(
         }
     }
 }
+
+/// Rows packed between two calls of [`PackedWeights::new`]'s `packed`: 64 panels.
+#[cfg(target_arch = "x86_64")]
+const PACK_BATCH_ROWS: usize = 1024;
 
 /// From this many tokens on, f32 weights go through [`gemm::sgemm`] (training batches,
 /// prompts of f32 models); below it, row dot products win.
