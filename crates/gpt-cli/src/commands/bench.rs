@@ -87,11 +87,18 @@ pub fn run(a: Args) -> Result<()> {
     if !a.json {
         println!("{}", m.description);
         println!(
+            "weights: {:.1} MiB in the file's matrices, {:.1} MiB repacked for the kernels",
+            t.weight_bytes_per_token() as f64 / (1 << 20) as f64,
+            t.packed_weight_bytes() as f64 / (1 << 20) as f64
+        );
+        println!(
             "{:>7}  {:>12}  {:>12}  {:>10}  {:>9}  {:>10}",
             "threads", "pp tok/s", "tg tok/s", "peak MiB", "copy GB/s", "tg share"
         );
     }
     let weight_bytes = t.weight_bytes_per_token();
+    let read_bytes = t.bytes_read_per_token();
+    let packed_bytes = t.packed_weight_bytes();
     let mut rows = Vec::new();
     for &threads in &thread_counts {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -124,13 +131,14 @@ pub fn run(a: Args) -> Result<()> {
     for (threads, pool, pp, tg, rss) in rows {
         let bandwidth = pool.install(copy_bandwidth);
         // Weights read per second while generating, as a share of what the copy reached.
-        let share = tg * weight_bytes as f64 / bandwidth;
+        let share = tg * read_bytes as f64 / bandwidth;
         if a.json {
             println!(
                 "{}",
                 serde_json::json!({"threads": threads, "pp_tokens_per_s": pp, "tg_tokens_per_s": tg, "peak_rss_bytes": rss,
                     "prompt_tokens": a.prompt_tokens, "gen_tokens": a.gen_tokens, "repeat": a.repeat,
-                    "weight_bytes_per_token": weight_bytes, "copy_bandwidth_bytes_per_s": bandwidth,
+                    "weight_bytes_per_token": weight_bytes, "bytes_read_per_token": read_bytes,
+                    "packed_weight_bytes": packed_bytes, "copy_bandwidth_bytes_per_s": bandwidth,
                     "tg_bandwidth_share": share})
             );
         } else {

@@ -1431,23 +1431,35 @@ const PANEL_BLOCK_BYTES: usize = QK * PANEL_ROWS;
 ///   g's byte i (a mask register: one masked add restores it);
 /// - 6 bits: the low 4 bits as for 4, then at 256 + 64c (c < 2) byte i holds bits 4..6 of group
 ///   c + 2s at bits 2s..2s+2, for s < 4.
+///
+/// Scales are kept as the file has them, so a panel holds about as many bytes as its rows:
+/// the f16 block scales (and mins) of the 32-element types, and for the K-quants the f16
+/// super-block scales with the integer scale (and min) of each group. The kernels multiply
+/// them out per block column, with the float operations of the row kernels.
 #[derive(Default)]
 pub(super) struct Panel {
     /// (kb, column bytes): the quants, as above.
     q: Vec<u8>,
-    /// (kb, 16): each row's block scale d.
-    d: Vec<f32>,
-    /// (kb, 16): each row's block min m (types with a min only; empty otherwise).
-    m: Vec<f32>,
-    /// (kb, 16): the scale of elements 16..32 of each row's group, where it differs from the
-    /// scale of 0..16 in `d` (Q6_K and Q3_K only; empty otherwise).
-    d2: Vec<f32>,
+    /// f16 bits. 32-element types: (kb, 16), each row's block scale d. K-quants: (kb / 8, 16),
+    /// each row's super-block scale d.
+    d: Vec<u16>,
+    /// f16 bits, types with a min only (empty otherwise). 32-element types: (kb, 16), each
+    /// row's block min m. K-quants: (kb / 8, 16), each row's super-block dmin.
+    m: Vec<u16>,
+    /// K-quants: (kb, 16), each row's integer scale of the group (of its elements 0..16 where
+    /// scales change every 16: Q6_K, Q3_K), as i8.
+    sc: Vec<i8>,
+    /// Q6_K and Q3_K: (kb, 16), the integer scale of elements 16..32 of each row's group.
+    sc2: Vec<i8>,
+    /// Q4_K and Q5_K: (kb, 16), each row's integer min of the group.
+    mn: Vec<i8>,
 }
 
 impl Panel {
     /// Heap bytes the panel holds.
     pub(super) fn bytes(&self) -> usize {
-        self.q.capacity() + 4 * (self.d.capacity() + self.m.capacity() + self.d2.capacity())
+        let halves = 2 * (self.d.capacity() + self.m.capacity());
+        self.q.capacity() + halves + self.sc.capacity() + self.sc2.capacity() + self.mn.capacity()
     }
 }
 
@@ -1639,13 +1651,21 @@ pub(super) unsafe fn pack_panel(
     let row_blocks = if ty.is_k() { kb / 8 } else { kb };
     bytes.clear();
     bytes.resize(kb * PANEL_BLOCK_BYTES, 0);
-    let per_block = |keep: bool| if keep { kb * PANEL_ROWS } else { 0 };
+    let k = ty.is_k();
+    let per = |keep: bool, blocks: usize| if keep { blocks * PANEL_ROWS } else { 0 };
+    let scale_blocks = if k { kb / 8 } else { kb };
+    let fill = |v: &mut Vec<i8>, len: usize| {
+        v.clear();
+        v.resize(len, 0);
+    };
     panel.d.clear();
-    panel.d.resize(kb * PANEL_ROWS, 0.0);
+    panel.d.resize(scale_blocks * PANEL_ROWS, 0);
     panel.m.clear();
-    panel.m.resize(per_block(ty.has_min()), 0.0);
-    panel.d2.clear();
-    panel.d2.resize(per_block(ty.scale_per_16()), 0.0);
+    panel.m.resize(per(ty.has_min(), scale_blocks), 0);
+    fill(&mut panel.sc, per(k, kb));
+    fill(&mut panel.sc2, per(ty.scale_per_16(), kb));
+    fill(&mut panel.mn, per(k && ty.has_min(), kb));
+    let half = |p: *const u8| read_unaligned(p as *const u16);
     // Dword g of a row's 32 bytes goes to group g: 16 dwords apart.
     let groups = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
     for (j, row) in rows.iter().enumerate() {
@@ -1662,8 +1682,10 @@ pub(super) unsafe fn pack_panel(
                 };
                 let q = _mm256_add_epi8(q, _mm256_set1_epi8(ty.offset() as i8));
                 _mm256_i32scatter_epi32::<4>(dst as *mut i32, index, q);
-                panel.d[b * PANEL_ROWS + j] = h.d * h.sc[2 * g] as f32;
-                panel.d2[b * PANEL_ROWS + j] = h.d * h.sc[2 * g + 1] as f32;
+                let d_at = if ty == PanelType::Q6_K { 208 } else { 108 };
+                panel.d[b / 8 * PANEL_ROWS + j] = half(p.add(d_at));
+                panel.sc[b * PANEL_ROWS + j] = h.sc[2 * g] as i8;
+                panel.sc2[b * PANEL_ROWS + j] = h.sc[2 * g + 1] as i8;
                 continue;
             }
             if ty.is_k() {
@@ -1675,8 +1697,11 @@ pub(super) unsafe fn pack_panel(
                     Q5KW::quants(p, g)
                 };
                 _mm256_i32scatter_epi32::<4>(dst as *mut i32, index, q);
-                panel.d[b * PANEL_ROWS + j] = f16_at(p) * sc as f32;
-                panel.m[b * PANEL_ROWS + j] = -(f16_at(p.add(2)) * m as f32);
+                panel.d[b / 8 * PANEL_ROWS + j] = half(p);
+                panel.m[b / 8 * PANEL_ROWS + j] = half(p.add(2));
+                // 6-bit values: they fit i8.
+                panel.sc[b * PANEL_ROWS + j] = sc as i8;
+                panel.mn[b * PANEL_ROWS + j] = m as i8;
                 continue;
             }
             let p = row.as_ptr().add(b * block_bytes);
@@ -1698,9 +1723,9 @@ pub(super) unsafe fn pack_panel(
                 }
             };
             _mm256_i32scatter_epi32::<4>(dst as *mut i32, index, q);
-            panel.d[b * PANEL_ROWS + j] = f16_at(p);
+            panel.d[b * PANEL_ROWS + j] = half(p);
             if ty.has_min() {
-                panel.m[b * PANEL_ROWS + j] = f16_at(p.add(2));
+                panel.m[b * PANEL_ROWS + j] = half(p.add(2));
             }
         }
     }
@@ -1750,9 +1775,13 @@ pub(super) unsafe fn panel_dots<const N: usize>(
     acts: [*const u8; N],
     sums: [*const ActSum; N],
 ) -> [[f32; PANEL_ROWS]; N] {
-    assert!(panel.q.len() >= kb * ty.column_bytes() && panel.d.len() >= kb * PANEL_ROWS);
-    assert!(!ty.has_min() || panel.m.len() >= kb * PANEL_ROWS);
-    assert!(!ty.scale_per_16() || panel.d2.len() >= kb * PANEL_ROWS);
+    let scale_blocks = if ty.is_k() { kb / 8 } else { kb };
+    assert!(panel.q.len() >= kb * ty.column_bytes());
+    assert!(panel.d.len() >= scale_blocks * PANEL_ROWS);
+    assert!(!ty.has_min() || panel.m.len() >= scale_blocks * PANEL_ROWS);
+    assert!(!ty.is_k() || panel.sc.len() >= kb * PANEL_ROWS);
+    assert!(!ty.scale_per_16() || panel.sc2.len() >= kb * PANEL_ROWS);
+    assert!(!(ty.is_k() && ty.has_min()) || panel.mn.len() >= kb * PANEL_ROWS);
     match ty.bits() {
         4 => panel_dots_bits::<N, 4>(ty, acts_kind, panel, kb, acts, sums),
         5 => panel_dots_bits::<N, 5>(ty, acts_kind, panel, kb, acts, sums),
@@ -1772,24 +1801,91 @@ unsafe fn panel_dots_bits<const N: usize, const BITS: usize>(
     sums: [*const ActSum; N],
 ) -> [[f32; PANEL_ROWS]; N] {
     // The types are const parameters inside, so the loop carries no branches on them.
+    if ty.is_k() {
+        panel_dots_kind::<N, BITS, true>(ty, acts_kind, panel, kb, acts, sums)
+    } else {
+        panel_dots_kind::<N, BITS, false>(ty, acts_kind, panel, kb, acts, sums)
+    }
+}
+
+/// [`panel_dots_bits`] for a K-quant panel (`K`) or not.
+#[inline(always)]
+unsafe fn panel_dots_kind<const N: usize, const BITS: usize, const K: bool>(
+    ty: PanelType,
+    acts_kind: PanelActs,
+    panel: &Panel,
+    kb: usize,
+    acts: [*const u8; N],
+    sums: [*const ActSum; N],
+) -> [[f32; PANEL_ROWS]; N] {
     let offset = ty.offset();
     match (ty, acts_kind) {
         (_, PanelActs::Q8x2) if ty.scale_per_16() => {
-            panel_dots_impl::<N, BITS, false, true, true>(offset, panel, kb, acts, sums)
+            panel_dots_impl::<N, BITS, K, false, true, true>(offset, panel, kb, acts, sums)
         }
         (_, PanelActs::Q8) if ty.has_min() => {
-            panel_dots_impl::<N, BITS, true, false, false>(0, panel, kb, acts, sums)
+            panel_dots_impl::<N, BITS, K, true, false, false>(0, panel, kb, acts, sums)
         }
         (_, PanelActs::Q8x2) if ty.has_min() => {
-            panel_dots_impl::<N, BITS, true, true, false>(0, panel, kb, acts, sums)
+            panel_dots_impl::<N, BITS, K, true, true, false>(0, panel, kb, acts, sums)
         }
         (_, PanelActs::Q8) => {
-            panel_dots_impl::<N, BITS, false, false, false>(offset, panel, kb, acts, sums)
+            panel_dots_impl::<N, BITS, K, false, false, false>(offset, panel, kb, acts, sums)
         }
         (_, PanelActs::Q8x2) => {
-            panel_dots_impl::<N, BITS, false, true, false>(offset, panel, kb, acts, sums)
+            panel_dots_impl::<N, BITS, K, false, true, false>(offset, panel, kb, acts, sums)
         }
     }
+}
+
+/// 16 f16 values at `p` as f32 (exact).
+#[inline(always)]
+unsafe fn f16x16(p: *const u16) -> __m512 {
+    _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+}
+
+/// 16 i8 values at `p` as f32 (exact).
+#[inline(always)]
+unsafe fn i8x16(p: *const i8) -> __m512 {
+    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i)))
+}
+
+/// Block column b's scales for the 16 rows of a panel: (d, m, d2) with m the min to add
+/// (`MIN`; zero otherwise) and d2 the scale of elements 16..32 (`S16`; d otherwise). K-quants
+/// multiply out d * sc and -(dmin * m), each rounded once, as the row kernels do.
+#[inline(always)]
+unsafe fn column_scales<const K: bool, const MIN: bool, const S16: bool>(
+    panel: &Panel,
+    b: usize,
+) -> (__m512, __m512, __m512) {
+    let at = |v: &[i8]| v.as_ptr().add(b * PANEL_ROWS);
+    if !K {
+        let d = f16x16(panel.d.as_ptr().add(b * PANEL_ROWS));
+        let m = if MIN {
+            f16x16(panel.m.as_ptr().add(b * PANEL_ROWS))
+        } else {
+            _mm512_setzero_ps()
+        };
+        return (d, m, d);
+    }
+    let sb = b / 8 * PANEL_ROWS;
+    let d_super = f16x16(panel.d.as_ptr().add(sb));
+    let d = _mm512_mul_ps(d_super, i8x16(at(&panel.sc)));
+    let m = if MIN {
+        let dmin = f16x16(panel.m.as_ptr().add(sb));
+        _mm512_sub_ps(
+            _mm512_setzero_ps(),
+            _mm512_mul_ps(dmin, i8x16(at(&panel.mn))),
+        )
+    } else {
+        _mm512_setzero_ps()
+    };
+    let d2 = if S16 {
+        _mm512_mul_ps(d_super, i8x16(at(&panel.sc2)))
+    } else {
+        d
+    };
+    (d, m, d2)
 }
 
 /// 254 * x in each lane (the weight of the high plane, [`Q8X2_LO_SCALE`]) as 256x - 2x: two
@@ -1806,6 +1902,7 @@ unsafe fn times_lo_scale(x: __m512i) -> __m512i {
 unsafe fn panel_dots_impl<
     const N: usize,
     const BITS: usize,
+    const K: bool,
     const Q4_1: bool,
     const X2: bool,
     const S16: bool,
@@ -1828,7 +1925,7 @@ unsafe fn panel_dots_impl<
     let mut acc_m = [_mm512_setzero_ps(); N];
     for b in 0..kb {
         let w = panel_quants::<BITS>(panel.q.as_ptr().add(b * column_bytes(BITS)));
-        let d = _mm512_loadu_ps(panel.d.as_ptr().add(b * PANEL_ROWS));
+        let (d, m, d2) = column_scales::<K, Q4_1, S16>(panel, b);
         for i in 0..N {
             let ab = acts[i].add(b * block_bytes);
             let qs = ab.add(qs_at);
@@ -1853,7 +1950,6 @@ unsafe fn panel_dots_impl<
                 let h0 = _mm512_sub_epi32(half[0], corr(s.half));
                 let h1 = _mm512_sub_epi32(half[1], corr(s.sum - s.half));
                 let da = _mm512_set1_ps(s.d / Q8X2_LO_SCALE);
-                let d2 = _mm512_loadu_ps(panel.d2.as_ptr().add(b * PANEL_ROWS));
                 acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h0), _mm512_mul_ps(d, da), acc[i]);
                 acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h1), _mm512_mul_ps(d2, da), acc[i]);
                 continue;
@@ -1886,7 +1982,6 @@ unsafe fn panel_dots_impl<
             let dd = _mm512_mul_ps(d, _mm512_set1_ps(da));
             acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dd, acc[i]);
             if Q4_1 {
-                let m = _mm512_loadu_ps(panel.m.as_ptr().add(b * PANEL_ROWS));
                 acc_m[i] = _mm512_fmadd_ps(m, _mm512_set1_ps(sa), acc_m[i]);
             }
         }

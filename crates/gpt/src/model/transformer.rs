@@ -250,14 +250,33 @@ impl Transformer {
             .sum()
     }
 
-    /// Bytes of weights one decode step reads: every projection and MLP matrix of every block
-    /// and the unembedding (the embedding row, norms and biases are noise beside them). Against
-    /// the machine's memory bandwidth, this bounds generation speed from above.
+    /// Bytes of the file's weights that one decode step multiplies by: every projection and MLP
+    /// matrix of every block and the unembedding (the embedding row, norms and biases are
+    /// noise beside them).
     pub fn weight_bytes_per_token(&self) -> u64 {
         self.linears()
             .iter()
             .map(|l| l.weight.data.len() as u64)
             .sum()
+    }
+
+    /// Bytes the repacked forms of [`linears`](Self::linears) hold (0 where none was packed).
+    pub fn packed_weight_bytes(&self) -> u64 {
+        let packed = |l: &&Linear| l.weight.packed.as_ref().map_or(0, |p| p.bytes() as u64);
+        self.linears().iter().map(packed).sum()
+    }
+
+    /// Bytes one decode step reads from memory: [`weight_bytes_per_token`]'s matrices, each in
+    /// the form the kernels read (repacked, where it was). Against the machine's memory
+    /// bandwidth, this bounds generation speed from above.
+    ///
+    /// [`weight_bytes_per_token`]: Self::weight_bytes_per_token
+    pub fn bytes_read_per_token(&self) -> u64 {
+        let read = |l: &&Linear| match &l.weight.packed {
+            Some(p) => p.bytes() as u64,
+            None => l.weight.data.len() as u64,
+        };
+        self.linears().iter().map(read).sum()
     }
 
     /// A fresh KV cache for this model.
