@@ -78,6 +78,6 @@ pub fn load(args: &ModelArgs) -> Result<LoadedModel> {
     let mut progress = progress_bar();
     let path = gpt::hub::resolve(&args.model, &mut progress)?;
     let mut m = LoadedModel::open(&path).with_context(|| format!("loading {}", path.display()))?;
-    m.transformer.precision = args.precision;
+    m.transformer.set_precision(args.precision);
     Ok(m)
 }

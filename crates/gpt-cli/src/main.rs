@@ -38,6 +38,8 @@ enum Command {
     Models,
     /// Measure prompt processing and generation speed.
     Bench(commands::bench::Args),
+    /// How well the model predicts a text: perplexity, as llama-perplexity measures it.
+    Perplexity(commands::perplexity::Args),
     /// Pre-train a GPT-2-style model from text (CONFIG.toml).
     Train(commands::train::Args),
     /// Serve the model over an OpenAI-compatible HTTP API, with a page that shows it thinking.
@@ -57,6 +59,7 @@ fn main() {
         Command::Pull(a) => commands::models::pull(a),
         Command::Models => commands::models::list(),
         Command::Bench(a) => commands::bench::run(a),
+        Command::Perplexity(a) => commands::perplexity::run(a),
         Command::Train(a) => commands::train::run(a),
         Command::Serve(a) => commands::serve::run(a),
     };

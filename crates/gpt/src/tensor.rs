@@ -189,10 +189,13 @@ impl Bytes {
     pub fn release_pages(&self) {
         const PAGE: usize = 4096;
         let Some(map) = &self.map else { return };
+        #[cfg(not(unix))]
+        let _ = (map, PAGE);
         let (start, end) = (
             self.start.next_multiple_of(PAGE),
             (self.start + self.len) / PAGE * PAGE,
         );
+        #[cfg(unix)]
         if end > start {
             // SAFETY: the mapping is a read-only file mapping, so MADV_DONTNEED loses no data:
             // the next read of these pages faults them in from the file again. No reference into

@@ -3,6 +3,7 @@ pub mod chat;
 pub mod generate;
 pub mod inspect;
 pub mod models;
+pub mod perplexity;
 pub mod serve;
 pub mod tokenize;
 pub mod tokenizer;

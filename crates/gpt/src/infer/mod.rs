@@ -1,8 +1,9 @@
-//! Inference: the KV cache, sampling, the generation loop and chat templates.
+//! Inference: the KV cache, sampling, the generation loop, chat templates and perplexity.
 
 pub mod chat_template;
 pub mod generate;
 pub mod kv_cache;
+pub mod perplexity;
 pub mod sampling;
 
 pub use generate::{FinishReason, GenerateOptions, Generation, Generator, Sequence, Step};

@@ -120,7 +120,7 @@ impl<'a> MatRef<'a> {
 /// VNNI kernels read (16 rows in the lanes of a register, see `x86_64.rs`), so that no matmul
 /// repacks it: generation (T = 1) runs on panels too, where one vpdpbusd serves 16 rows instead
 /// of one row kernel step per row. A panel stores its quants in as few bits as the type needs,
-/// with one f32 scale (and min) per row and block: about the size of the rows it holds.
+/// and the file's scales: about the size of the rows it holds.
 pub struct PackedWeights {
     #[cfg(target_arch = "x86_64")]
     ty: x86_64::PanelType,
@@ -149,6 +149,22 @@ impl PackedWeights {
     /// Heap bytes of the packed form.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Whether matmuls at `precision` read this packed form (F32 precision reads the rows;
+    /// so does Q8 against K-quants, whose Q8_K activations run in the row kernels).
+    pub fn read_at(&self, precision: Precision) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return match precision {
+            Precision::Fast => true,
+            Precision::Q8 => !self.ty.is_k(),
+            Precision::F32 => false,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = precision;
+            false
+        }
     }
 }
 

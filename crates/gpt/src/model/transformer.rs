@@ -48,6 +48,8 @@ pub enum Logits {
     Last,
     /// (T, V): every position, for scoring a text (perplexity) or training.
     All,
+    /// (T - p, V): positions p.. of one sequence (scoring part of a window: perplexity).
+    From(usize),
 }
 
 impl Transformer {
@@ -118,6 +120,14 @@ impl Transformer {
         let n = ids.len();
         if n == 0 || lens.is_empty() || lens.contains(&0) {
             return Err(Error::Invalid("forward pass over zero tokens".into()));
+        }
+        if let Logits::From(p) = logits {
+            if lens.len() != 1 || p >= n {
+                return Err(Error::Invalid(format!(
+                    "logits from position {p} of {n} positions in {} sequences",
+                    lens.len()
+                )));
+            }
         }
         if lens.iter().sum::<usize>() != n || lens.len() != caches.len() {
             return Err(Error::Invalid(
@@ -198,6 +208,8 @@ impl Transformer {
                 last
             }
             Logits::All => x,
+            // Checked above: one sequence, p < n.
+            Logits::From(p) => x[p * c.d_model..].to_vec(),
         };
         let rows = x.len() / c.d_model;
         let h = self.final_norm.forward(&x);
@@ -222,9 +234,8 @@ impl Transformer {
         ls
     }
 
-    /// Repacks every matrix of [`linears`](Self::linears) for the matmul kernels
-    /// ([`crate::tensor::Matrix::pack`]); returns the bytes the packed forms hold.
-    pub fn pack_weights(&mut self) -> usize {
+    /// The weights of [`linears`](Self::linears), to repack them.
+    fn matrices_mut(&mut self) -> Vec<&mut crate::tensor::Matrix> {
         let mut ws: Vec<&mut crate::tensor::Matrix> = Vec::new();
         for b in &mut self.blocks {
             let a = &mut b.attn;
@@ -242,7 +253,14 @@ impl Transformer {
             }
         }
         ws.push(&mut self.unembedding.linear.weight);
-        ws.into_iter()
+        ws
+    }
+
+    /// Repacks every matrix of [`linears`](Self::linears) for the matmul kernels
+    /// ([`crate::tensor::Matrix::pack`]); returns the bytes the packed forms hold.
+    pub fn pack_weights(&mut self) -> usize {
+        self.matrices_mut()
+            .into_iter()
             .map(|w| {
                 w.pack();
                 w.packed.as_ref().map_or(0, |p| p.bytes())
@@ -266,15 +284,26 @@ impl Transformer {
         self.linears().iter().map(packed).sum()
     }
 
+    /// Sets the precision of every matmul, and drops the repacked forms it would not read (so
+    /// that, at F32 precision, the model is not held both repacked and as the file's rows).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+        for w in self.matrices_mut() {
+            if w.packed.as_ref().is_some_and(|p| !p.read_at(precision)) {
+                w.packed = None;
+            }
+        }
+    }
+
     /// Bytes one decode step reads from memory: [`weight_bytes_per_token`]'s matrices, each in
-    /// the form the kernels read (repacked, where it was). Against the machine's memory
-    /// bandwidth, this bounds generation speed from above.
+    /// the form the kernels read at this precision (repacked, where it was). Against the
+    /// machine's memory bandwidth, this bounds generation speed from above.
     ///
     /// [`weight_bytes_per_token`]: Self::weight_bytes_per_token
     pub fn bytes_read_per_token(&self) -> u64 {
         let read = |l: &&Linear| match &l.weight.packed {
-            Some(p) => p.bytes() as u64,
-            None => l.weight.data.len() as u64,
+            Some(p) if p.read_at(self.precision) => p.bytes() as u64,
+            _ => l.weight.data.len() as u64,
         };
         self.linears().iter().map(read).sum()
     }
