@@ -9,14 +9,16 @@
 //! - [`routes`]: the endpoints, turning requests into scheduler jobs and events into responses
 //!   (JSON, or server-sent events).
 //! - [`page`]: the page at `/` (one self-contained HTML file) and its data endpoints.
+//! - [`metrics`]: `GET /metrics`, Prometheus' text format.
 //!
 //! Endpoints: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`,
-//! `POST /v1/embeddings`, `POST /tokenize`, `POST /detokenize`, `GET /health`, `GET /`,
+//! `POST /v1/embeddings`, `POST /tokenize`, `POST /detokenize`, `GET /health`, `GET /metrics`, `GET /`,
 //! `GET /page/info`, `POST /page/attention`.
 
 pub mod api;
 pub mod auth;
 pub mod errors;
+pub mod metrics;
 pub mod page;
 pub mod routes;
 pub mod scheduler;
@@ -103,6 +105,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/tokenize", post(routes::tokenize))
         .route("/detokenize", post(routes::detokenize))
         .route("/page/attention", post(page::attention))
+        .route("/metrics", get(routes::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
@@ -118,6 +121,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             max_body_bytes,
         ))
         .layer(axum::middleware::map_response(errors::json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            routes::count_requests,
+        ))
         .with_state(state)
 }
 

@@ -192,6 +192,7 @@ fn start_generation(
         options,
         logprobs,
         events: tx,
+        arrived: std::time::Instant::now(),
     }))?;
     Ok(rx)
 }
@@ -805,6 +806,43 @@ pub async fn health(State(state): State<AppState>) -> Response {
         StatusCode::OK
     };
     (status, Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus' text format ([`crate::metrics`]).
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let s = &state.scheduler.stats;
+    let slots = state.scheduler.parallel;
+    let gauges = crate::metrics::Gauges {
+        queued: s.queued.load(Ordering::SeqCst),
+        running: s.processing.load(Ordering::SeqCst),
+        slots,
+        kv_tokens: s.kv_tokens.load(Ordering::Relaxed),
+        kv_capacity: slots * state.ctx,
+    };
+    let body = state.scheduler.metrics.render(&gauges);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Counts every answered request for `/metrics`, by endpoint and final status.
+pub async fn count_requests(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let res = next.run(req).await;
+    state
+        .scheduler
+        .metrics
+        .count_request(&path, res.status().as_u16());
+    res
 }
 
 pub async fn not_found() -> ApiError {

@@ -23,6 +23,7 @@
 //! [`Transformer::forward_segments`]: gpt::model::Transformer::forward_segments
 
 use crate::errors::ApiError;
+use crate::metrics::Metrics;
 use gpt::infer::{FinishReason, GenerateOptions, KvCache, Sequence};
 use gpt::inspect::capture::{AttentionRecorder, Capture};
 use gpt::model::Logits;
@@ -31,6 +32,7 @@ use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 /// A generation to run.
@@ -41,6 +43,8 @@ pub struct GenRequest {
     pub logprobs: Option<usize>,
     /// Where the tokens go; dropping the receiver cancels the request.
     pub events: UnboundedSender<Event>,
+    /// When the request arrived (its time to first token counts from here).
+    pub arrived: Instant,
 }
 
 /// A token's log-probability under the model's distribution (softmax of the raw logits, before
@@ -100,12 +104,16 @@ pub struct Stats {
     pub decode_tokens: AtomicUsize,
     /// Prompt tokens run.
     pub prompt_tokens: AtomicUsize,
+    /// Positions held in the KV caches of the requests holding a slot.
+    pub kv_tokens: AtomicUsize,
 }
 
 /// The handle the HTTP layer holds.
 pub struct SchedulerHandle {
     tx: SyncSender<Job>,
     pub stats: Arc<Stats>,
+    /// Counters and latency histograms for `/metrics`.
+    pub metrics: Arc<Metrics>,
     /// Set to end every running request with an error (the end of the shutdown grace period).
     pub abort: Arc<AtomicBool>,
     pub parallel: usize,
@@ -143,6 +151,7 @@ pub fn start(
 ) -> anyhow::Result<(SchedulerHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::sync_channel(queue);
     let stats = Arc::new(Stats::default());
+    let metrics = Arc::new(Metrics::default());
     let abort = Arc::new(AtomicBool::new(false));
     // The kernels run best called from inside the rayon pool (see gpt::kernels): the loop runs
     // on one of the pool's threads.
@@ -158,6 +167,7 @@ pub fn start(
         model,
         running: Vec::new(),
         stats: stats.clone(),
+        metrics: metrics.clone(),
         abort: abort.clone(),
     };
     let thread = std::thread::Builder::new()
@@ -167,6 +177,7 @@ pub fn start(
         SchedulerHandle {
             tx,
             stats,
+            metrics,
             abort,
             parallel,
         },
@@ -188,6 +199,8 @@ struct Running {
     fed: usize,
     /// The token sampled last, to run at the next pass.
     next: u32,
+    /// When the last token was sent (None before the first).
+    last_token: Option<Instant>,
 }
 
 impl Running {
@@ -208,6 +221,7 @@ struct Scheduler {
     slots: Vec<KvCache>,
     running: Vec<Running>,
     stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
     abort: Arc<AtomicBool>,
 }
 
@@ -263,6 +277,7 @@ impl Scheduler {
                     cache,
                     fed: 0,
                     next: 0,
+                    last_token: None,
                 });
                 self.stats.processing.fetch_add(1, Ordering::SeqCst);
             }
@@ -292,7 +307,7 @@ impl Scheduler {
             Ok(logits) => {
                 // Sampling is per sequence and costs about a millisecond over a large
                 // vocabulary: spread it over the pool's threads.
-                let model = &self.model;
+                let (model, metrics) = (&self.model, &*self.metrics);
                 let outcome: Vec<(bool, bool)> = self
                     .running
                     .par_iter_mut()
@@ -305,7 +320,7 @@ impl Scheduler {
                                 return (false, false); // more prompt to run
                             }
                         }
-                        (!emit(model, r, l), !in_prompt)
+                        (!emit(model, metrics, r, l), !in_prompt)
                     })
                     .collect();
                 let prompt: usize = self
@@ -320,6 +335,9 @@ impl Scheduler {
                 self.stats
                     .prompt_tokens
                     .fetch_add(prompt, Ordering::Relaxed);
+                self.metrics
+                    .prompt_tokens
+                    .fetch_add(prompt as u64, Ordering::Relaxed);
                 if decoded > 0 {
                     self.stats.decode_steps.fetch_add(1, Ordering::Relaxed);
                     self.stats
@@ -355,6 +373,8 @@ impl Scheduler {
             }
         }
         self.running = keep;
+        let held = self.running.iter().map(|r| r.cache.len()).sum();
+        self.stats.kv_tokens.store(held, Ordering::Relaxed);
     }
 
     /// Ends every running and waiting request with an error (shutdown after the grace period).
@@ -383,7 +403,7 @@ impl Scheduler {
 
 /// Samples the request's next token from `logits` (V) and sends it. Returns whether the
 /// request goes on (false: finished, or its client has gone).
-fn emit(model: &LoadedModel, r: &mut Running, logits: &[f32]) -> bool {
+fn emit(model: &LoadedModel, metrics: &Metrics, r: &mut Running, logits: &[f32]) -> bool {
     let step = r.seq.step(logits, &model.tokenizer);
     let logprob = r.req.logprobs.map(|k| logprobs(logits, step.id, k));
     let sent = r.req.events.send(Event::Token {
@@ -394,6 +414,13 @@ fn emit(model: &LoadedModel, r: &mut Running, logits: &[f32]) -> bool {
     if sent.is_err() {
         return false;
     }
+    let now = Instant::now();
+    match r.last_token {
+        None => metrics.time_to_first_token.observe(now - r.req.arrived),
+        Some(t) => metrics.inter_token.observe(now - t),
+    }
+    r.last_token = Some(now);
+    metrics.generated_tokens.fetch_add(1, Ordering::Relaxed);
     if let Some(finish) = step.finish {
         let _ = r.req.events.send(Event::Done {
             finish,

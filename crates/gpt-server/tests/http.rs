@@ -654,3 +654,98 @@ fn a_long_prompt_run_in_chunks_continues_as_the_library_does() {
     assert_eq!(v["usage"]["prompt_tokens"], ids.len());
     assert_eq!(v["choices"][0]["text"], want.text.as_str());
 }
+
+/// The samples of a Prometheus text exposition: (name with labels, value).
+fn samples(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("sample line: {l}"));
+            (
+                k.to_string(),
+                v.parse().unwrap_or_else(|_| panic!("value: {l}")),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_count_what_was_served() {
+    // A server of its own: the counts are this test's alone.
+    let server = Background::start(model(), Options::new(MODEL)).unwrap();
+    let addr = server.addr;
+    let (mut prompt, mut completion) = (0.0, 0.0);
+    let n = 3;
+    for i in 0..n {
+        let body = format!(
+            r#"{{"model":"{MODEL}","prompt":"Count to {i}:","max_tokens":6,"temperature":0}}"#
+        );
+        let r = post(addr, "/v1/completions", &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let u = &r.json()["usage"];
+        prompt += u["prompt_tokens"].as_f64().unwrap();
+        completion += u["completion_tokens"].as_f64().unwrap();
+    }
+    assert_eq!(post(addr, "/v1/completions", "{not json").status, 400);
+    assert_eq!(get(addr, "/no/such/path").status, 404);
+    // A request's slot is freed just after its last token was sent.
+    wait_health(addr, "slots free", |h| h["slots_processing"] == 0);
+    let r = get(addr, "/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let s = samples(&r.body);
+    let value = |k: &str| {
+        s.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no sample {k} in:\n{}", r.body))
+    };
+    assert_eq!(
+        value(r#"gpt_requests_total{endpoint="/v1/completions",status="200"}"#),
+        n as f64
+    );
+    assert_eq!(
+        value(r#"gpt_requests_total{endpoint="/v1/completions",status="400"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"gpt_requests_total{endpoint="other",status="404"}"#),
+        1.0
+    );
+    assert_eq!(value("gpt_prompt_tokens_total"), prompt);
+    assert_eq!(value("gpt_generated_tokens_total"), completion);
+    assert_eq!(value("gpt_time_to_first_token_seconds_count"), n as f64);
+    assert_eq!(
+        value("gpt_inter_token_latency_seconds_count"),
+        completion - n as f64
+    );
+    for h in [
+        "gpt_time_to_first_token_seconds",
+        "gpt_inter_token_latency_seconds",
+    ] {
+        let buckets: Vec<f64> = s
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{h}_bucket")))
+            .map(|(_, v)| *v)
+            .collect();
+        assert!(
+            buckets.windows(2).all(|w| w[0] <= w[1]),
+            "{h}: cumulative buckets"
+        );
+        assert_eq!(
+            buckets.last(),
+            Some(&value(&format!("{h}_count"))),
+            "{h}: +Inf = count"
+        );
+        assert!(value(&format!("{h}_sum")) > 0.0);
+    }
+    assert_eq!(value("gpt_queue_depth"), 0.0);
+    assert_eq!(value("gpt_running_sequences"), 0.0);
+    assert_eq!(value("gpt_kv_cache_tokens"), 0.0);
+    assert!(value("gpt_kv_cache_capacity_tokens") > 0.0);
+}

@@ -175,6 +175,50 @@ def api_key_is_required(c, a):
     assert r.choices[0].message.content is not None
 
 
+def scrape(base_url, api_key):
+    """GET /metrics, parsed by the Prometheus client library's own text-format parser."""
+    import urllib.request
+    from prometheus_client.parser import text_string_to_metric_families
+
+    root = base_url.rsplit("/v1", 1)[0]
+    req = urllib.request.Request(root + "/metrics", headers={"Authorization": f"Bearer {api_key}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4"), r.headers
+        text = r.read().decode()
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            values[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return values
+
+
+@check
+def metrics_count_the_requests_sent(c, a):
+    # The keyed server (one slot): its counts move by exactly what this check sends.
+    if not a.keyed_base_url:
+        return
+    good = openai.OpenAI(base_url=a.keyed_base_url, api_key=a.api_key, max_retries=0)
+    before = scrape(a.keyed_base_url, a.api_key)
+    prompt = completion = 0
+    for i in range(3):
+        r = good.completions.create(model=a.model, prompt=f"Count to {i}:", max_tokens=5, temperature=0)
+        prompt += r.usage.prompt_tokens
+        completion += r.usage.completion_tokens
+    import time
+    time.sleep(0.5)  # the slot is freed just after the last token is sent
+    after = scrape(a.keyed_base_url, a.api_key)
+    d = lambda name, **labels: after.get((name, tuple(sorted(labels.items()))), 0) - before.get(
+        (name, tuple(sorted(labels.items()))), 0)
+    ok = d("gpt_requests_total", endpoint="/v1/completions", status="200")
+    assert ok == 3, ok
+    assert d("gpt_prompt_tokens_total") == prompt, (d("gpt_prompt_tokens_total"), prompt)
+    assert d("gpt_generated_tokens_total") == completion, (d("gpt_generated_tokens_total"), completion)
+    assert d("gpt_time_to_first_token_seconds_count") == 3
+    assert d("gpt_inter_token_latency_seconds_count") == completion - 3
+    assert after[("gpt_running_sequences", ())] == 0
+    assert after[("gpt_slots", ())] == 1
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--base-url", required=True)
