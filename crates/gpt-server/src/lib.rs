@@ -56,6 +56,10 @@ pub struct Options {
     /// After a shutdown signal, how long running requests may go on before they are ended
     /// with an error.
     pub shutdown_grace: Duration,
+    /// Fault injection, for tests only (no command-line flag sets it): a model step that runs a
+    /// prompt containing this text panics, as a bug in a kernel would.
+    #[doc(hidden)]
+    pub fault_marker: Option<String>,
 }
 
 impl Options {
@@ -70,6 +74,7 @@ impl Options {
             max_body_bytes: 2 << 20,
             threads: None,
             shutdown_grace: Duration::from_secs(30),
+            fault_marker: None,
         }
     }
 }
@@ -144,6 +149,7 @@ pub async fn serve(
         opts.parallel.max(1),
         opts.queue,
         opts.threads,
+        opts.fault_marker.clone(),
     )?;
     let template = model.chat_template.clone();
     if template.is_none() {

@@ -791,8 +791,17 @@ pub async fn health(State(state): State<AppState>) -> Response {
     let s = &state.scheduler.stats;
     let processing = s.processing.load(Ordering::SeqCst);
     let down = state.shutting_down.load(Ordering::SeqCst);
+    let faults = s.faults.load(Ordering::SeqCst);
+    let last_fault = s
+        .last_fault
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let body = serde_json::json!({
-        "status": if down { "shutting_down" } else { "ok" },
+        "status": if down { "shutting_down" } else if state.scheduler.is_alive() { "ok" } else { "error" },
+        "model_thread": if state.scheduler.is_alive() { "running" } else { "stopped" },
+        "faults": faults,
+        "last_fault": last_fault,
         "slots_idle": state.scheduler.parallel.saturating_sub(processing),
         "slots_processing": processing,
         "queued": s.queued.load(Ordering::SeqCst),
@@ -800,7 +809,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
         "decode_tokens": s.decode_tokens.load(Ordering::Relaxed),
         "prompt_tokens": s.prompt_tokens.load(Ordering::Relaxed),
     });
-    let status = if down {
+    let status = if down || !state.scheduler.is_alive() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK

@@ -29,6 +29,7 @@ use gpt::inspect::capture::{AttentionRecorder, Capture};
 use gpt::model::Logits;
 use gpt::LoadedModel;
 use rayon::prelude::*;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
@@ -106,6 +107,10 @@ pub struct Stats {
     pub prompt_tokens: AtomicUsize,
     /// Positions held in the KV caches of the requests holding a slot.
     pub kv_tokens: AtomicUsize,
+    /// Model steps that panicked (their requests failed; the thread went on), and the last
+    /// panic's message.
+    pub faults: AtomicUsize,
+    pub last_fault: std::sync::Mutex<Option<String>>,
 }
 
 /// The handle the HTTP layer holds.
@@ -117,9 +122,17 @@ pub struct SchedulerHandle {
     /// Set to end every running request with an error (the end of the shutdown grace period).
     pub abort: Arc<AtomicBool>,
     pub parallel: usize,
+    /// Cleared when the model thread ends, however it ends.
+    alive: Arc<AtomicBool>,
 }
 
 impl SchedulerHandle {
+    /// Whether the model thread is still running (it stops only once every handle is gone, or
+    /// on a panic outside a model step, which would be a bug here).
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
     /// Queues a job, or refuses at once when the queue is full.
     pub fn submit(&self, job: Job) -> Result<(), ApiError> {
         self.stats.queued.fetch_add(1, Ordering::SeqCst);
@@ -148,6 +161,7 @@ pub fn start(
     parallel: usize,
     queue: usize,
     threads: Option<usize>,
+    fault_marker: Option<String>,
 ) -> anyhow::Result<(SchedulerHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::sync_channel(queue);
     let stats = Arc::new(Stats::default());
@@ -169,10 +183,23 @@ pub fn start(
         stats: stats.clone(),
         metrics: metrics.clone(),
         abort: abort.clone(),
+        fault_marker,
     };
+    let alive = Arc::new(AtomicBool::new(true));
+    /// Clears `alive` when dropped: at the thread's end, or while a panic unwinds it.
+    struct Alive(Arc<AtomicBool>);
+    impl Drop for Alive {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::SeqCst);
+        }
+    }
+    let guard = Alive(alive.clone());
     let thread = std::thread::Builder::new()
         .name("gpt-scheduler".into())
-        .spawn(move || pool.install(|| s.run(rx)))?;
+        .spawn(move || {
+            let _alive = guard;
+            pool.install(|| s.run(rx))
+        })?;
     Ok((
         SchedulerHandle {
             tx,
@@ -180,6 +207,7 @@ pub fn start(
             metrics,
             abort,
             parallel,
+            alive,
         },
         thread,
     ))
@@ -223,6 +251,8 @@ struct Scheduler {
     stats: Arc<Stats>,
     metrics: Arc<Metrics>,
     abort: Arc<AtomicBool>,
+    /// Fault injection for tests ([`crate::Options::fault_marker`]).
+    fault_marker: Option<String>,
 }
 
 impl Scheduler {
@@ -238,24 +268,56 @@ impl Scheduler {
                     return;
                 }
                 match rx.recv() {
-                    Ok(job) => self.admit(job),
+                    Ok(job) => self.admit_guarded(job),
                     Err(_) => return,
                 }
             }
             while open && !self.slots.is_empty() {
                 match rx.try_recv() {
-                    Ok(job) => self.admit(job),
+                    Ok(job) => self.admit_guarded(job),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => open = false,
                 }
             }
             // 2. Free the slots of clients that have gone.
             self.release_where(|r| r.req.events.is_closed());
-            // 3. One forward pass: new prompts and one decode token per running request.
+            // 3. One forward pass: new prompts and one decode token per running request. A
+            // panic fails the requests of that step, not the server.
             if !self.running.is_empty() {
-                self.step();
+                if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(|| self.step())) {
+                    let msg = self.fault(p);
+                    for r in &self.running {
+                        let _ = r.req.events.send(Event::Error(msg.clone()));
+                    }
+                    self.release_where(|_| true);
+                }
             }
         }
+    }
+
+    /// [`admit`](Self::admit), surviving a panic of an embedding or attention job (whose
+    /// reply is dropped, which its handler answers with a 500).
+    fn admit_guarded(&mut self, job: Job) {
+        if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(|| self.admit(job))) {
+            self.fault(p);
+        }
+    }
+
+    /// Counts a panic of a model step and returns the error its requests get.
+    fn fault(&self, panic: Box<dyn std::any::Any + Send>) -> String {
+        let what = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        tracing::error!("a model step panicked: {what}");
+        self.stats.faults.fetch_add(1, Ordering::SeqCst);
+        *self
+            .stats
+            .last_fault
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(what.clone());
+        format!("internal error in the model step: {what}")
     }
 
     fn admit(&mut self, job: Job) {
@@ -296,6 +358,16 @@ impl Scheduler {
     }
 
     fn step(&mut self) {
+        if let Some(marker) = &self.fault_marker {
+            let tok = &self.model.tokenizer;
+            if self
+                .running
+                .iter()
+                .any(|r| r.fed == 0 && tok.decode(&r.req.prompt_ids).contains(marker.as_str()))
+            {
+                panic!("injected fault: a prompt contains {marker:?}");
+            }
+        }
         let inputs: Vec<Vec<u32>> = self.running.iter().map(|r| r.input().to_vec()).collect();
         let segments: Vec<&[u32]> = inputs.iter().map(Vec::as_slice).collect();
         let mut caches: Vec<&mut KvCache> = self.running.iter_mut().map(|r| &mut r.cache).collect();

@@ -749,3 +749,48 @@ fn metrics_count_what_was_served() {
     assert_eq!(value("gpt_kv_cache_tokens"), 0.0);
     assert!(value("gpt_kv_cache_capacity_tokens") > 0.0);
 }
+
+#[test]
+fn a_panic_in_a_model_step_fails_its_request_and_the_server_goes_on() {
+    let mut opts = Options::new(MODEL);
+    opts.fault_marker = Some("INJECT-PANIC".into());
+    let server = Background::start(model(), opts).unwrap();
+    let addr = server.addr;
+    let completion = |prompt: &str| {
+        let body =
+            format!(r#"{{"model":"{MODEL}","prompt":"{prompt}","max_tokens":4,"temperature":0}}"#);
+        post(addr, "/v1/completions", &body)
+    };
+    let e = completion("Please INJECT-PANIC now").error(500);
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("internal error in the model step"),
+        "{e}"
+    );
+    // The model thread survived: the next request is served, and /health says what happened.
+    let ok = completion("The capital of France is");
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert!(!ok.json()["choices"][0]["text"].as_str().unwrap().is_empty());
+    let h = health(addr);
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["model_thread"], "running", "{h}");
+    assert_eq!(h["faults"], 1, "{h}");
+    assert!(
+        h["last_fault"].as_str().unwrap().contains("injected fault"),
+        "{h}"
+    );
+    // A second fault, streamed: the stream ends with an error event, and still the server goes on.
+    let body = format!(
+        r#"{{"model":"{MODEL}","prompt":"INJECT-PANIC again","max_tokens":4,"stream":true}}"#
+    );
+    let r = post(addr, "/v1/completions", &body);
+    assert!(
+        r.body.contains("internal error in the model step"),
+        "{}",
+        r.body
+    );
+    assert_eq!(completion("One, two,").status, 200);
+    assert_eq!(health(addr)["faults"], 2);
+}
