@@ -40,6 +40,8 @@ enum Command {
     Bench(commands::bench::Args),
     /// How well the model predicts a text: perplexity, as llama-perplexity measures it.
     Perplexity(commands::perplexity::Args),
+    /// Write a GGUF file of float weights as a smaller quantized one (Q4_0 .. Q8_0).
+    Quantize(commands::quantize::Args),
     /// Pre-train a GPT-2-style model from text (CONFIG.toml).
     Train(commands::train::Args),
     /// Serve the model over an OpenAI-compatible HTTP API, with a page that shows it thinking.
@@ -60,6 +62,7 @@ fn main() {
         Command::Models => commands::models::list(),
         Command::Bench(a) => commands::bench::run(a),
         Command::Perplexity(a) => commands::perplexity::run(a),
+        Command::Quantize(a) => commands::quantize::run(a),
         Command::Train(a) => commands::train::run(a),
         Command::Serve(a) => commands::serve::run(a),
     };

@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod kernels;
 pub mod loaded_model;
 pub mod model;
+pub mod quantize;
 pub mod tensor;
 pub mod tokenizer;
 pub mod train;

@@ -4,6 +4,7 @@ pub mod generate;
 pub mod inspect;
 pub mod models;
 pub mod perplexity;
+pub mod quantize;
 pub mod serve;
 pub mod tokenize;
 pub mod tokenizer;
