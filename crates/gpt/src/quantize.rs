@@ -74,9 +74,9 @@ pub fn quantize_q4_1(x: &[f32], out: &mut [BlockQ4_1]) {
 /// The low nibbles and the 5th bits (bit j of qh for element j) of 32 5-bit quants.
 fn pack5(q: impl Fn(usize) -> u8) -> ([u8; QK / 2], [u8; 4]) {
     let (mut qs, mut qh) = ([0u8; QK / 2], 0u32);
-    for j in 0..QK / 2 {
+    for (j, b) in qs.iter_mut().enumerate() {
         let (q0, q1) = (q(j), q(j + QK / 2));
-        qs[j] = (q0 & 0x0f) | (q1 & 0x0f) << 4;
+        *b = (q0 & 0x0f) | (q1 & 0x0f) << 4;
         qh |= u32::from(q0 >> 4 & 1) << j | u32::from(q1 >> 4 & 1) << (j + QK / 2);
     }
     (qs, qh.to_le_bytes())
@@ -136,7 +136,7 @@ pub fn quantize_values(dtype: DType, x: &[f32]) -> Result<Vec<u8>> {
 
 /// Whether `llama-quantize --pure` quantizes this tensor.
 fn quantizes(name: &str, dims: &[u64], dtype: DType) -> bool {
-    dims.len() >= 2 && name.ends_with("weight") && dims[0] % dtype.block_size() as u64 == 0
+    dims.len() >= 2 && name.ends_with("weight") && dims[0].is_multiple_of(dtype.block_size() as u64)
 }
 
 /// Quantizes the GGUF file `input` to `dtype`, written atomically to `out` (a temporary file
