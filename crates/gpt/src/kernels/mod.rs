@@ -1300,8 +1300,9 @@ thread_local! {
     static PANEL_SCRATCH: Cell<(x86_64::Panel, Vec<u8>)> = Cell::new(Default::default());
 }
 
-/// Quantized path for T >= [`PANEL_MIN_TOKENS`] on AVX-512 VNNI: `out (T, N)` from quantized
-/// weights `w (N, K)` and activations x (T, K), 16 rows at a time. The caller checked the CPU.
+/// Quantized path on AVX-512 VNNI for a matrix repacked at load (any T) or T >=
+/// [`PANEL_MIN_TOKENS`] (packed here, per band): `out (T, N)` from quantized weights `w (N, K)`
+/// and activations x (T, K), 16 rows at a time. The caller checked the CPU.
 #[cfg(target_arch = "x86_64")]
 fn panel_matmul(
     ty: x86_64::PanelType,
