@@ -17,7 +17,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fixtures="$root/crates/gpt/tests/fixtures"
 inputs=(arch/llama/model-f32.gguf arch/llama/model-f16.gguf arch/qwen2/model-f16.gguf arch/gemma3/model-f16.gguf)
-types=(Q4_0 Q4_1 Q5_0 Q5_1 Q8_0)
+types=(Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K)
 for input in "${inputs[@]}"; do
   for t in "${types[@]}"; do
     "$venv/llama.cpp-build/bin/llama-quantize" --pure "$fixtures/$input" "$tmp/$(echo "$input" | tr / _)-$t.gguf" "$t" >/dev/null

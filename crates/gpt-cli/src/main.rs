@@ -40,7 +40,7 @@ enum Command {
     Bench(commands::bench::Args),
     /// How well the model predicts a text: perplexity, as llama-perplexity measures it.
     Perplexity(commands::perplexity::Args),
-    /// Write a GGUF file of float weights as a smaller quantized one (Q4_0 .. Q8_0).
+    /// Write a GGUF file of float weights as a smaller quantized one (Q4_0 .. Q8_0, Q4_K .. Q6_K).
     Quantize(commands::quantize::Args),
     /// Pre-train a GPT-2-style model from text (CONFIG.toml).
     Train(commands::train::Args),

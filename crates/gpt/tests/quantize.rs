@@ -114,7 +114,7 @@ fn quantized_input_needs_allow_requantize_and_bad_types_are_refused() {
         )
         .unwrap();
     assert!(logits.iter().all(|v| v.is_finite()));
-    let e = gpt::quantize::quantize_file(&q, &out, DType::Q6_K, true, |_, _| {}).unwrap_err();
+    let e = gpt::quantize::quantize_file(&q, &out, DType::Q2_K, true, |_, _| {}).unwrap_err();
     assert!(
         e.to_string().contains("not a type gpt quantize writes"),
         "{e}"

@@ -8,7 +8,7 @@ use std::io::IsTerminal;
   gpt quantize model-f16.gguf model-q8_0.gguf Q8_0
   gpt quantize model-f32.gguf model-q4_0.gguf q4_0
 
-Types: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, with ggml's block quantizers (the bytes llama-quantize
+Types: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, with ggml's quantizers (the bytes llama-quantize
 writes without an importance matrix). As `llama-quantize --pure`: every weight matrix gets the
 type; norms, biases and other vectors stay as they are. Metadata and the tokenizer are carried
 over. The output is written to a temporary file beside OUT and renamed when complete.")]
@@ -30,7 +30,7 @@ fn parse_type(s: &str) -> Result<DType, String> {
         .iter()
         .map(|&(t, _)| t)
         .find(|t| t.to_string().eq_ignore_ascii_case(s))
-        .ok_or_else(|| format!("unknown type '{s}' (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)"))
+        .ok_or_else(|| format!("unknown type '{s}' ({})", gpt::quantize::TARGET_NAMES))
 }
 
 pub fn run(a: Args) -> Result<()> {
