@@ -29,8 +29,120 @@ pub const TARGETS: [(DType, u32); 8] = [
     (DType::Q6_K, 18),
 ];
 
-/// The names `gpt quantize` takes for [`TARGETS`].
-pub const TARGET_NAMES: &str = "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K";
+/// The names `gpt quantize` takes: [`TARGETS`] and the mixes of [`Scheme`].
+pub const TARGET_NAMES: &str = "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, Q4_K_M, Q5_K_M";
+
+/// What `gpt quantize` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// Every weight matrix in one type, as `llama-quantize --pure`.
+    Pure(DType),
+    /// llama.cpp's Q4_K_M (`Q5_K`: Q5_K_M): the matrices in Q4_K (Q5_K), but Q6_K for the
+    /// output matrix (the embedding, when it is tied), and for the value projections and
+    /// `ffn_down` matrices of the first and last eighth of the layers and every third between
+    /// (llama.cpp's `use_more_bits`).
+    Mix(DType),
+}
+
+impl Scheme {
+    /// `Q4_0` .. `Q6_K` (pure), `Q4_K_M`, `Q5_K_M`, any case.
+    pub fn parse(s: &str) -> Option<Scheme> {
+        let s = s.to_ascii_uppercase();
+        match s.as_str() {
+            "Q4_K_M" => Some(Scheme::Mix(DType::Q4_K)),
+            "Q5_K_M" => Some(Scheme::Mix(DType::Q5_K)),
+            _ => TARGETS
+                .iter()
+                .map(|&(t, _)| t)
+                .find(|t| t.to_string() == s)
+                .map(Scheme::Pure),
+        }
+    }
+
+    /// llama.cpp's `llama_ftype` for `general.file_type`.
+    pub fn file_type(self) -> u32 {
+        let t = match self {
+            Scheme::Pure(t) | Scheme::Mix(t) => t,
+        };
+        TARGETS.iter().find(|(d, _)| *d == t).map_or(0, |&(_, f)| f)
+    }
+}
+
+impl std::fmt::Display for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scheme::Pure(t) => write!(f, "{t}"),
+            Scheme::Mix(t) => write!(f, "{t}_M"),
+        }
+    }
+}
+
+/// llama.cpp's use_more_bits: the first and last eighth of `n` layers, and every third between.
+fn use_more_bits(i: i64, n: i64) -> bool {
+    i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
+}
+
+/// The type of each tensor of `g` under `scheme` (None: copied as it is), following
+/// llama.cpp's llama_tensor_get_type for the mixes (tensors in file order, as it counts them),
+/// then its fallback for rows that are not whole blocks.
+fn tensor_types(g: &GgufFile, scheme: Scheme) -> Vec<Option<DType>> {
+    let attn_v = |n: &str| {
+        n.contains("attn_qkv.weight")
+            || n.contains("attn_kv_b.weight")
+            || n.contains("attn_v.weight")
+    };
+    let n_wv = g.tensors.iter().filter(|t| attn_v(&t.name)).count() as i64;
+    let tied = !g.tensors.iter().any(|t| t.name == "output.weight");
+    let arch = g
+        .get("general.architecture")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    let n_layer = g
+        .get(&format!("{arch}.block_count"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0) as i64;
+    let (mut i_wv, mut i_down) = (0i64, 0i64);
+    g.tensors
+        .iter()
+        .map(|t| {
+            if !quantizes(&t.name, &t.dims) {
+                return None;
+            }
+            let ty = match scheme {
+                Scheme::Pure(ty) => ty,
+                Scheme::Mix(ty) => {
+                    let n = t.name.as_str();
+                    if n == "output.weight" || (tied && n == "token_embd.weight") {
+                        if !t.dims[0].is_multiple_of(ty.block_size() as u64) {
+                            DType::Q8_0
+                        } else {
+                            DType::Q6_K
+                        }
+                    } else if n == "token_embd.weight" {
+                        ty
+                    } else if attn_v(n) {
+                        i_wv += 1;
+                        if use_more_bits(i_wv - 1, n_wv) {
+                            DType::Q6_K
+                        } else {
+                            ty
+                        }
+                    } else if n.contains("ffn_down") {
+                        i_down += 1;
+                        if use_more_bits(i_down - 1, n_layer) {
+                            DType::Q6_K
+                        } else {
+                            ty
+                        }
+                    } else {
+                        ty
+                    }
+                }
+            };
+            Some(type_for_rows(ty, t.dims[0]))
+        })
+        .collect()
+}
 
 /// The block of 32 values with the largest magnitude, and that value (sign kept): ggml's
 /// `amax` / `max` loop (the first of equal magnitudes wins).
@@ -467,26 +579,27 @@ pub fn type_for_rows(dtype: DType, ncols: u64) -> DType {
     }
 }
 
-/// Quantizes the GGUF file `input` to `dtype`, written atomically to `out` (a temporary file
+/// Quantizes the GGUF file `input` by `scheme`, written atomically to `out` (a temporary file
 /// beside it, renamed when complete). `progress(tensors done, tensors)` is called as it goes.
 /// Quantized input tensors are refused unless `allow_requantize` (then they are dequantized
 /// first, as llama-quantize does).
 pub fn quantize_file(
     input: &Path,
     out: &Path,
-    dtype: DType,
+    scheme: Scheme,
     allow_requantize: bool,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<()> {
-    let ftype = TARGETS
-        .iter()
-        .find(|(t, _)| *t == dtype)
-        .map(|&(_, f)| f)
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "quantize: {dtype} is not a type gpt quantize writes ({TARGET_NAMES})"
-            ))
-        })?;
+    let valid = match scheme {
+        Scheme::Pure(t) => TARGETS.iter().any(|(d, _)| *d == t),
+        Scheme::Mix(t) => matches!(t, DType::Q4_K | DType::Q5_K),
+    };
+    if !valid {
+        return Err(Error::Invalid(format!(
+            "quantize: {scheme} is not a type gpt quantize writes ({TARGET_NAMES})"
+        )));
+    }
+    let ftype = scheme.file_type();
     let g = GgufFile::open(input)?;
     let mut w = GgufWriter::new();
     for (k, v) in &g.metadata {
@@ -496,32 +609,33 @@ pub fn quantize_file(
     }
     w.add_metadata("general.quantization_version", Value::U32(2));
     w.add_metadata("general.file_type", Value::U32(ftype));
-    for (i, t) in g.tensors.iter().enumerate() {
+    let types = tensor_types(&g, scheme);
+    for (i, (t, target)) in g.tensors.iter().zip(types).enumerate() {
         let data = g.tensor_data(t);
         let float = matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16);
-        let target = type_for_rows(dtype, t.dims[0]);
-        if !quantizes(&t.name, &t.dims) || t.dtype == target {
+        let Some(target) = target.filter(|&ty| ty != t.dtype) else {
             w.add_tensor(t.name.clone(), &t.dims, t.dtype, data.to_vec());
-        } else {
-            if !float && !allow_requantize {
-                return Err(Error::Tensor {
+            progress(i + 1, g.tensors.len());
+            continue;
+        };
+        if !float && !allow_requantize {
+            return Err(Error::Tensor {
                     name: t.name.clone(),
                     msg: format!(
                         "{}: is already {}; quantizing it again loses more (--allow-requantize to do it anyway)",
                         g.name, t.dtype
                     ),
                 });
-            }
-            let n: u64 = t.dims.iter().product();
-            let mut x = vec![0f32; n as usize];
-            quant::dequantize_row(t.dtype, &data, &mut x);
-            w.add_tensor(
-                t.name.clone(),
-                &t.dims,
-                target,
-                quantize_values(target, &x)?,
-            );
         }
+        let n: u64 = t.dims.iter().product();
+        let mut x = vec![0f32; n as usize];
+        quant::dequantize_row(t.dtype, &data, &mut x);
+        w.add_tensor(
+            t.name.clone(),
+            &t.dims,
+            target,
+            quantize_values(target, &x)?,
+        );
         progress(i + 1, g.tensors.len());
     }
     let tmp = out.with_file_name(format!(

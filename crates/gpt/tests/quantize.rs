@@ -1,8 +1,10 @@
-//! `gpt quantize` against llama.cpp's `llama-quantize --pure` on the same float GGUF files: every
-//! tensor's type and bytes (sha256) equal. Data-driven: runs over every case of
+//! `gpt quantize` against llama.cpp's `llama-quantize` (`--pure` for single types; its mixes
+//! Q4_K_M and Q5_K_M as they are) on the same float GGUF files: every tensor's type and bytes
+//! (sha256) equal, and the file type llama.cpp records. Data-driven: runs over every case of
 //! tests/fixtures/quantize/cases.json (made by scripts/make_quantize_fixtures.sh).
 
 use gpt::formats::gguf::GgufFile;
+use gpt::quantize::Scheme;
 use gpt::tensor::DType;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -12,12 +14,8 @@ fn fixtures() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-fn dtype(name: &str) -> DType {
-    gpt::quantize::TARGETS
-        .iter()
-        .map(|&(t, _)| t)
-        .find(|t| t.to_string() == name)
-        .unwrap_or_else(|| panic!("type {name}"))
+fn scheme(name: &str) -> Scheme {
+    Scheme::parse(name).unwrap_or_else(|| panic!("type {name}"))
 }
 
 #[test]
@@ -37,7 +35,7 @@ fn tensors_equal_llama_quantize_pure() {
         );
         let out = dir.join(format!("{}-{ty}.gguf", input.replace('/', "_")));
         let mut calls = 0;
-        gpt::quantize::quantize_file(&fixtures().join(input), &out, dtype(ty), false, |_, _| {
+        gpt::quantize::quantize_file(&fixtures().join(input), &out, scheme(ty), false, |_, _| {
             calls += 1
         })
         .unwrap();
@@ -68,14 +66,11 @@ fn tensors_equal_llama_quantize_pure() {
                 assert_eq!(g.get(k), Some(v), "{input} {ty}: metadata {k}");
             }
         }
-        let ftype = gpt::quantize::TARGETS
-            .iter()
-            .find(|(t, _)| t.to_string() == ty)
-            .unwrap()
-            .1;
+        let ftype = case["file_type"].as_u64();
         assert_eq!(
             g.get("general.file_type").and_then(|v| v.as_u64()),
-            Some(ftype as u64)
+            ftype,
+            "{input} {ty}"
         );
         std::fs::remove_file(&out).unwrap();
     }
@@ -88,14 +83,15 @@ fn quantized_input_needs_allow_requantize_and_bad_types_are_refused() {
     std::fs::create_dir_all(&dir).unwrap();
     let q = fixtures().join("arch/llama/model-Q4_K_M.gguf");
     let out = dir.join("out.gguf");
-    let e = gpt::quantize::quantize_file(&q, &out, DType::Q8_0, false, |_, _| {}).unwrap_err();
+    let e = gpt::quantize::quantize_file(&q, &out, Scheme::Pure(DType::Q8_0), false, |_, _| {})
+        .unwrap_err();
     assert!(e.to_string().contains("--allow-requantize"), "{e}");
     assert!(!out.exists(), "no output after an error");
     assert!(
         std::fs::read_dir(&dir).unwrap().next().is_none(),
         "no temporary file left"
     );
-    gpt::quantize::quantize_file(&q, &out, DType::Q8_0, true, |_, _| {}).unwrap();
+    gpt::quantize::quantize_file(&q, &out, Scheme::Pure(DType::Q8_0), true, |_, _| {}).unwrap();
     let g = GgufFile::open(&out).unwrap();
     let t = g
         .tensors
@@ -114,7 +110,8 @@ fn quantized_input_needs_allow_requantize_and_bad_types_are_refused() {
         )
         .unwrap();
     assert!(logits.iter().all(|v| v.is_finite()));
-    let e = gpt::quantize::quantize_file(&q, &out, DType::Q2_K, true, |_, _| {}).unwrap_err();
+    let e = gpt::quantize::quantize_file(&q, &out, Scheme::Pure(DType::Q2_K), true, |_, _| {})
+        .unwrap_err();
     assert!(
         e.to_string().contains("not a type gpt quantize writes"),
         "{e}"

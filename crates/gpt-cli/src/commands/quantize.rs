@@ -1,5 +1,5 @@
 use anyhow::{Context, Result};
-use gpt::tensor::DType;
+use gpt::quantize::Scheme;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 
@@ -9,28 +9,25 @@ use std::io::IsTerminal;
   gpt quantize model-f32.gguf model-q4_0.gguf q4_0
 
 Types: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, with ggml's quantizers (the bytes llama-quantize
-writes without an importance matrix). As `llama-quantize --pure`: every weight matrix gets the
-type; norms, biases and other vectors stay as they are. Metadata and the tokenizer are carried
+writes without an importance matrix), as `llama-quantize --pure`: every weight matrix gets the
+type; norms, biases and other vectors stay as they are. Q4_K_M and Q5_K_M: llama.cpp's mixes
+(Q6_K for the output matrix and for some value and ffn_down matrices, as llama-quantize picks). Metadata and the tokenizer are carried
 over. The output is written to a temporary file beside OUT and renamed when complete.")]
 pub struct Args {
     /// A GGUF file of F32, F16 or BF16 weights (or a known model name).
     pub input: String,
     /// The GGUF file to write.
     pub output: std::path::PathBuf,
-    /// The weight type to write.
+    /// The weight type to write, or a mix (Q4_K_M, Q5_K_M).
     #[arg(value_parser = parse_type)]
-    pub dtype: DType,
+    pub scheme: Scheme,
     /// Quantize tensors that are already quantized (dequantized first; loses more).
     #[arg(long)]
     pub allow_requantize: bool,
 }
 
-fn parse_type(s: &str) -> Result<DType, String> {
-    gpt::quantize::TARGETS
-        .iter()
-        .map(|&(t, _)| t)
-        .find(|t| t.to_string().eq_ignore_ascii_case(s))
-        .ok_or_else(|| format!("unknown type '{s}' ({})", gpt::quantize::TARGET_NAMES))
+fn parse_type(s: &str) -> Result<Scheme, String> {
+    Scheme::parse(s).ok_or_else(|| format!("unknown type '{s}' ({})", gpt::quantize::TARGET_NAMES))
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -49,7 +46,7 @@ pub fn run(a: Args) -> Result<()> {
     gpt::quantize::quantize_file(
         &input,
         &a.output,
-        a.dtype,
+        a.scheme,
         a.allow_requantize,
         |done, total| {
             if let Some(b) = &bar {
@@ -70,7 +67,7 @@ pub fn run(a: Args) -> Result<()> {
         size(&input),
         a.output.display(),
         size(&a.output),
-        a.dtype,
+        a.scheme,
         t0.elapsed().as_secs_f64()
     );
     Ok(())
