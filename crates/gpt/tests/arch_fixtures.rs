@@ -231,3 +231,60 @@ fn weight_bytes_per_token_are_the_files_matrices() {
         }
     }
 }
+
+/// Loading repacks every quantized matrix (on a CPU with the panel kernels); a precision that
+/// never reads the panels drops them, so the model is not held twice: F32 drops all, Q8 those of
+/// the K-quants (whose Q8_K activations run in the row kernels), Fast keeps all. What generation
+/// reads follows: the panels where kept, the file's rows elsewhere.
+#[test]
+fn precisions_keep_only_the_packed_forms_they_read() {
+    use gpt::tensor::DType;
+    for dir in fixture_dirs() {
+        let path = dir.join("model-Q4_K_M.gguf");
+        let g = gpt::formats::gguf::GgufFile::open(&path).unwrap();
+        let mut t = Transformer::from_gguf(&g).unwrap();
+        let packed = |t: &Transformer| {
+            t.linears()
+                .iter()
+                .filter(|l| l.weight.packed.is_some())
+                .count()
+        };
+        let quantized = t
+            .linears()
+            .iter()
+            .filter(|l| l.weight.dtype.block_size() > 1)
+            .count();
+        if packed(&t) == 0 {
+            continue; // no panel kernels on this CPU
+        }
+        assert_eq!(
+            packed(&t),
+            quantized,
+            "{path:?}: every quantized matrix repacked at load"
+        );
+        t.set_precision(Precision::Q8);
+        let k_quants = t
+            .linears()
+            .iter()
+            .filter(|l| {
+                matches!(
+                    l.weight.dtype,
+                    DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q3_K
+                )
+            })
+            .count();
+        assert_eq!(
+            packed(&t),
+            quantized - k_quants,
+            "{path:?}: Q8 keeps the non-K panels"
+        );
+        t.set_precision(Precision::F32);
+        assert_eq!(packed(&t), 0, "{path:?}: F32 reads the rows only");
+        assert_eq!(t.packed_weight_bytes(), 0);
+        assert_eq!(
+            t.bytes_read_per_token(),
+            t.weight_bytes_per_token(),
+            "{path:?}"
+        );
+    }
+}
