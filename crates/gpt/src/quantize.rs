@@ -511,11 +511,13 @@ pub fn quantize_q6_k(x: &[f32], out: &mut [BlockQ6_K]) {
 
 /// `x` (a whole number of blocks) as `dtype` blocks, in bytes.
 pub fn quantize_values(dtype: DType, x: &[f32]) -> Result<Vec<u8>> {
+    /// x as blocks of `B` (`per` values each), in bytes.
     fn blocks<B: bytemuck::Pod + bytemuck::Zeroable>(
         x: &[f32],
+        per: usize,
         f: fn(&[f32], &mut [B]),
     ) -> Vec<u8> {
-        let mut out = vec![B::zeroed(); x.len() / QK];
+        let mut out = vec![B::zeroed(); x.len() / per];
         f(x, &mut out);
         bytemuck::cast_slice(&out).to_vec()
     }
@@ -526,27 +528,19 @@ pub fn quantize_values(dtype: DType, x: &[f32]) -> Result<Vec<u8>> {
             dtype.block_size()
         )));
     }
-    fn kblocks<B: bytemuck::Pod + bytemuck::Zeroable>(
-        x: &[f32],
-        f: fn(&[f32], &mut [B]),
-    ) -> Vec<u8> {
-        let mut out = vec![B::zeroed(); x.len() / QK_K];
-        f(x, &mut out);
-        bytemuck::cast_slice(&out).to_vec()
-    }
     Ok(match dtype {
-        DType::Q4_K => kblocks(x, quantize_q4_k),
-        DType::Q5_K => kblocks(x, quantize_q5_k),
-        DType::Q6_K => kblocks(x, quantize_q6_k),
+        DType::Q4_K => blocks(x, QK_K, quantize_q4_k),
+        DType::Q5_K => blocks(x, QK_K, quantize_q5_k),
+        DType::Q6_K => blocks(x, QK_K, quantize_q6_k),
         DType::F16 => x
             .iter()
             .flat_map(|&v| f16::from_f32(v).to_le_bytes())
             .collect(),
-        DType::Q4_0 => blocks(x, quantize_q4_0),
-        DType::Q4_1 => blocks(x, quantize_q4_1),
-        DType::Q5_0 => blocks(x, quantize_q5_0),
-        DType::Q5_1 => blocks(x, quantize_q5_1),
-        DType::Q8_0 => blocks(x, quant::quantize_q8_0),
+        DType::Q4_0 => blocks(x, QK, quantize_q4_0),
+        DType::Q4_1 => blocks(x, QK, quantize_q4_1),
+        DType::Q5_0 => blocks(x, QK, quantize_q5_0),
+        DType::Q5_1 => blocks(x, QK, quantize_q5_1),
+        DType::Q8_0 => blocks(x, QK, quant::quantize_q8_0),
         other => {
             return Err(Error::Invalid(format!(
                 "quantize: {other} is not a type gpt quantize writes ({TARGET_NAMES})"
