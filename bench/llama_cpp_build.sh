@@ -33,12 +33,23 @@ if [ ! -d "$work/src/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION/vendor/llama.cpp
 fi
 src="$work/src/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION/vendor/llama.cpp"
 
+# Every SIMD extension this CPU reports, but AMX: its tile instructions fault here (the kernel does
+# not grant AMX state to processes), and GGML_NATIVE=ON would compile them in. Asked one by one:
+# a flag the CPU lacks (AVX-VNNI, the VEX form, on CPUs with only AVX512-VNNI) is SIGILL in the
+# kernels that use it.
+cpu_flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+simd=""
+for pair in AVX:avx AVX2:avx2 FMA:fma F16C:f16c AVX_VNNI:avx_vnni AVX512:avx512f AVX512_VBMI:avx512vbmi \
+  AVX512_VNNI:avx512_vnni AVX512_BF16:avx512_bf16; do
+  case "$cpu_flags" in *" ${pair#*:} "*) on=ON ;; *) on=OFF ;; esac
+  simd="$simd -DGGML_${pair%%:*}=$on"
+done
+# A build made for other flags (another CPU) is rebuilt.
+if [ "$(cat "$build/simd-flags" 2>/dev/null)" != "$simd" ]; then missing=("$@"); fi
 if [ ${#missing[@]} -gt 0 ]; then
-  # Every SIMD extension of this CPU but AMX: its tile instructions fault here (the kernel does not
-  # grant AMX state to processes), and GGML_NATIVE=ON would compile them in.
-  "$work/bin/cmake" -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF \
-    -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON \
-    -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON \
+  # shellcheck disable=SC2086
+  "$work/bin/cmake" -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF $simd \
     -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TESTS=OFF -DCMAKE_MAKE_PROGRAM="$work/bin/ninja"
   "$work/bin/cmake" --build "$build" --target "${missing[@]}" -j "${JOBS:-2}"
+  echo "$simd" > "$build/simd-flags"
 fi

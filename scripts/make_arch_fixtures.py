@@ -23,9 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "crates/gpt/tests/fixtures/tinyshakespeare/input.txt"
 
 VOCAB = 320          # every fixture's vocab_size (= its tokenizer's size)
-HIDDEN = 256         # K-quants need rows (a matrix's input width) that are multiples of 256
-INTER = 256
-HEADS, HEAD_DIM = 4, 64   # HEADS * HEAD_DIM = 256: o_proj's input width
+# K-quants need rows (a matrix's input width) that are multiples of 256: llama is that wide, so its
+# Q4_K_M and Q6_K files hold real Q4_K / Q6_K blocks on every matrix. The others are 64 wide to keep
+# the fixtures small (a few MB in all); in their K-quant files llama-quantize falls back to Q5_0 /
+# Q8_0 row by row, as it does for the 576- and 640-wide rows of the real SmolLM2 and Gemma 3 (those
+# real files, and tests/quant.rs, cover the K-quant kernels).
+WIDE = dict(hidden=256, inter=256, heads=4, head_dim=64)    # heads * head_dim = o_proj's input width
+NARROW = dict(hidden=64, inter=128, heads=4, head_dim=16)
 WEIGHT_STD = 0.05
 BIAS_STD = 0.2
 CASE_LENGTHS = (8, 23, 40)   # 40 > every sliding window (16) below
@@ -38,7 +42,7 @@ ROPE = {"llama": "NORM", "llama31": "NORM", "mistral": "NORM", "qwen2": "NEOX", 
 ARCHS = {
     # name: (HF class, tokenizer kind, tied embeddings, layers, seed)
     "llama": ("LlamaForCausalLM", "bpe-llama", True, 1, 1001),
-    # llama with Llama 3.1 RoPE scaling (rope_type llama3); tied like llama, to stay under 3 MB
+    # llama with Llama 3.1 RoPE scaling (rope_type llama3); tied like llama
     "llama31": ("LlamaForCausalLM", "bpe-llama", True, 1, 1007),
     "qwen2": ("Qwen2ForCausalLM", "bpe-qwen", True, 1, 1002),
     "qwen3": ("Qwen3ForCausalLM", "bpe-qwen", False, 1, 1003),
@@ -46,12 +50,19 @@ ARCHS = {
     "phi3": ("Phi3ForCausalLM", "spm-phi3", False, 1, 1005),
     "gemma3": ("Gemma3ForCausalLM", "spm-gemma", True, 2, 1006),
 }
+# Which float GGUF types each arch gets beside f16 (one f32 file keeps the F32 tensor path tested).
+EXTRA_FLOAT = {"llama31": ["f32"]}
+
+
+def dims(arch: str) -> dict:
+    return WIDE if arch == "llama" else NARROW
 
 
 def config_for(arch: str, layers: int, tied: bool, tok: dict):
     import transformers as T
-    common = dict(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=INTER, num_hidden_layers=layers,
-                  num_attention_heads=HEADS, head_dim=HEAD_DIM, max_position_embeddings=128,
+    d = dims(arch)
+    common = dict(vocab_size=VOCAB, hidden_size=d["hidden"], intermediate_size=d["inter"], num_hidden_layers=layers,
+                  num_attention_heads=d["heads"], head_dim=d["head_dim"], max_position_embeddings=128,
                   tie_word_embeddings=tied, bos_token_id=tok["bos"], eos_token_id=tok["eos"],
                   pad_token_id=tok.get("pad"))
     if arch == "llama":
@@ -80,7 +91,7 @@ def config_for(arch: str, layers: int, tied: bool, tok: dict):
         # gemma3.attention.sliding_window_pattern, else assumes 6 (layers il % 6 < 5 slide); the
         # converter writes no pattern, so the fixture script adds the array (see README).
         cfg = T.Gemma3TextConfig(**common, num_key_value_heads=1, rms_norm_eps=1e-6,
-                                 hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=HEAD_DIM,
+                                 hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=d["head_dim"],
                                  sliding_window=SLIDING_WINDOW,
                                  layer_types=["sliding_attention", "full_attention"][:layers],
                                  final_logit_softcapping=None, attn_logit_softcapping=None,
@@ -90,8 +101,8 @@ def config_for(arch: str, layers: int, tied: bool, tok: dict):
         return cfg
     if arch == "llama31":
         # Llama 3.1's rope_scaling with original_max_position_embeddings 16 (real: 8192): with head_dim
-        # 64 and base 5e5 every pair's wavelength (2π · 5e5^(i/32) ≥ 2π) exceeds 16 / 4, so none is
-        # kept; 3 are smoothed and 29 divided by 8 (see the README).
+        # 16 and base 5e5 every pair's wavelength (2π · 5e5^(i/8) ≥ 2π) exceeds 16 / 4, so none is
+        # kept; pair 0 (2π) is smoothed and the other 7 divided by 8 (see the README).
         return T.LlamaConfig(**common, num_key_value_heads=2, rms_norm_eps=1e-5, hidden_act="silu",
                              rope_parameters=dict(rope_type="llama3", rope_theta=500000.0, **LLAMA31_ROPE))
     raise ValueError(arch)
@@ -111,7 +122,8 @@ def llama31_rope_report(model, gguf_path: Path) -> list:
     inv, att = ROPE_INIT_FUNCTIONS["llama3"](cfg, torch.device("cpu"))
     inv = inv.to(torch.float64).numpy()
     theta = cfg.rope_parameters["rope_theta"]
-    plain32 = (1.0 / (theta ** (torch.arange(0, HEAD_DIM, 2, dtype=torch.int64).to(torch.float32) / HEAD_DIM))).double().numpy()
+    hd = cfg.head_dim
+    plain32 = (1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.int64).to(torch.float32) / hd))).double().numpy()
     ratio = plain32 / inv
     kept = int(np.sum(np.isclose(ratio, 1.0, rtol=1e-6)))
     full = int(np.sum(np.isclose(ratio, LLAMA31_ROPE["factor"], rtol=1e-6)))
@@ -461,8 +473,8 @@ def write_readme(arch: str, out: Path, doc: dict, summaries: list, checks: dict,
              f"{'in [-0.5, 0.5] on the grid k/1024 (HF adds 1; w and 1 + w both exact in float16)' if arch == 'gemma3' else 'uniform [0.5, 1.5]'}), every value float16-representable; "
              "`hf/model.safetensors` holds them in float16, `reference.json` has transformers' float32 eager logits "
              "from that folder.", "",
-             f"- layers: {layers}; hidden {HIDDEN}, intermediate {INTER}, heads {cfg['num_attention_heads']} "
-             f"(kv {cfg['num_key_value_heads']}), head_dim {HEAD_DIM}, vocab {VOCAB}",
+             f"- layers: {layers}; hidden {cfg['hidden_size']}, intermediate {cfg['intermediate_size']}, heads {cfg['num_attention_heads']} "
+             f"(kv {cfg['num_key_value_heads']}), head_dim {cfg['hidden_size'] // cfg['num_attention_heads']}, vocab {VOCAB}",
              f"- tied embeddings: {'yes' if tied else 'no (separate lm_head / output.weight)'}",
              f"- tokenizer: {tok_kind} ({tok_note(tok_kind)}), trained on tinyshakespeare",
              f"- llama.cpp RoPE: {ROPE[arch]}" + (" (the converter permutes Q/K rows for it)" if ROPE[arch] == "NORM" else " (halves; Q/K not permuted)"),
@@ -532,8 +544,7 @@ def main():
         doc = build_hf(arch, out, a.work)
         f16 = convert(arch, out, a.llama_cpp, "f16")
         files = [f16]
-        if arch == "llama":
-            files.append(convert(arch, out, a.llama_cpp, "f32"))
+        files += [convert(arch, out, a.llama_cpp, t) for t in EXTRA_FLOAT.get(arch, [])]
         files += [quantize(a.quantize, f16, "Q4_K_M"), quantize(a.quantize, f16, "Q6_K")]
         summaries = [gguf_summary(f) for f in files]
         checks = {}

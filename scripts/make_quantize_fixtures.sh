@@ -17,7 +17,7 @@ src=$(ls -d "$venv"/src/llama_cpp_python-*/vendor/llama.cpp | head -1)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fixtures="$root/crates/gpt/tests/fixtures"
-inputs=(arch/llama/model-f32.gguf arch/llama/model-f16.gguf arch/qwen2/model-f16.gguf arch/qwen3/model-f16.gguf arch/gemma3/model-f16.gguf arch/phi3/model-f16.gguf)
+inputs=(arch/llama31/model-f32.gguf arch/llama/model-f16.gguf arch/qwen2/model-f16.gguf arch/qwen3/model-f16.gguf arch/gemma3/model-f16.gguf arch/phi3/model-f16.gguf)
 types=(Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K)
 mixes=(Q4_K_M Q5_K_M)
 for input in "${inputs[@]}"; do

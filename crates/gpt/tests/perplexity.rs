@@ -19,7 +19,8 @@ fn load(file: &str, precision: Precision) -> Transformer {
 }
 
 fn model() -> Transformer {
-    load("model-f32.gguf", Precision::F32)
+    // The f16 file read with f32 math: its values are the f32 file's (see the fixtures' README).
+    load("model-f16.gguf", Precision::F32)
 }
 
 /// The f32 model, and a quantized file at the default precision (its repacked matmuls).
