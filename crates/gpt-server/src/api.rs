@@ -1,8 +1,11 @@
 //! The request and response bodies of the OpenAI API (and of /tokenize, /detokenize), as
 //! serde types. Unknown fields are ignored, as OpenAI's SDKs send some this server has no use
 //! for; a field of the wrong type is a 400 naming it. Fields of OpenAI's API that this server
-//! does not implement (tools, response_format, logit_bias, presence and frequency penalties)
-//! are ignored in the same way; `n` must be 1.
+//! does not implement (tools, logit_bias, presence and frequency penalties) are ignored in the
+//! same way; `n` must be 1.
+//!
+//! Constrained output: OpenAI's `response_format` (`json_object`, `json_schema`), and two
+//! extension fields, `grammar` (Lark, llguidance's dialect) and `regex`; at most one of them.
 //!
 //! Sampling follows OpenAI's defaults (temperature 1, top_p 1, no top-k). Log-probabilities are
 //! those of the model's own distribution, softmax(logits), before temperature and top_p: what the
@@ -56,6 +59,34 @@ pub struct ChatMessage {
     pub content: Option<Content>,
 }
 
+/// `response_format`: OpenAI's shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema { json_schema: JsonSchemaFormat },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct JsonSchemaFormat {
+    pub name: Option<String>,
+    /// Absent: any JSON value.
+    pub schema: Option<serde_json::Value>,
+    /// Schemas are always enforced here, strict or not.
+    pub strict: Option<bool>,
+}
+
+/// What the output must match, as a request asks for it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ConstraintFields {
+    pub response_format: Option<ResponseFormat>,
+    /// A Lark grammar (llguidance's dialect: `start: ...`).
+    pub grammar: Option<String>,
+    /// A regular expression the whole output must match.
+    pub regex: Option<String>,
+}
+
 /// The sampling fields both generation endpoints share.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct SamplingFields {
@@ -68,6 +99,7 @@ pub struct SamplingFields {
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
+    pub constraint: ConstraintFields,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +120,8 @@ pub struct ChatRequest {
     #[serde(default)]
     pub logprobs: bool,
     pub top_logprobs: Option<u32>,
+    #[serde(flatten)]
+    pub constraint: ConstraintFields,
 }
 
 impl ChatRequest {
@@ -101,6 +135,7 @@ impl ChatRequest {
             n: self.n,
             stream: self.stream,
             stream_options: self.stream_options.clone(),
+            constraint: self.constraint.clone(),
         }
     }
 }
@@ -133,6 +168,8 @@ pub struct CompletionRequest {
     pub logprobs: Option<u32>,
     #[serde(default)]
     pub echo: bool,
+    #[serde(flatten)]
+    pub constraint: ConstraintFields,
 }
 
 impl CompletionRequest {
@@ -146,6 +183,7 @@ impl CompletionRequest {
             n: self.n,
             stream: self.stream,
             stream_options: self.stream_options.clone(),
+            constraint: self.constraint.clone(),
         }
     }
 }

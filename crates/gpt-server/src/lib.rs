@@ -95,6 +95,8 @@ pub struct Shared {
     pub shutting_down: AtomicBool,
     /// Unix time the server started (`created` of the model card).
     pub started: u64,
+    /// The vocabulary for constrained decoding, built by the first request that needs it.
+    pub constraints: std::sync::OnceLock<Result<gpt::infer::ConstraintFactory, String>>,
 }
 
 pub type AppState = Arc<Shared>;
@@ -167,6 +169,7 @@ pub async fn serve(
         scheduler,
         shutting_down: AtomicBool::new(false),
         started: routes::unix_now(),
+        constraints: std::sync::OnceLock::new(),
     });
     let app = router(state.clone(), opts.max_body_bytes);
     let on_signal = {

@@ -531,6 +531,7 @@ fn greedy_chat_equals_the_library_generator() {
         stop: Vec::new(),
         stop_ids: m.stop_ids.clone(),
         slide: false,
+        constraint: None,
     };
     let want = gpt::infer::Generator::new(&m.transformer, &m.tokenizer)
         .generate(&ids, &opts, &mut |_| true)
@@ -645,6 +646,7 @@ fn a_long_prompt_run_in_chunks_continues_as_the_library_does() {
         stop: Vec::new(),
         stop_ids: m.stop_ids.clone(),
         slide: false,
+        constraint: None,
     };
     let want = gpt::infer::Generator::new(&m.transformer, &m.tokenizer)
         .generate(&ids, &opts, &mut |_| true)
@@ -793,4 +795,106 @@ fn a_panic_in_a_model_step_fails_its_request_and_the_server_goes_on() {
     );
     assert_eq!(completion("One, two,").status, 200);
     assert_eq!(health(addr)["faults"], 2);
+}
+
+/// OpenAI's `response_format` with a JSON schema: the answer is JSON with the schema's keys and
+/// types (checked here by hand, not by the library that made the mask), and the finish is a stop.
+#[test]
+fn response_format_json_schema_gives_json_of_that_schema() {
+    let addr = shared();
+    let schema = r#"{"type":"object","properties":{"city":{"type":"string","maxLength":20},"population":{"type":"integer","minimum":0,"maximum":99999999}},"required":["city","population"],"additionalProperties":false}"#;
+    let extra = format!(
+        r#","temperature":0.7,"seed":3,"max_tokens":60,"response_format":{{"type":"json_schema","json_schema":{{"name":"city","strict":true,"schema":{schema}}}}}"#
+    );
+    let v = post(
+        addr,
+        "/v1/chat/completions",
+        &chat_body("Name a big city and its population.", &extra),
+    )
+    .json();
+    let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+    let answer: Value = serde_json::from_str(content).unwrap_or_else(|e| panic!("{e}: {content}"));
+    let o = answer.as_object().unwrap();
+    let mut keys: Vec<&str> = o.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["city", "population"], "{content}");
+    assert!(o["city"].as_str().is_some_and(|c| c.chars().count() <= 20));
+    assert!(o["population"].as_u64().is_some_and(|p| p <= 99_999_999));
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+}
+
+/// Streamed: the pieces of a `json_object` answer join into one JSON object; `regex` (an
+/// extension field) holds on /v1/completions.
+#[test]
+fn constrained_streams_and_completions_hold_their_grammar() {
+    let addr = shared();
+    let body = chat_body(
+        "Describe a dog.",
+        r#","stream":true,"max_tokens":80,"temperature":0,"response_format":{"type":"json_object"}"#,
+    );
+    let reply = post(addr, "/v1/chat/completions", &body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let mut text = String::new();
+    let mut finish = None;
+    for line in reply.body.lines() {
+        let Some(data) = line.trim().strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            break;
+        }
+        let c: Value = serde_json::from_str(data).unwrap();
+        text += c["choices"][0]["delta"]["content"].as_str().unwrap_or("");
+        if let Some(f) = c["choices"][0]["finish_reason"].as_str() {
+            finish = Some(f.to_string());
+        }
+    }
+    if finish.as_deref() == Some("stop") {
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert!(v.is_object(), "{text}");
+    } else {
+        assert!(text.starts_with('{'), "{text}");
+    }
+    let v = post(
+        addr,
+        "/v1/completions",
+        r#"{"prompt":"The year the first moon landing happened: ","max_tokens":10,"temperature":0.9,"seed":5,"regex":"19[0-9]{2}"}"#,
+    )
+    .json();
+    let text = v["choices"][0]["text"].as_str().unwrap();
+    assert!(
+        text.len() == 4 && text.starts_with("19") && text.chars().all(|c| c.is_ascii_digit()),
+        "{text}"
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+}
+
+/// A grammar that does not compile, two constraints at once, and an unknown format type are
+/// 400s naming the field; the server goes on.
+#[test]
+fn bad_constraints_are_400_naming_the_field() {
+    let addr = shared();
+    for (extra, param) in [
+        (r#","regex":"(unclosed""#, "regex"),
+        (r#","grammar":"start: nowhere""#, "grammar"),
+        (
+            r#","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"nonsense"}}}"#,
+            "response_format",
+        ),
+        (
+            r#","regex":"a+","response_format":{"type":"json_object"}"#,
+            "regex",
+        ),
+    ] {
+        let e = post(addr, "/v1/chat/completions", &chat_body("hi", extra)).error(400);
+        assert_eq!(e["param"], param, "{extra}: {e}");
+    }
+    let e = post(
+        addr,
+        "/v1/chat/completions",
+        &chat_body("hi", r#","response_format":{"type":"yaml"}"#),
+    )
+    .error(400);
+    assert!(e["message"].as_str().unwrap().contains("yaml"), "{e}");
+    assert_eq!(health(addr)["status"], "ok");
 }

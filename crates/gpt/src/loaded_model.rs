@@ -20,6 +20,12 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
+    /// The vocabulary as constrained decoding needs it (a trie of every token's bytes; tens of
+    /// milliseconds for a 50 000-token vocabulary: build it once per model).
+    pub fn constraint_factory(&self) -> Result<crate::infer::ConstraintFactory> {
+        crate::infer::ConstraintFactory::new(&self.tokenizer, self.transformer.config.vocab_size)
+    }
+
     /// Opens a GGUF file, or a Hugging Face folder (config.json + model.safetensors + tokenizer).
     pub fn open(path: &std::path::Path) -> Result<LoadedModel> {
         if path.is_dir() {

@@ -34,7 +34,7 @@ pub fn run(a: Args) -> Result<()> {
             m.source.display()
         )
     })?;
-    let opts = a.sampling.options(&m.stop_ids);
+    let opts = a.sampling.options(&m)?;
     let mut g = Generator::new(&m.transformer, &m.tokenizer);
     let mut history: Vec<Message> = a.system.iter().map(|s| Message::new("system", s)).collect();
     let mut turn = |history: &mut Vec<Message>, text: &str| -> Result<()> {

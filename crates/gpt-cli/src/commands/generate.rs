@@ -1,7 +1,9 @@
 use crate::common::{load, ModelArgs};
-use anyhow::Result;
-use gpt::infer::{GenerateOptions, Generator, SamplingParams};
+use anyhow::{Context, Result};
+use gpt::infer::{GenerateOptions, Generator, Grammar, SamplingParams};
+use gpt::LoadedModel;
 use std::io::Write;
+use std::path::PathBuf;
 
 /// Sampling options shared by `generate` and `chat`.
 #[derive(clap::Args, Debug, Clone)]
@@ -34,11 +36,45 @@ pub struct SamplingArgs {
     /// with short windows) instead of refusing a longer generation.
     #[arg(long)]
     pub slide: bool,
+    /// Constrain the output to JSON valid under this JSON Schema file.
+    #[arg(long, value_name = "FILE", group = "constraint")]
+    pub json_schema: Option<PathBuf>,
+    /// Constrain the output to one JSON object.
+    #[arg(long, group = "constraint")]
+    pub json_object: bool,
+    /// Constrain the output to this grammar file (Lark, in llguidance's dialect).
+    #[arg(long, value_name = "FILE", group = "constraint")]
+    pub grammar: Option<PathBuf>,
+    /// Constrain the output to match this regular expression.
+    #[arg(long, value_name = "RE", group = "constraint")]
+    pub regex: Option<String>,
 }
 
 impl SamplingArgs {
-    pub fn options(&self, stop_ids: &[u32]) -> GenerateOptions {
-        GenerateOptions {
+    /// The grammar the flags ask for, with its file read (and a JSON Schema parsed).
+    fn grammar(&self) -> Result<Option<Grammar>> {
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+        };
+        Ok(if let Some(p) = &self.json_schema {
+            let schema = serde_json::from_str(&read(p)?)
+                .with_context(|| format!("{}: not JSON", p.display()))?;
+            Some(Grammar::JsonSchema(schema))
+        } else if self.json_object {
+            Some(Grammar::JsonObject)
+        } else if let Some(p) = &self.grammar {
+            Some(Grammar::Lark(read(p)?))
+        } else {
+            self.regex.clone().map(Grammar::Regex)
+        })
+    }
+
+    pub fn options(&self, m: &LoadedModel) -> Result<GenerateOptions> {
+        let constraint = match self.grammar()? {
+            Some(g) => Some(m.constraint_factory()?.constraint(&g)?),
+            None => None,
+        };
+        Ok(GenerateOptions {
             max_tokens: self.max_tokens,
             sampling: SamplingParams {
                 temperature: self.temperature,
@@ -50,15 +86,16 @@ impl SamplingArgs {
                 seed: self.seed,
             },
             stop: self.stop.clone(),
-            stop_ids: stop_ids.to_vec(),
+            stop_ids: m.stop_ids.clone(),
             slide: self.slide,
-        }
+            constraint,
+        })
     }
 }
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  gpt generate \"The cat sat on the\"\n  gpt generate \"Once upon a time\" --temperature 0 --max-tokens 32\n  gpt generate \"def fib(n):\" --model model.gguf --seed 7 --json"
+    after_help = "Examples:\n  gpt generate \"The cat sat on the\"\n  gpt generate \"Once upon a time\" --temperature 0 --max-tokens 32\n  gpt generate \"def fib(n):\" --model model.gguf --seed 7 --json\n  gpt generate \"A cat as JSON: \" --json-schema cat.schema.json --temperature 0\n  gpt generate \"Answer yes or no: is the sky blue? \" --regex \"(yes|no)\""
 )]
 pub struct Args {
     /// The prompt (raw text: no template; BOS only if the model's tokenizer adds one).
@@ -70,7 +107,8 @@ pub struct Args {
     /// Treat special-token text in the prompt (e.g. <|im_start|>) as plain text.
     #[arg(long)]
     pub no_special: bool,
-    /// Print one JSON object {"prompt_ids", "ids", "text"} instead of streaming.
+    /// Print one JSON object {"prompt_ids", "ids", "text", "finish_reason", "prefill_seconds",
+    /// "decode_seconds"} instead of streaming.
     #[arg(long)]
     pub json: bool,
 }
@@ -78,7 +116,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let m = load(&a.model)?;
     let prompt_ids = m.encode_prompt(&a.prompt, !a.no_special);
-    let opts = a.sampling.options(&m.stop_ids);
+    let opts = a.sampling.options(&m)?;
     let mut g = Generator::new(&m.transformer, &m.tokenizer);
     let mut out = std::io::stdout().lock();
     if !a.json {
@@ -94,7 +132,14 @@ pub fn run(a: Args) -> Result<()> {
         true
     })?;
     if json {
-        let v = serde_json::json!({"prompt_ids": r.prompt_ids, "ids": r.ids, "text": r.text});
+        let v = serde_json::json!({
+            "prompt_ids": r.prompt_ids,
+            "ids": r.ids,
+            "text": r.text,
+            "finish_reason": r.finish_reason.as_str(),
+            "prefill_seconds": r.prefill_seconds,
+            "decode_seconds": r.decode_seconds,
+        });
         writeln!(out, "{v}")?;
     } else {
         writeln!(out)?;

@@ -184,7 +184,55 @@ fn generate_options(
         stop,
         stop_ids: state.model.stop_ids.clone(),
         slide: false,
+        constraint: constraint(state, &f.constraint)?,
     })
+}
+
+/// The grammar a request asks for, compiled for the model's vocabulary: a 400 naming the field
+/// when it does not compile.
+fn constraint(
+    state: &AppState,
+    c: &ConstraintFields,
+) -> Result<Option<gpt::infer::Constraint>, ApiError> {
+    use gpt::infer::Grammar;
+    let mut asked: Vec<(&'static str, Grammar)> = Vec::new();
+    match &c.response_format {
+        None | Some(ResponseFormat::Text) => {}
+        Some(ResponseFormat::JsonObject) => asked.push(("response_format", Grammar::JsonObject)),
+        Some(ResponseFormat::JsonSchema { json_schema }) => asked.push((
+            "response_format",
+            Grammar::JsonSchema(
+                json_schema
+                    .schema
+                    .clone()
+                    .unwrap_or_else(|| serde_json::json!({})),
+            ),
+        )),
+    }
+    if let Some(g) = &c.grammar {
+        asked.push(("grammar", Grammar::Lark(g.clone())));
+    }
+    if let Some(r) = &c.regex {
+        asked.push(("regex", Grammar::Regex(r.clone())));
+    }
+    if asked.len() > 1 {
+        return Err(ApiError::invalid(
+            "give at most one of response_format (json), grammar and regex",
+            Some(asked[1].0),
+        ));
+    }
+    let Some((field, grammar)) = asked.pop() else {
+        return Ok(None);
+    };
+    let factory = state
+        .constraints
+        .get_or_init(|| state.model.constraint_factory().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| ApiError::invalid(e.clone(), Some(field)))?;
+    factory
+        .constraint(&grammar)
+        .map(Some)
+        .map_err(|e| ApiError::invalid(e.to_string(), Some(field)))
 }
 
 /// Queues a generation and returns the channel of its events.

@@ -2,6 +2,7 @@
 //! next token from the last position's logits, append it and run just that token (decode), until
 //! an end-of-sequence token, a stop string or the token budget.
 
+use super::constraint::Constraint;
 use super::kv_cache::KvCache;
 use super::sampling::{Sampler, SamplingParams};
 use crate::model::transformer::{Logits, Transformer};
@@ -21,6 +22,9 @@ pub struct GenerateOptions {
     /// nanoGPT's generate crops the context) instead of refusing a generation longer than the
     /// window. For small trained models whose window is a few dozen tokens.
     pub slide: bool,
+    /// A grammar the generated text must match (JSON schema, Lark, regex), compiled for this
+    /// model's vocabulary ([`super::constraint::ConstraintFactory::constraint`]).
+    pub constraint: Option<Constraint>,
 }
 
 impl Default for GenerateOptions {
@@ -31,6 +35,7 @@ impl Default for GenerateOptions {
             stop: Vec::new(),
             stop_ids: Vec::new(),
             slide: false,
+            constraint: None,
         }
     }
 }
@@ -171,6 +176,7 @@ pub struct Sequence {
     stops: StopStrings,
     max_tokens: usize,
     stop_ids: Vec<u32>,
+    constraint: Option<Constraint>,
     finish: Option<FinishReason>,
     /// Whether the held-back text has been released (at the end).
     flushed: bool,
@@ -198,6 +204,7 @@ impl Sequence {
             stops: StopStrings::new(opts.stop.clone()),
             max_tokens: opts.max_tokens,
             stop_ids: opts.stop_ids.clone(),
+            constraint: opts.constraint.clone(),
             finish: None,
             flushed: false,
         }
@@ -205,19 +212,32 @@ impl Sequence {
 
     /// Picks the next token from the logits (V) of the sequence's last position and returns it
     /// with the text it completes and, if generation ends here, why: an end-of-sequence id (not
-    /// part of the text), a stop string (cut, with everything after it), or the token budget.
+    /// part of the text), a stop string (cut, with everything after it), a grammar that is
+    /// complete, or the token budget.
     pub fn step(&mut self, logits: &[f32], tokenizer: &Tokenizer) -> Step {
-        let id = self.sampler.sample(logits, &self.history);
+        let id = match &mut self.constraint {
+            Some(c) => {
+                let mut masked = logits.to_vec();
+                c.mask(&mut masked, &self.stop_ids);
+                self.sampler.sample(&masked, &self.history)
+            }
+            None => self.sampler.sample(logits, &self.history),
+        };
         self.ids.push(id);
         self.history.push(id);
         let mut text = String::new();
-        if self.stop_ids.contains(&id) {
+        let stop_id = self.stop_ids.contains(&id);
+        if let Some(c) = self.constraint.as_mut().filter(|_| !stop_id) {
+            c.accept(id);
+        }
+        let complete = self.constraint.as_ref().is_some_and(|c| c.complete());
+        if stop_id {
             self.finish = Some(FinishReason::Stop);
         } else {
             let piece = self.stream.push(tokenizer, id);
             let (ready, hit) = self.stops.push(&piece);
             text = ready;
-            if hit {
+            if hit || complete {
                 self.finish = Some(FinishReason::Stop);
             } else if self.ids.len() >= self.max_tokens {
                 self.finish = Some(FinishReason::Length);
@@ -242,6 +262,11 @@ impl Sequence {
     /// Why generation ended, once it has.
     pub fn finish_reason(&self) -> Option<FinishReason> {
         self.finish
+    }
+
+    /// Why the grammar gave up, if it did (an internal error of the matcher).
+    pub fn constraint_error(&self) -> Option<&str> {
+        self.constraint.as_ref().and_then(|c| c.error.as_deref())
     }
 
     /// The text released so far.

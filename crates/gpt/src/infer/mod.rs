@@ -1,11 +1,13 @@
 //! Inference: the KV cache, sampling, the generation loop, chat templates and perplexity.
 
 pub mod chat_template;
+pub mod constraint;
 pub mod generate;
 pub mod kv_cache;
 pub mod perplexity;
 pub mod sampling;
 
+pub use constraint::{Constraint, ConstraintFactory, Grammar};
 pub use generate::{FinishReason, GenerateOptions, Generation, Generator, Sequence, Step};
 pub use kv_cache::KvCache;
 pub use sampling::{Sampler, SamplingParams};

@@ -483,6 +483,7 @@ fn sample(c: &Config, params: &Parameters, tok: &Tokenizer, n: usize, seed: u64)
         stop: vec![],
         stop_ids: vec![],
         slide: true,
+        constraint: None,
     };
     let mut g = Generator::new(&model, tok);
     Ok(g.generate(&[start], &opts, &mut |_| true)?.text)
