@@ -2,7 +2,7 @@
 # The official `openai` Python client against `gpt serve` on loopback.
 #
 # Creates a virtual environment ($TARGET/venv-openai) with `openai` (and `prometheus_client`, whose
-# parser reads /metrics) from PyPI, starts two
+# parser reads /metrics, and `jsonschema`, which validates constrained answers) from PyPI, starts two
 # servers on free loopback ports (one open, one with --api-key), runs
 # crates/gpt-server/tests/openai_client_test.py against them, then stops the open one with
 # SIGTERM and checks that it exits cleanly. Prints `N passed, M failed`; exits non-zero on any
@@ -18,8 +18,8 @@ MODEL="${MODEL:-smollm2-135m-instruct}"
 [ -x "$GPT" ] || cargo build --release -p gpt-cli
 VENV="$TARGET/venv-openai"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -c "import openai, prometheus_client" 2>/dev/null ||
-  "$VENV/bin/pip" install --quiet openai prometheus_client
+"$VENV/bin/python" -c "import openai, prometheus_client, jsonschema" 2>/dev/null ||
+  "$VENV/bin/pip" install --quiet openai prometheus_client jsonschema
 # A known name is fetched into the cache once (a file path is used as it is).
 case "$MODEL" in */*|*.gguf) ;; *) "$GPT" pull "$MODEL" >/dev/null ;; esac
 

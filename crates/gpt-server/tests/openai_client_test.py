@@ -193,6 +193,34 @@ def scrape(base_url, api_key):
 
 
 @check
+def json_schema_outputs_validate(c, a):
+    """Every schema of tests/schemas/: the answer parses and validates (jsonschema package),
+    greedy and sampled, streamed and not."""
+    import jsonschema
+    from pathlib import Path
+    files = sorted((Path(__file__).parent / "schemas").glob("*.json"))
+    assert len(files) >= 10, files
+    for i, f in enumerate(files):
+        case = json.loads(f.read_text(encoding="utf-8"))
+        fmt = {"type": "json_schema", "json_schema": {"name": f.stem.replace("-", "_"), "schema": case["schema"], "strict": True}}
+        msgs = [{"role": "user", "content": case["prompt"]}]
+        stream = i % 2 == 1
+        kw = dict(model=a.model, messages=msgs, response_format=fmt, max_tokens=200,
+                  temperature=0 if i % 3 == 0 else 0.8, seed=i)
+        if stream:
+            text, finish = "", None
+            for chunk in c.chat.completions.create(stream=True, **kw):
+                if chunk.choices:
+                    text += chunk.choices[0].delta.content or ""
+                    finish = chunk.choices[0].finish_reason or finish
+        else:
+            r = c.chat.completions.create(**kw)
+            text, finish = r.choices[0].message.content, r.choices[0].finish_reason
+        assert finish == "stop", (f.name, finish, text)
+        jsonschema.validate(json.loads(text), case["schema"])
+
+
+@check
 def metrics_count_the_requests_sent(c, a):
     # The keyed server (one slot): its counts move by exactly what this check sends.
     if not a.keyed_base_url:
