@@ -1,8 +1,8 @@
 //! The request and response bodies of the OpenAI API (and of /tokenize, /detokenize), as
 //! serde types. Unknown fields are ignored, as OpenAI's SDKs send some this server has no use
 //! for; a field of the wrong type is a 400 naming it. Fields of OpenAI's API that this server
-//! does not implement (tools, logit_bias, presence and frequency penalties) are ignored in the
-//! same way; `n` must be 1.
+//! does not implement (logit_bias, presence and frequency penalties, parallel_tool_calls) are
+//! ignored in the same way; `n` must be 1.
 //!
 //! Constrained output: OpenAI's `response_format` (`json_object`, `json_schema`), and two
 //! extension fields, `grammar` (Lark, llguidance's dialect) and `regex`; at most one of them.
@@ -57,6 +57,39 @@ pub struct ChatMessage {
     pub role: String,
     #[serde(default)]
     pub content: Option<Content>,
+    /// An assistant turn's calls (`[{"id", "type": "function", "function": {"name", "arguments"}}]`).
+    pub tool_calls: Option<Vec<serde_json::Value>>,
+    /// A tool result's call id (`role: "tool"`).
+    pub tool_call_id: Option<String>,
+}
+
+/// `tools[]`: a function the model may call.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ToolDef {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionDef,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FunctionDef {
+    pub name: String,
+    pub description: Option<String>,
+    /// A JSON Schema; absent: no arguments.
+    pub parameters: Option<serde_json::Value>,
+}
+
+/// `tool_choice`: `"auto"`, `"none"`, `"required"`, or `{"type": "function", "function": {"name"}}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ToolChoiceField {
+    Mode(String),
+    Named { function: NamedFunction },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NamedFunction {
+    pub name: String,
 }
 
 /// `response_format`: OpenAI's shape.
@@ -122,6 +155,8 @@ pub struct ChatRequest {
     pub top_logprobs: Option<u32>,
     #[serde(flatten)]
     pub constraint: ConstraintFields,
+    pub tools: Option<Vec<ToolDef>>,
+    pub tool_choice: Option<ToolChoiceField>,
 }
 
 impl ChatRequest {
@@ -286,7 +321,28 @@ pub struct CompletionLogprobs {
 #[derive(Debug, Clone, Serialize)]
 pub struct AssistantMessage {
     pub role: &'static str,
-    pub content: String,
+    /// None (JSON null) when the answer is only tool calls, as OpenAI sends it.
+    pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallOut>>,
+}
+
+/// A call in an answer: `arguments` is the JSON object as a string, as OpenAI sends it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolCallOut {
+    /// Streamed calls carry their position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: FunctionCallOut,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FunctionCallOut {
+    pub name: String,
+    pub arguments: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -314,6 +370,8 @@ pub struct Delta {
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallOut>>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -77,7 +77,7 @@ async fn attend(state: AppState, body: Bytes) -> Result<Response, ApiError> {
         ));
     }
     let ids = match (req.messages, req.text) {
-        (Some(m), _) if !m.is_empty() => encode_chat(&state, &to_messages(&m), false)?,
+        (Some(m), _) if !m.is_empty() => encode_chat(&state, &to_messages(&m), &[], false)?,
         // Typed text is the user's own prompt, markup and all, as in /v1/completions.
         (_, Some(t)) => state.model.tokenizer.encode(&t, true),
         _ => return Err(ApiError::invalid("send messages or text", Some("messages"))),

@@ -898,3 +898,112 @@ fn bad_constraints_are_400_naming_the_field() {
     assert!(e["message"].as_str().unwrap().contains("yaml"), "{e}");
     assert_eq!(health(addr)["status"], "ok");
 }
+
+const TOOLS: &str = r#"[{"type":"function","function":{"name":"get_weather","description":"Get the current weather in a city","parameters":{"type":"object","properties":{"city":{"type":"string","maxLength":20},"unit":{"enum":["celsius","fahrenheit"]}},"required":["city"],"additionalProperties":false}}},{"type":"function","function":{"name":"get_time","description":"The time in a timezone","parameters":{"type":"object","properties":{"tz":{"type":"string","maxLength":30}},"required":["tz"],"additionalProperties":false}}}]"#;
+
+/// `tool_choice` required and named: one call, named as asked, its arguments a JSON object with
+/// the required keys; content null; finish_reason tool_calls; streamed as a `delta.tool_calls`.
+#[test]
+fn required_and_named_tool_choices_return_valid_calls() {
+    let addr = shared();
+    for (choice, want) in [
+        (r#""required""#, None),
+        (
+            r#"{"type":"function","function":{"name":"get_time"}}"#,
+            Some("get_time"),
+        ),
+    ] {
+        let extra = format!(
+            r#","temperature":0.8,"seed":11,"max_tokens":80,"tools":{TOOLS},"tool_choice":{choice}"#
+        );
+        let v = post(
+            addr,
+            "/v1/chat/completions",
+            &chat_body("What is the weather in Seoul, and the time there?", &extra),
+        )
+        .json();
+        let ch = &v["choices"][0];
+        assert_eq!(ch["finish_reason"], "tool_calls", "{v}");
+        assert!(ch["message"]["content"].is_null(), "{v}");
+        let calls = ch["message"]["tool_calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 1, "{v}");
+        let f = &calls[0]["function"];
+        let name = f["name"].as_str().unwrap();
+        assert!(want.is_none_or(|w| w == name), "{v}");
+        let args: Value = serde_json::from_str(f["arguments"].as_str().unwrap()).unwrap();
+        let key = if name == "get_weather" { "city" } else { "tz" };
+        assert!(args[key].is_string(), "{v}");
+        assert!(calls[0]["id"].as_str().unwrap().starts_with("call_"));
+        assert_eq!(calls[0]["type"], "function");
+    }
+    let extra = format!(
+        r#","stream":true,"temperature":0,"max_tokens":80,"tools":{TOOLS},"tool_choice":"required""#
+    );
+    let reply = post(
+        addr,
+        "/v1/chat/completions",
+        &chat_body("Weather in Paris?", &extra),
+    );
+    let chunks: Vec<Value> = reply
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let call = chunks
+        .iter()
+        .find_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array().cloned())
+        .expect("a delta.tool_calls chunk");
+    assert_eq!(call[0]["index"], 0);
+    assert!(
+        serde_json::from_str::<Value>(call[0]["function"]["arguments"].as_str().unwrap()).is_ok()
+    );
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "tool_calls"
+    );
+}
+
+/// A tool result goes back through the template and the model answers in text; bad tool
+/// requests are 400s naming the field.
+#[test]
+fn tool_results_round_trip_and_bad_tool_requests_are_400() {
+    let addr = shared();
+    let body = format!(
+        r#"{{"messages":[{{"role":"user","content":"Weather in Seoul?"}},{{"role":"assistant","content":null,"tool_calls":[{{"id":"call_1","type":"function","function":{{"name":"get_weather","arguments":"{{\"city\":\"Seoul\"}}"}}}}]}},{{"role":"tool","tool_call_id":"call_1","content":"{{\"temperature\": 3, \"unit\": \"celsius\"}}"}}],"temperature":0,"max_tokens":30,"tools":{TOOLS},"tool_choice":"none"}}"#
+    );
+    let v = post(addr, "/v1/chat/completions", &body).json();
+    let ch = &v["choices"][0];
+    assert!(
+        ch["message"]["content"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()),
+        "{v}"
+    );
+    assert!(ch["message"].get("tool_calls").is_none(), "{v}");
+    for (extra, param) in [
+        (r#","tool_choice":"required""#.to_string(), "tool_choice"),
+        (
+            format!(r#","tools":{TOOLS},"tool_choice":"sometimes""#),
+            "tool_choice",
+        ),
+        (
+            format!(
+                r#","tools":{TOOLS},"tool_choice":{{"type":"function","function":{{"name":"nope"}}}}"#
+            ),
+            "tool_choice",
+        ),
+        (
+            r#","tools":[{"type":"retrieval","function":{"name":"x"}}]"#.to_string(),
+            "tools",
+        ),
+        (
+            format!(r#","tools":{TOOLS},"tool_choice":"required","regex":"a""#),
+            "tool_choice",
+        ),
+    ] {
+        let e = post(addr, "/v1/chat/completions", &chat_body("hi", &extra)).error(400);
+        assert_eq!(e["param"], param, "{extra}: {e}");
+    }
+}

@@ -220,6 +220,69 @@ def json_schema_outputs_validate(c, a):
         jsonschema.validate(json.loads(text), case["schema"])
 
 
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "get_weather", "description": "Get the current weather in a city",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "maxLength": 30},
+            "unit": {"enum": ["celsius", "fahrenheit"]}},
+            "required": ["city", "unit"], "additionalProperties": False}}},
+    {"type": "function", "function": {
+        "name": "convert", "description": "Convert an amount between currencies",
+        "parameters": {"type": "object", "properties": {
+            "amount": {"type": "number", "minimum": 0, "maximum": 1000000},
+            "from": {"type": "string", "maxLength": 3}, "to": {"type": "string", "maxLength": 3}},
+            "required": ["amount", "from", "to"], "additionalProperties": False}}},
+]
+
+
+@check
+def required_tool_calls_validate_and_results_round_trip(c, a):
+    """tool_choice required (streamed and not) and named: one call whose arguments validate
+    against the function's parameters (jsonschema); then the tool's result goes back and the
+    model answers in text."""
+    import jsonschema
+    params = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+    msgs = [{"role": "user", "content": "What's the weather like in Seoul today?"}]
+    r = c.chat.completions.create(model=a.model, messages=msgs, tools=TOOLS, tool_choice="required",
+                                  temperature=0, max_tokens=100)
+    ch = r.choices[0]
+    assert ch.finish_reason == "tool_calls", ch
+    (call,) = ch.message.tool_calls
+    assert call.type == "function" and call.id
+    jsonschema.validate(json.loads(call.function.arguments), params[call.function.name])
+    # Streamed: the call arrives as delta.tool_calls.
+    name, args, finish = None, "", None
+    for chunk in c.chat.completions.create(model=a.model, messages=msgs, tools=TOOLS, tool_choice="required",
+                                           temperature=0.7, seed=4, max_tokens=100, stream=True):
+        if not chunk.choices:
+            continue
+        d = chunk.choices[0].delta
+        for tc in d.tool_calls or []:
+            name = tc.function.name or name
+            args += tc.function.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls" and name in params, (finish, name)
+    jsonschema.validate(json.loads(args), params[name])
+    # Named.
+    r = c.chat.completions.create(model=a.model, tools=TOOLS, temperature=0, max_tokens=100,
+                                  messages=[{"role": "user", "content": "How much is 20 euros in dollars?"}],
+                                  tool_choice={"type": "function", "function": {"name": "convert"}})
+    (named,) = r.choices[0].message.tool_calls
+    assert named.function.name == "convert"
+    jsonschema.validate(json.loads(named.function.arguments), params["convert"])
+    # The result goes back.
+    follow = msgs + [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call.id, "type": "function",
+             "function": {"name": call.function.name, "arguments": call.function.arguments}}]},
+        {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temperature": 3, "sky": "clear"})},
+    ]
+    r = c.chat.completions.create(model=a.model, messages=follow, tools=TOOLS, tool_choice="none",
+                                  temperature=0, max_tokens=40)
+    assert r.choices[0].message.content and not r.choices[0].message.tool_calls, r.choices[0]
+
+
 @check
 def metrics_count_the_requests_sent(c, a):
     # The keyed server (one slot): its counts move by exactly what this check sends.

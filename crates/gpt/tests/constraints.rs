@@ -68,6 +68,32 @@ fn invalid(case: &Value, text: &str) -> Option<String> {
     }
 }
 
+/// Pure sampling (no top-k, top-p or min-p) under a constraint. The tiny models' window is 128
+/// tokens: long generations slide it.
+fn options(
+    m: &LoadedModel,
+    max_tokens: usize,
+    temperature: f32,
+    seed: u64,
+    constraint: &gpt::infer::Constraint,
+) -> GenerateOptions {
+    GenerateOptions {
+        max_tokens,
+        sampling: SamplingParams {
+            temperature,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed,
+            ..Default::default()
+        },
+        stop_ids: m.stop_ids.clone(),
+        constraint: Some(constraint.clone()),
+        slide: true,
+        ..Default::default()
+    }
+}
+
 /// Runs every case on one model; returns the failures.
 fn run_model(label: &str, m: &LoadedModel, runs: &[(f32, u64)]) -> Vec<String> {
     let (cases, max_tokens) = cases();
@@ -85,22 +111,7 @@ fn run_model(label: &str, m: &LoadedModel, runs: &[(f32, u64)]) -> Vec<String> {
             .constraint(&grammar(case))
             .unwrap_or_else(|e| panic!("{label} {name}: {e}"));
         for &(temperature, seed) in runs {
-            let opts = GenerateOptions {
-                max_tokens,
-                sampling: SamplingParams {
-                    temperature,
-                    top_k: 0,
-                    top_p: 1.0,
-                    min_p: 0.0,
-                    seed,
-                    ..Default::default()
-                },
-                stop_ids: m.stop_ids.clone(),
-                constraint: Some(constraint.clone()),
-                // The tiny models' window is 128 tokens: the long cases slide it.
-                slide: true,
-                ..Default::default()
-            };
+            let opts = options(m, max_tokens, temperature, seed, &constraint);
             let r = g.generate(&prompt, &opts, &mut |_| true).unwrap();
             let what = format!("{label} {name} T={temperature} seed={seed}: {:?}", r.text);
             let body = match r.ids.split_last() {
@@ -195,5 +206,57 @@ fn a_grammar_that_does_not_compile_is_an_error_naming_it() {
     ] {
         let e = f.constraint(&g).expect_err("an error").to_string();
         assert!(e.contains(what), "{g:?}: {e}");
+    }
+}
+
+/// A required tool call from a random model: the grammar of `tools::grammar` makes even random
+/// weights write one `<tool_call>` block that `tools::parse` reads back, naming an allowed tool,
+/// with arguments valid under that tool's parameters (checked by the jsonschema crate).
+#[test]
+fn random_models_make_valid_required_and_named_tool_calls() {
+    use gpt::infer::tools::{self, Tool, ToolChoice};
+    let tools_list = vec![
+        Tool {
+            name: "get_weather".into(),
+            description: Some("Current weather in a city".into()),
+            parameters: serde_json::json!({"type": "object", "properties": {
+                "city": {"type": "string", "maxLength": 12},
+                "unit": {"enum": ["celsius", "fahrenheit"]}}, "required": ["city", "unit"],
+                "additionalProperties": false}),
+        },
+        Tool {
+            name: "add".into(),
+            description: None,
+            parameters: serde_json::json!({"type": "object", "properties": {
+                "a": {"type": "integer", "minimum": -50, "maximum": 50},
+                "b": {"type": "integer", "minimum": -50, "maximum": 50}}, "required": ["a", "b"],
+                "additionalProperties": false}),
+        },
+    ];
+    let m = LoadedModel::open(&fixtures().join("arch/qwen2/model-f16.gguf")).unwrap();
+    let factory = m.constraint_factory().unwrap();
+    let prompt = m.encode_prompt("Call a tool: ", false);
+    let mut g = Generator::new(&m.transformer, &m.tokenizer);
+    for choice in [ToolChoice::Required, ToolChoice::Named("add".into())] {
+        let grammar = tools::grammar(&tools_list, &choice).unwrap();
+        let constraint = factory.constraint(&grammar).unwrap();
+        for seed in 1..=4 {
+            let opts = options(&m, 400, 1.5, seed, &constraint);
+            let r = g.generate(&prompt, &opts, &mut |_| true).unwrap();
+            assert_eq!(
+                r.finish_reason,
+                FinishReason::Stop,
+                "{choice:?} {seed}: {:?}",
+                r.text
+            );
+            let (rest, calls) = tools::parse(&r.text);
+            assert!(rest.is_empty() && calls.len() == 1, "{:?}", r.text);
+            let tool = tools_list.iter().find(|t| t.name == calls[0].name).unwrap();
+            if let ToolChoice::Named(n) = &choice {
+                assert_eq!(&tool.name, n);
+            }
+            let v = jsonschema::validator_for(&tool.parameters).unwrap();
+            assert!(v.is_valid(&calls[0].arguments), "{:?}", r.text);
+        }
     }
 }

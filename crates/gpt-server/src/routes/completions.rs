@@ -145,8 +145,8 @@ impl Shape for CompletionShape {
         Some(self.chunk(text, lp, None, None))
     }
 
-    fn finish(&mut self, finish: FinishReason) -> String {
-        self.chunk(String::new(), None, Some(finish.as_str()), None)
+    fn finish(&mut self, finish: FinishReason) -> Vec<String> {
+        vec![self.chunk(String::new(), None, Some(finish.as_str()), None)]
     }
 
     fn usage(&mut self, usage: Usage) -> String {

@@ -221,17 +221,26 @@ fn constraint(
             Some(asked[1].0),
         ));
     }
-    let Some((field, grammar)) = asked.pop() else {
-        return Ok(None);
-    };
+    match asked.pop() {
+        Some((field, grammar)) => compile(state, &grammar, field).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A grammar compiled for the model's vocabulary (built by the first request that needs it); a
+/// 400 naming `field` when it does not compile.
+pub(crate) fn compile(
+    state: &AppState,
+    grammar: &gpt::infer::Grammar,
+    field: &'static str,
+) -> Result<gpt::infer::Constraint, ApiError> {
     let factory = state
         .constraints
         .get_or_init(|| state.model.constraint_factory().map_err(|e| e.to_string()))
         .as_ref()
         .map_err(|e| ApiError::invalid(e.clone(), Some(field)))?;
     factory
-        .constraint(&grammar)
-        .map(Some)
+        .constraint(grammar)
         .map_err(|e| ApiError::invalid(e.to_string(), Some(field)))
 }
 
@@ -269,10 +278,14 @@ pub async fn not_found() -> ApiError {
 }
 
 /// Renders messages through the model's chat template and encodes them, the messages' contents
-/// as text (never control tokens); a base model has no template, and says so.
+/// as text (never control tokens); a base model has no template, and says so. Tools go in
+/// through the template's `tools` variable where it reads one, else as the Hermes-format system
+/// text ([`gpt::infer::tools`]), which also writes earlier calls and tool results for templates
+/// that know neither.
 pub(crate) fn encode_chat(
     state: &crate::Shared,
     messages: &[Message],
+    tools: &[gpt::infer::tools::Tool],
     add_generation_prompt: bool,
 ) -> Result<Vec<u32>, ApiError> {
     let template = state.template.as_ref().ok_or_else(|| {
@@ -281,7 +294,14 @@ pub(crate) fn encode_chat(
             Some("messages"),
         )
     })?;
-    template
-        .encode(&state.model.tokenizer, messages, add_generation_prompt)
-        .map_err(|e| ApiError::invalid(e.to_string(), Some("messages")))
+    let tok = &state.model.tokenizer;
+    let encoded = if template.reads_tools() {
+        let json: Vec<serde_json::Value> = tools.iter().map(|t| t.to_json()).collect();
+        let tools = (!json.is_empty()).then_some(&json[..]);
+        template.encode_with_tools(tok, messages, tools, add_generation_prompt)
+    } else {
+        let messages = gpt::infer::tools::in_hermes_format(messages, tools);
+        template.encode(tok, &messages, add_generation_prompt)
+    };
+    encoded.map_err(|e| ApiError::invalid(e.to_string(), Some("messages")))
 }

@@ -18,8 +18,9 @@ pub(crate) trait Shape: Send + 'static {
     fn opening(&mut self) -> Vec<String>;
     /// The chunk of one token, or None while there is nothing to send.
     fn token(&mut self, id: u32, text: String, logprob: Option<TokenLogprob>) -> Option<String>;
-    /// The chunk that carries the finish reason.
-    fn finish(&mut self, finish: FinishReason) -> String;
+    /// The chunks that end the answer: anything held back (a chat's tool calls), then the one
+    /// that carries the finish reason.
+    fn finish(&mut self, finish: FinishReason) -> Vec<String>;
     /// The usage-only chunk (`stream_options.include_usage`).
     fn usage(&mut self, usage: Usage) -> String;
     /// The whole answer, when not streaming.
@@ -45,7 +46,7 @@ pub(crate) async fn respond<S: Shape>(
             prompt_tokens,
             completion_tokens,
         } => {
-            let mut out = vec![shape.finish(finish)];
+            let mut out = shape.finish(finish);
             if include_usage {
                 out.push(shape.usage(Usage::new(prompt_tokens, completion_tokens)));
             }

@@ -10,6 +10,13 @@ use serde::Serialize;
 pub struct Message {
     pub role: String,
     pub content: String,
+    /// An assistant turn's tool calls, in OpenAI's shape (`[{"id", "type", "function": {"name",
+    /// "arguments"}}]`), for templates that render them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// A tool result's call id (`role: "tool"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl Message {
@@ -17,6 +24,8 @@ impl Message {
         Message {
             role: role.into(),
             content: content.into(),
+            tool_calls: None,
+            tool_call_id: None,
         }
     }
 }
@@ -41,9 +50,25 @@ impl ChatTemplate {
         }
     }
 
+    /// Whether the template reads a `tools` variable (else tools go in as a system text, see
+    /// [`super::tools`]).
+    pub fn reads_tools(&self) -> bool {
+        self.source.contains("tools")
+    }
+
     /// Renders the conversation; with `add_generation_prompt`, ends with the header of the
     /// assistant's turn so that the model continues as the assistant.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// [`Self::render`] with the template's `tools` variable set (OpenAI's tool objects).
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        tools: Option<&[serde_json::Value]>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let mut env = minijinja::Environment::new();
         // A template comes from the model file: bound its work, so that a hostile one (nested
         // `range(100000)` loops) fails instead of hanging the caller.
@@ -69,6 +94,7 @@ impl ChatTemplate {
             .map_err(|e| Error::Template(e.to_string()))?;
         tmpl.render(minijinja::context! {
             messages => messages,
+            tools => tools,
             add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
@@ -88,15 +114,49 @@ impl ChatTemplate {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>> {
+        self.encode_with_tools(tokenizer, messages, None, add_generation_prompt)
+    }
+
+    /// [`Self::encode`] with the template's `tools` variable set; the tools' and the calls'
+    /// strings are text too.
+    pub fn encode_with_tools(
+        &self,
+        tokenizer: &Tokenizer,
+        messages: &[Message],
+        tools: Option<&[serde_json::Value]>,
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>> {
+        let text = |v: &serde_json::Value| escape_strings(tokenizer, v);
         let escaped: Vec<Message> = messages
             .iter()
             .map(|m| Message {
                 role: tokenizer.escape_specials(&m.role),
                 content: tokenizer.escape_specials(&m.content),
+                tool_calls: m.tool_calls.as_ref().map(text),
+                tool_call_id: m
+                    .tool_call_id
+                    .as_deref()
+                    .map(|s| tokenizer.escape_specials(s)),
             })
             .collect();
-        let rendered = self.render(&escaped, add_generation_prompt)?;
+        let tools: Option<Vec<serde_json::Value>> = tools.map(|t| t.iter().map(text).collect());
+        let rendered = self.render_with_tools(&escaped, tools.as_deref(), add_generation_prompt)?;
         Ok(tokenizer.encode_rendered(&rendered))
+    }
+}
+
+/// Every string (keys too) of a JSON value with special-token text escaped.
+fn escape_strings(tokenizer: &Tokenizer, v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(tokenizer.escape_specials(s)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| escape_strings(tokenizer, x)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (tokenizer.escape_specials(k), escape_strings(tokenizer, x)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod generate;
 pub mod kv_cache;
 pub mod perplexity;
 pub mod sampling;
+pub mod tools;
 
 pub use constraint::{Constraint, ConstraintFactory, Grammar};
 pub use generate::{FinishReason, GenerateOptions, Generation, Generator, Sequence, Step};
