@@ -198,6 +198,35 @@ mod tests {
             .is_ok());
     }
 
+    /// A template that reads `tools` and `tool_calls` (the shape of Qwen2.5's) sees OpenAI's
+    /// objects; their strings stay text when encoded.
+    #[test]
+    fn templates_read_tools_and_calls() {
+        let src = "{% if tools %}{% for t in tools %}<{{ t.function.name }}>{% endfor %}{% endif %}{% for m in messages %}{{ m.role }}:{{ m.content }}{% if m.tool_calls %}{% for c in m.tool_calls %}[{{ c.function.name }}]{% endfor %}{% endif %}{% if m.tool_call_id %}#{{ m.tool_call_id }}{% endif %}|{% endfor %}";
+        let t = ChatTemplate::new(src, "", "");
+        assert!(t.reads_tools());
+        assert!(!ChatTemplate::new(CHATML, "", "").reads_tools());
+        let tools = [serde_json::json!({"type": "function", "function": {"name": "f"}})];
+        let msgs = [
+            Message::new("user", "hi"),
+            Message {
+                tool_calls: Some(
+                    serde_json::json!([{"function": {"name": "f", "arguments": "{}"}}]),
+                ),
+                ..Message::new("assistant", "")
+            },
+            Message {
+                tool_call_id: Some("call_1".into()),
+                ..Message::new("tool", "42")
+            },
+        ];
+        assert_eq!(
+            t.render_with_tools(&msgs, Some(&tools), false).unwrap(),
+            "<f>user:hi|assistant:[f]|tool:42#call_1|"
+        );
+        assert_eq!(t.render(&msgs[..1], false).unwrap(), "user:hi|");
+    }
+
     #[test]
     fn python_string_methods_and_raise_exception_work() {
         let t = ChatTemplate::new(
