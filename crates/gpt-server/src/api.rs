@@ -293,6 +293,9 @@ pub struct TopLogprob {
     pub token: String,
     pub logprob: f32,
     pub bytes: Vec<u8>,
+    /// Extension, under a constraint: whether its mask allowed this candidate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<bool>,
 }
 
 /// One generated token's entry in `logprobs.content` (chat).
@@ -302,6 +305,10 @@ pub struct TokenLogprobJson {
     pub logprob: f32,
     pub bytes: Vec<u8>,
     pub top_logprobs: Vec<TopLogprob>,
+    /// Extension, under a constraint: the model's probability of every token its mask forbade
+    /// at this step (what the constraint overrode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed_probability: Option<f32>,
 }
 
 #[derive(Debug, Clone, Serialize)]

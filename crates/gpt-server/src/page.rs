@@ -5,7 +5,10 @@
 //! generated token arrives with the log-probabilities of its 20 most likely candidates.
 //! A log-probability is the logit minus the log-sum-exp of all logits, a constant per step, so
 //! softmax(logprob / T) over the candidates equals softmax(logit / T) over them: the page
-//! redraws the bars for any temperature without asking the server. The attention heatmap comes
+//! redraws the bars for any temperature without asking the server. With a constraint chosen on
+//! the page (a JSON object, a schema, a regex), each token's entry also says which candidates
+//! the grammar's mask forbade and how much of the model's probability that was
+//! (`removed_probability`): the bars strike those out. The attention heatmap comes
 //! from `/page/attention`, which runs the conversation through the model with the library's
 //! capture hook ([`gpt::inspect::capture::AttentionRecorder`]).
 

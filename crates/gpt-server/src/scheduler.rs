@@ -55,6 +55,17 @@ pub struct TokenLogprob {
     pub logprob: f32,
     /// The most likely tokens at this step, best first: (id, log-probability).
     pub top: Vec<(u32, f32)>,
+    /// Under a grammar: what its mask did at this step.
+    pub mask: Option<MaskEffect>,
+}
+
+/// What a constraint's mask did to one step's distribution.
+#[derive(Debug, Clone)]
+pub struct MaskEffect {
+    /// The model's probability (softmax of the raw logits) of every token the mask forbade.
+    pub removed: f32,
+    /// For each of `top`, whether the mask allowed it.
+    pub allowed: Vec<bool>,
 }
 
 /// What a generating request receives, in order: tokens, then `Done` or `Error`.
@@ -476,8 +487,21 @@ impl Scheduler {
 /// Samples the request's next token from `logits` (V) and sends it. Returns whether the
 /// request goes on (false: finished, or its client has gone).
 fn emit(model: &LoadedModel, metrics: &Metrics, r: &mut Running, logits: &[f32]) -> bool {
+    // Under a grammar, what its mask does to this step: read before the step advances it.
+    let seq = &r.seq;
+    let mask = r
+        .req
+        .logprobs
+        .filter(|_| seq.constraint_allows(0).is_some())
+        .map(|k| {
+            let top = logprobs(logits, 0, k).top;
+            mask_effect(logits, &top, |id| seq.constraint_allows(id) == Some(true))
+        });
     let step = r.seq.step(logits, &model.tokenizer);
-    let logprob = r.req.logprobs.map(|k| logprobs(logits, step.id, k));
+    let logprob = r.req.logprobs.map(|k| TokenLogprob {
+        mask,
+        ..logprobs(logits, step.id, k)
+    });
     let sent = r.req.events.send(Event::Token {
         id: step.id,
         text: step.text,
@@ -505,12 +529,31 @@ fn emit(model: &LoadedModel, metrics: &Metrics, r: &mut Running, logits: &[f32])
     true
 }
 
+/// log Σ exp(logits), the sum in f64: 49152 terms of very different sizes.
+fn lse(logits: &[f32]) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    max + sum.ln() as f32
+}
+
+/// The probability mass of the tokens `allowed` rejects, and which of `top` it allows.
+fn mask_effect(logits: &[f32], top: &[(u32, f32)], allowed: impl Fn(u32) -> bool) -> MaskEffect {
+    let lse = lse(logits);
+    let removed: f64 = logits
+        .iter()
+        .enumerate()
+        .filter(|&(id, _)| !allowed(id as u32))
+        .map(|(_, &l)| ((l - lse) as f64).exp())
+        .sum();
+    MaskEffect {
+        removed: removed.min(1.0) as f32,
+        allowed: top.iter().map(|&(id, _)| allowed(id)).collect(),
+    }
+}
+
 /// The log-probability of `id` and the `k` most likely tokens under softmax(logits).
 pub fn logprobs(logits: &[f32], id: u32, k: usize) -> TokenLogprob {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    // The sum in f64: 49152 terms of very different sizes.
-    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
-    let lse = max + sum.ln() as f32;
+    let lse = lse(logits);
     let top = if k == 0 {
         Vec::new()
     } else {
@@ -524,6 +567,7 @@ pub fn logprobs(logits: &[f32], id: u32, k: usize) -> TokenLogprob {
             .get(id as usize)
             .map_or(f32::NEG_INFINITY, |l| l - lse),
         top,
+        mask: None,
     }
 }
 

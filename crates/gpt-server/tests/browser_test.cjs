@@ -92,6 +92,22 @@ function check(name, ok, detail) {
     await page.hover("#attn", { position: { x: 40, y: 60 } });
     check("attention_hover_shows_a_weight", /query \d+ .* key \d+ .*%/.test(await page.textContent("#attn-tip")));
 
+    // A constrained answer: the bars strike out what the JSON grammar forbade.
+    await page.selectOption("#constraint", "json_object");
+    await page.fill("#input", "Describe a cat.");
+    await page.click("#send");
+    await page.waitForFunction(() => document.querySelectorAll(".msg.assistant[data-done]").length === 2, null,
+      { timeout: 120000 }).catch(() => null);
+    const answers = page.locator(".msg.assistant");
+    const last = answers.nth((await answers.count()) - 1);
+    const json = (await last.locator(".body").textContent()).trim();
+    check("constrained_reply_is_a_json_object_or_its_start", json.startsWith("{"), JSON.stringify(json));
+    await last.locator(".token").first().click();
+    const masked = await page.locator("#bars .bar.masked").count();
+    const note = await page.textContent("#bars-note");
+    check("bars_mark_what_the_constraint_removed", masked >= 1 && /constraint forbade/.test(note),
+      `${masked} struck out; ${note}`);
+
     check("nothing_fetched_from_another_host", foreign.length === 0, foreign.join(", "));
     check("no_script_errors", consoleErrors.length === 0, consoleErrors.join("; "));
     await page.screenshot({ path: shot, fullPage: true });

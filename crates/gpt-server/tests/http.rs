@@ -1007,3 +1007,64 @@ fn tool_results_round_trip_and_bad_tool_requests_are_400() {
         assert_eq!(e["param"], param, "{extra}: {e}");
     }
 }
+
+/// Under a constraint, logprobs say what the mask did: the probability it removed at each step
+/// (in [0, 1]; the first token of a JSON object must be `{`, so most of the model's choices go)
+/// and, per candidate, whether it was allowed; the sampled token always was. The reported
+/// distribution stays the model's own: the logprobs equal those of the same tokens unconstrained.
+#[test]
+fn logprobs_show_what_the_constraint_removed() {
+    let addr = solo();
+    let extra = r#","temperature":0,"max_tokens":12,"logprobs":true,"top_logprobs":5,"response_format":{"type":"json_object"}"#;
+    let v = post(
+        addr,
+        "/v1/chat/completions",
+        &chat_body("Describe a cat.", extra),
+    )
+    .json();
+    let content = v["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    assert!(!content.is_empty(), "{v}");
+    for (i, t) in content.iter().enumerate() {
+        let removed = t["removed_probability"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&removed), "{t}");
+        let tops = t["top_logprobs"].as_array().unwrap();
+        assert!(tops.iter().all(|c| c["allowed"].is_boolean()), "{t}");
+        if let Some(c) = tops.iter().find(|c| c["token"] == t["token"]) {
+            assert_eq!(
+                c["allowed"], true,
+                "step {i}: the sampled token was forbidden: {t}"
+            );
+        }
+        // Forbidden candidates' mass is part of what was removed.
+        let forbidden: f64 = tops
+            .iter()
+            .filter(|c| c["allowed"] == false)
+            .map(|c| c["logprob"].as_f64().unwrap().exp())
+            .sum();
+        assert!(forbidden <= removed + 1e-4, "{t}");
+    }
+    assert!(
+        content[0]["removed_probability"].as_f64().unwrap() > 0.5,
+        "{}",
+        content[0]
+    );
+    let plain = post(
+        addr,
+        "/v1/chat/completions",
+        &chat_body(
+            "Describe a cat.",
+            r#","temperature":0,"max_tokens":1,"logprobs":true,"top_logprobs":5"#,
+        ),
+    )
+    .json();
+    let p0 = &plain["choices"][0]["logprobs"]["content"][0];
+    assert!(p0.get("removed_probability").is_none(), "{p0}");
+    assert_eq!(p0["top_logprobs"], {
+        let mut t = content[0]["top_logprobs"].clone();
+        t.as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .for_each(|c| drop(c.as_object_mut().unwrap().remove("allowed")));
+        t
+    });
+}

@@ -306,15 +306,18 @@ fn chat_logprob(state: &AppState, id: u32, lp: &TokenLogprob) -> TokenLogprobJso
         top_logprobs: lp
             .top
             .iter()
-            .map(|&(tid, logprob)| {
+            .enumerate()
+            .map(|(i, &(tid, logprob))| {
                 let (token, bytes) = token_text(state, tid);
                 TopLogprob {
                     token,
                     logprob,
                     bytes,
+                    allowed: lp.mask.as_ref().and_then(|m| m.allowed.get(i).copied()),
                 }
             })
             .collect(),
+        removed_probability: lp.mask.as_ref().map(|m| m.removed),
     }
 }
 

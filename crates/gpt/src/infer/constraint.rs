@@ -215,6 +215,16 @@ impl Constraint {
         }
     }
 
+    /// Whether the grammar allows `id` next, as [`Self::mask`] decides it (a stop id where the
+    /// grammar may end).
+    pub fn allows(&self, id: u32, stop_ids: &[u32]) -> bool {
+        if stop_ids.contains(&id) {
+            self.allowed(self.eos)
+        } else {
+            self.allowed(id)
+        }
+    }
+
     /// Advances the grammar past a sampled token (not a stop id: those end the sequence) and
     /// computes the next mask.
     pub fn accept(&mut self, id: u32) {

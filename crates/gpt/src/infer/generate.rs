@@ -264,6 +264,13 @@ impl Sequence {
         self.finish
     }
 
+    /// Whether the sequence's grammar allows `id` as its next token; None without a grammar.
+    pub fn constraint_allows(&self, id: u32) -> Option<bool> {
+        self.constraint
+            .as_ref()
+            .map(|c| c.allows(id, &self.stop_ids))
+    }
+
     /// Why the grammar gave up, if it did (an internal error of the matcher).
     pub fn constraint_error(&self) -> Option<&str> {
         self.constraint.as_ref().and_then(|c| c.error.as_deref())
