@@ -55,18 +55,23 @@ passed=${passed:-0}; failed=${failed:-1}
 # Graceful shutdown: SIGTERM while a stream is running; the stream ends with [DONE] and the
 # server exits 0.
 curl_stream() {
-  python3 - "$P1" <<'PY'
+  python3 - "$P1" "$LOG/shutdown-started" <<'PY'
 import json, sys, urllib.request
 req = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/v1/completions",
-    data=json.dumps({"prompt": "Count to fifty: one, two,", "max_tokens": 60, "stream": True}).encode(),
+    data=json.dumps({"prompt": "Count to fifty: one, two,", "max_tokens": 300, "stream": True}).encode(),
     headers={"Content-Type": "application/json"})
-body = urllib.request.urlopen(req, timeout=120).read().decode()
+r = urllib.request.urlopen(req, timeout=120)
+first = r.readline()
+open(sys.argv[2], "w").write("started")  # the stream is running: now the signal
+body = (first + r.read()).decode()
 print("stream-ended-with-done" if body.rstrip().endswith("data: [DONE]") else "stream-broken")
 PY
 }
+rm -f "$LOG/shutdown-started"
 curl_stream >"$LOG/shutdown-stream.txt" &
 READER=$!
-sleep 0.5
+# The signal goes once the stream is running (a loaded machine may start the reader late).
+for _ in $(seq 600); do [ -f "$LOG/shutdown-started" ] && break; sleep 0.1; done
 kill -TERM "$S1"
 rc=0; wait "$S1" || rc=$?
 wait "$READER" || true

@@ -40,8 +40,12 @@ enum Command {
     Bench(commands::bench::Args),
     /// How well the model predicts a text: perplexity, as llama-perplexity measures it.
     Perplexity(commands::perplexity::Args),
-    /// Write a GGUF file of float weights as a smaller quantized one (Q4_0 .. Q8_0, Q4_K .. Q6_K).
+    /// Write a GGUF file (or a Hugging Face folder) of float weights as a smaller quantized one
+    /// (Q4_0 .. Q8_0, Q4_K .. Q6_K, Q4_K_M, Q5_K_M).
     Quantize(commands::quantize::Args),
+    /// Write a Hugging Face folder (a `gpt train` checkpoint, a Llama-family model) as a GGUF
+    /// file that llama.cpp and Ollama run.
+    Export(commands::export::Args),
     /// Pre-train a GPT-2-style model from text (CONFIG.toml).
     Train(commands::train::Args),
     /// Serve the model over an OpenAI-compatible HTTP API, with a page that shows it thinking.
@@ -63,6 +67,7 @@ fn main() {
         Command::Bench(a) => commands::bench::run(a),
         Command::Perplexity(a) => commands::perplexity::run(a),
         Command::Quantize(a) => commands::quantize::run(a),
+        Command::Export(a) => commands::export::run(a),
         Command::Train(a) => commands::train::run(a),
         Command::Serve(a) => commands::serve::run(a),
     };

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod error;
+pub mod export;
 pub mod formats;
 pub mod hub;
 pub mod infer;

@@ -573,17 +573,39 @@ pub fn type_for_rows(dtype: DType, ncols: u64) -> DType {
     }
 }
 
-/// Quantizes the GGUF file `input` by `scheme`, written atomically to `out` (a temporary file
-/// beside it, renamed when complete). `progress(tensors done, tensors)` is called as it goes.
-/// Quantized input tensors are refused unless `allow_requantize` (then they are dequantized
-/// first, as llama-quantize does).
+/// Quantizes `input` by `scheme`, written atomically to `out` (a temporary file beside it,
+/// renamed when complete). `input` is a GGUF file, or a Hugging Face folder (a `gpt train`
+/// checkpoint, say), exported as F32 first ([`crate::export`]) as llama.cpp quantizes the
+/// output of its converter. `progress(tensors done, tensors)` is called as it goes. Quantized
+/// input tensors are refused unless `allow_requantize` (then they are dequantized first, as
+/// llama-quantize does).
 pub fn quantize_file(
     input: &Path,
     out: &Path,
     scheme: Scheme,
     allow_requantize: bool,
-    mut progress: impl FnMut(usize, usize),
+    progress: impl FnMut(usize, usize),
 ) -> Result<()> {
+    let g = if input.is_dir() {
+        let bytes = crate::export::hf_to_gguf(input, DType::F32)?.to_bytes()?;
+        GgufFile::from_bytes(
+            &input.display().to_string(),
+            crate::tensor::Bytes::from_vec(bytes),
+        )?
+    } else {
+        GgufFile::open(input)?
+    };
+    let w = quantize_gguf(&g, scheme, allow_requantize, progress)?;
+    crate::export::write_atomic(&w, out)
+}
+
+/// [`quantize_file`] of an open GGUF file, in memory.
+pub fn quantize_gguf(
+    g: &GgufFile,
+    scheme: Scheme,
+    allow_requantize: bool,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<GgufWriter> {
     let valid = match scheme {
         Scheme::Pure(t) => TARGETS.iter().any(|(d, _)| *d == t),
         Scheme::Mix(t) => matches!(t, DType::Q4_K | DType::Q5_K),
@@ -594,7 +616,6 @@ pub fn quantize_file(
         )));
     }
     let ftype = scheme.file_type();
-    let g = GgufFile::open(input)?;
     let mut w = GgufWriter::new();
     for (k, v) in &g.metadata {
         if k != "general.file_type" && k != "general.quantization_version" {
@@ -603,7 +624,7 @@ pub fn quantize_file(
     }
     w.add_metadata("general.quantization_version", Value::U32(2));
     w.add_metadata("general.file_type", Value::U32(ftype));
-    let types = tensor_types(&g, scheme);
+    let types = tensor_types(g, scheme);
     for (i, (t, target)) in g.tensors.iter().zip(types).enumerate() {
         let data = g.tensor_data(t);
         let float = matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16);
@@ -632,16 +653,5 @@ pub fn quantize_file(
         );
         progress(i + 1, g.tensors.len());
     }
-    let tmp = out.with_file_name(format!(
-        ".{}.tmp",
-        out.file_name()
-            .map_or("quantized.gguf".into(), |n| n.to_string_lossy())
-    ));
-    let written = w
-        .write(&tmp)
-        .and_then(|()| std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e)));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    Ok(w)
 }

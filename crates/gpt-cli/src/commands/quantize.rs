@@ -14,7 +14,8 @@ type; norms, biases and other vectors stay as they are. Q4_K_M and Q5_K_M: llama
 (Q6_K for the output matrix and for some value and ffn_down matrices, as llama-quantize picks). Metadata and the tokenizer are carried
 over. The output is written to a temporary file beside OUT and renamed when complete.")]
 pub struct Args {
-    /// A GGUF file of F32, F16 or BF16 weights (or a known model name).
+    /// A GGUF file of F32, F16 or BF16 weights, a Hugging Face folder (exported as F32 first),
+    /// or a known model name.
     pub input: String,
     /// The GGUF file to write.
     pub output: std::path::PathBuf,

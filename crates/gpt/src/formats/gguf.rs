@@ -175,7 +175,7 @@ impl Value {
     }
 
     /// A short rendering for error messages: arrays show their length, not their contents.
-    fn summary(&self) -> String {
+    pub fn summary(&self) -> String {
         match self {
             Value::String(s) if s.len() > 40 => format!("string {:?}...", truncate_str(s, 40)),
             Value::String(s) => format!("string {s:?}"),
@@ -1140,9 +1140,10 @@ fn write_value(out: &mut Vec<u8>, v: &Value, depth: usize) -> std::result::Resul
             if depth >= MAX_ARRAY_DEPTH {
                 return Err(format!("arrays nested more than {MAX_ARRAY_DEPTH} deep"));
             }
-            // An empty array's element type is not recoverable from the Value; any type reads
-            // back as the same empty array, so u8 is as good as the original.
-            let elem = items.first().map_or(value_type::U8, Value::type_id);
+            // An empty array's element type is not recoverable from the Value. Strings: the
+            // empty arrays of real files are string lists (a vocabulary without merges), and
+            // llama.cpp checks their element type.
+            let elem = items.first().map_or(value_type::STRING, Value::type_id);
             if let Some(bad) = items.iter().find(|x| x.type_id() != elem) {
                 return Err(format!(
                     "array mixes {} and {} elements; GGUF arrays hold one type",

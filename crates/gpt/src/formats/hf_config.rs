@@ -364,22 +364,25 @@ fn llama3_freq_factors(r: &Value, theta: f64, rope_dim: usize) -> Option<Vec<f32
     if !(factor > 0.0 && low > 0.0 && high > low && old > 0.0) {
         return None;
     }
+    // In f32 step by step, as llama.cpp's converter computes `rope_freqs` (torch float32), so
+    // that an exported file holds the converter's factors; transformers' inv_freq agrees to
+    // about 1e-7.
+    let (factor, low, high, old) = (factor as f32, low as f32, high as f32, old as f32);
     let (low_wavelen, high_wavelen) = (old / low, old / high);
+    let two_pi = (2.0 * std::f64::consts::PI) as f32;
     Some(
         (0..rope_dim / 2)
             .map(|i| {
-                // In f32, as transformers computes inv_freq.
-                let inv = (theta as f32).powf(-((2 * i) as f32) / rope_dim as f32) as f64;
-                let wavelen = 2.0 * std::f64::consts::PI / inv;
-                let scaled = if wavelen < high_wavelen {
-                    inv
+                let freq = 1.0 / (theta as f32).powf((2 * i) as f32 / rope_dim as f32);
+                let wavelen = two_pi / freq;
+                if wavelen < high_wavelen {
+                    1.0
                 } else if wavelen > low_wavelen {
-                    inv / factor
+                    factor
                 } else {
                     let smooth = (old / wavelen - low) / (high - low);
-                    (1.0 - smooth) * inv / factor + smooth * inv
-                };
-                (inv / scaled) as f32
+                    1.0 / ((1.0 - smooth) / factor + smooth)
+                }
             })
             .collect(),
     )

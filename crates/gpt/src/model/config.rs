@@ -1,7 +1,7 @@
 //! Hyperparameters, read from a model file's metadata.
 
 use super::arch::{Positions, SlidingPattern};
-use crate::formats::gguf::GgufFile;
+use crate::formats::gguf::{GgufFile, Value};
 use crate::{Error, Result};
 
 pub use super::arch::Arch;
@@ -57,6 +57,46 @@ const MAX_DIM: u64 = 1 << 20;
 pub(crate) const MAX_LAYERS: u64 = 4096;
 
 impl Config {
+    /// The `{arch}.*` keys [`Self::from_gguf`] reads, as llama.cpp's `convert_hf_to_gguf.py`
+    /// writes them (what llama.cpp fixes by architecture, such as Gemma 3's sliding pattern, is
+    /// left out as the converter leaves it out).
+    pub fn gguf_metadata(&self, arch_name: &str) -> Vec<(String, Value)> {
+        let key = |k: &str| format!("{arch_name}.{k}");
+        let n = |x: usize| Value::U32(x as u32);
+        let mut m = vec![
+            (key("block_count"), n(self.n_layer)),
+            (key("context_length"), n(self.context_length)),
+            (key("embedding_length"), n(self.d_model)),
+            (key("feed_forward_length"), n(self.d_ff)),
+            (key("attention.head_count"), n(self.n_head)),
+        ];
+        match self.rope_theta {
+            None => m.push((
+                key("attention.layer_norm_epsilon"),
+                Value::F32(self.norm_eps),
+            )),
+            Some(theta) => {
+                m.extend([
+                    (key("attention.head_count_kv"), n(self.n_kv_head)),
+                    (key("rope.freq_base"), Value::F32(theta)),
+                    (
+                        key("attention.layer_norm_rms_epsilon"),
+                        Value::F32(self.norm_eps),
+                    ),
+                    (key("attention.key_length"), n(self.head_dim)),
+                    (key("attention.value_length"), n(self.head_dim)),
+                    (key("vocab_size"), n(self.vocab_size)),
+                    (key("rope.dimension_count"), n(self.rope_dim)),
+                ]);
+                if self.rope_scale != 1.0 {
+                    m.push((key("rope.scaling.type"), Value::String("linear".into())));
+                    m.push((key("rope.scaling.factor"), Value::F32(self.rope_scale)));
+                }
+            }
+        }
+        m
+    }
+
     /// Reads `{arch}.*` keys as llama.cpp names them; what GGUF does not store (Gemma 3's
     /// sliding pattern and local RoPE base) comes from the architecture's table.
     pub fn from_gguf(g: &GgufFile) -> Result<Config> {

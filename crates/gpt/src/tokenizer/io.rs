@@ -124,7 +124,7 @@ pub fn gpt2_spec(encoder_json: &Path, vocab_bpe: &Path) -> Result<TokenizerSpec>
 }
 
 /// What a `tokenizer.json` says beyond the spec.
-pub(super) struct TokenizerJson {
+pub(crate) struct TokenizerJson {
     pub spec: TokenizerSpec,
     pub pre: Pretokenizer,
     pub ignore_merges: bool,
@@ -140,7 +140,7 @@ const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{
 
 /// A Hugging Face `tokenizer.json` with a BPE model: byte-level, or SentencePiece-style
 /// (see [`spm_json_options`]).
-pub(super) fn tokenizer_json_spec(path: &Path) -> Result<TokenizerJson> {
+pub(crate) fn tokenizer_json_spec(path: &Path) -> Result<TokenizerJson> {
     let text = read_text(path)?;
     let v: Value =
         serde_json::from_str(&text).map_err(|e| file_err(path, format!("invalid JSON: {e}")))?;
@@ -682,6 +682,46 @@ pub fn write_gpt2_files(spec: &TokenizerSpec, dir: &Path) -> Result<()> {
         text.push('\n');
     }
     write_file(&vocab, &text)
+}
+
+/// A byte-level BPE vocabulary as GGUF metadata, the keys [`gguf_spec`] reads back
+/// (`tokenizer.ggml.model = "gpt2"`, its pre-tokenizer's name, tokens, types, merges, the
+/// special ids and whether BOS is added), as llama.cpp's converter writes them.
+pub fn gguf_metadata(
+    spec: &TokenizerSpec,
+    pre: Pretokenizer,
+) -> Vec<(String, crate::formats::gguf::Value)> {
+    use crate::formats::gguf::Value as V;
+    let strings = |v: &[String]| V::Array(v.iter().cloned().map(V::String).collect());
+    let types = spec
+        .token_types
+        .clone()
+        .unwrap_or_else(|| vec![super::TOKEN_TYPE_NORMAL; spec.tokens.len()]);
+    let mut m = vec![
+        ("tokenizer.ggml.model".to_string(), V::String("gpt2".into())),
+        (
+            "tokenizer.ggml.pre".to_string(),
+            V::String(pre.name().into()),
+        ),
+        ("tokenizer.ggml.tokens".to_string(), strings(&spec.tokens)),
+        (
+            "tokenizer.ggml.token_type".to_string(),
+            V::Array(types.into_iter().map(V::I32).collect()),
+        ),
+        ("tokenizer.ggml.merges".to_string(), strings(&spec.merges)),
+    ];
+    for (k, id) in [
+        ("bos_token_id", spec.bos_id),
+        ("eos_token_id", spec.eos_id),
+        ("unknown_token_id", spec.unk_id),
+        ("padding_token_id", spec.pad_id),
+    ] {
+        if let Some(id) = id {
+            m.push((format!("tokenizer.ggml.{k}"), V::U32(id)));
+        }
+    }
+    m.push(("tokenizer.ggml.add_bos_token".into(), V::Bool(spec.add_bos)));
+    m
 }
 
 /// The tokenizer described by GGUF's `tokenizer.ggml.*` keys: `tokenizer.ggml.model` "gpt2"

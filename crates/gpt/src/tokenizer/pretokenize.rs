@@ -72,10 +72,11 @@ impl Pretokenizer {
         })
     }
 
-    /// The GGUF `tokenizer.ggml.pre` name of the pattern (the first of its group in [`Self::known`]).
+    /// The GGUF `tokenizer.ggml.pre` name of the pattern, one llama.cpp's `llama-vocab.cpp`
+    /// recognizes (it knows GPT-2's as `gpt-2`, not `gpt2`).
     pub fn name(&self) -> &'static str {
         match self {
-            Pretokenizer::Gpt2 => "gpt2",
+            Pretokenizer::Gpt2 => "gpt-2",
             Pretokenizer::Smollm => "smollm",
             Pretokenizer::Llama3 => "llama-bpe",
             Pretokenizer::Qwen2 => "qwen2",
