@@ -235,8 +235,23 @@ fn tokenizer_metadata(dir: &Path) -> Result<Vec<(String, Value)>> {
         by_text.or(by_id).filter(|&i| i < n).map(|i| i as u32)
     };
     let (bos, eos, unk, pad) = (id_of("bos"), id_of("eos"), id_of("unk"), id_of("pad"));
-    spec.bos_id = bos.or(spec.bos_id);
-    spec.eos_id = eos.or(spec.eos_id);
+    // GPT-2's own convention (and `gpt train`'s BPE vocabularies): `<|endoftext|>` begins and
+    // ends texts. A file without an EOS id would get llama.cpp's default for GPT-2-style
+    // vocabularies, id 11 (a comma in GPT-2's), and stop there.
+    let endoftext = spec
+        .tokens
+        .iter()
+        .position(|t| t == "<|endoftext|>")
+        .map(|i| i as u32);
+    spec.bos_id = bos.or(spec.bos_id).or(endoftext);
+    spec.eos_id = eos.or(spec.eos_id).or(endoftext);
+    if spec.eos_id.is_none() {
+        tracing::warn!(
+            "{}: the vocabulary has no end-of-text token; llama.cpp will take token 11 ({:?}) for one",
+            path.display(),
+            spec.tokens.get(11).map_or("", String::as_str)
+        );
+    }
     spec.unk_id = unk.or(spec.unk_id);
     spec.pad_id = pad.or(spec.pad_id);
     let mut m = crate::tokenizer::io::gguf_metadata(&spec, parsed.pre);
