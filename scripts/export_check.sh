@@ -11,19 +11,12 @@
 #
 # Usage: scripts/export_check.sh   (prints "N passed, M failed"; exit 1 on a failure)
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
+source "$(dirname "$0")/common.sh"
 cd "$root"
-target="${CARGO_TARGET_DIR:-$root/target}"
 venv="$target/venv-gguf"
 work="$target/export-check"
-if [ -n "${GPT_BIN:-}" ]; then gpt="$GPT_BIN"; else
-  cargo build --release --quiet -p gpt-cli
-  gpt="$target/release/gpt"
-fi
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import gguf, safetensors, numpy' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check gguf safetensors numpy
-fi
+gpt_binary
+python_venv "$venv" "gguf, safetensors, numpy" gguf safetensors numpy
 rm -rf "$work" && mkdir -p "$work"
 for tok in char bpe:512; do
   name=${tok%%:*}

@@ -13,21 +13,12 @@
 # TOKENIZERS_VERSION pins the pip package (default: the newest); GPT_BIN=path/to/gpt uses that
 # binary instead of building one.
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
+source "$(dirname "$0")/common.sh"
 cd "$root"
-target="${CARGO_TARGET_DIR:-$root/target}"
 venv="$target/venv-tokenizers"
 work="$target/hf-tokenizers-check"
-
-if [ -n "${GPT_BIN:-}" ]; then gpt="$GPT_BIN"; else
-  cargo build --release --quiet -p gpt-cli
-  gpt="$target/release/gpt"
-fi
-
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import tokenizers' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "tokenizers${TOKENIZERS_VERSION:+==$TOKENIZERS_VERSION}"
-fi
+gpt_binary
+python_venv "$venv" tokenizers "tokenizers${TOKENIZERS_VERSION:+==$TOKENIZERS_VERSION}"
 
 rm -rf "$work"
 mkdir -p "$work"
