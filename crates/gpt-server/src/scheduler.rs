@@ -487,20 +487,23 @@ impl Scheduler {
 /// Samples the request's next token from `logits` (V) and sends it. Returns whether the
 /// request goes on (false: finished, or its client has gone).
 fn emit(model: &LoadedModel, metrics: &Metrics, r: &mut Running, logits: &[f32]) -> bool {
-    // Under a grammar, what its mask does to this step: read before the step advances it.
-    let seq = &r.seq;
-    let mask = r
-        .req
-        .logprobs
-        .filter(|_| seq.constraint_allows(0).is_some())
-        .map(|k| {
-            let top = logprobs(logits, 0, k).top;
-            mask_effect(logits, &top, |id| seq.constraint_allows(id) == Some(true))
+    // The distribution's parts once per step (log-sum-exp, top k); under a grammar, what its
+    // mask does to this step, read before the step advances the grammar.
+    let parts = r.req.logprobs.map(|k| {
+        let (lse, top) = distribution(logits, k);
+        let seq = &r.seq;
+        let mask = seq.constraint_allows(0).is_some().then(|| {
+            mask_effect(logits, lse, &top, |id| {
+                seq.constraint_allows(id) == Some(true)
+            })
         });
+        (lse, top, mask)
+    });
     let step = r.seq.step(logits, &model.tokenizer);
-    let logprob = r.req.logprobs.map(|k| TokenLogprob {
+    let logprob = parts.map(|(lse, top, mask)| TokenLogprob {
+        logprob: logprob_of(logits, step.id, lse),
+        top,
         mask,
-        ..logprobs(logits, step.id, k)
     });
     let sent = r.req.events.send(Event::Token {
         id: step.id,
@@ -537,8 +540,12 @@ fn lse(logits: &[f32]) -> f32 {
 }
 
 /// The probability mass of the tokens `allowed` rejects, and which of `top` it allows.
-fn mask_effect(logits: &[f32], top: &[(u32, f32)], allowed: impl Fn(u32) -> bool) -> MaskEffect {
-    let lse = lse(logits);
+fn mask_effect(
+    logits: &[f32],
+    lse: f32,
+    top: &[(u32, f32)],
+    allowed: impl Fn(u32) -> bool,
+) -> MaskEffect {
     let removed: f64 = logits
         .iter()
         .enumerate()
@@ -553,6 +560,16 @@ fn mask_effect(logits: &[f32], top: &[(u32, f32)], allowed: impl Fn(u32) -> bool
 
 /// The log-probability of `id` and the `k` most likely tokens under softmax(logits).
 pub fn logprobs(logits: &[f32], id: u32, k: usize) -> TokenLogprob {
+    let (lse, top) = distribution(logits, k);
+    TokenLogprob {
+        logprob: logprob_of(logits, id, lse),
+        top,
+        mask: None,
+    }
+}
+
+/// log Σ exp(logits) and the `k` most likely tokens with their log-probabilities.
+fn distribution(logits: &[f32], k: usize) -> (f32, Vec<(u32, f32)>) {
     let lse = lse(logits);
     let top = if k == 0 {
         Vec::new()
@@ -562,13 +579,13 @@ pub fn logprobs(logits: &[f32], id: u32, k: usize) -> TokenLogprob {
             .map(|c| (c.id, c.score - lse))
             .collect()
     };
-    TokenLogprob {
-        logprob: logits
-            .get(id as usize)
-            .map_or(f32::NEG_INFINITY, |l| l - lse),
-        top,
-        mask: None,
-    }
+    (lse, top)
+}
+
+fn logprob_of(logits: &[f32], id: u32, lse: f32) -> f32 {
+    logits
+        .get(id as usize)
+        .map_or(f32::NEG_INFINITY, |l| l - lse)
 }
 
 /// Keeps the residual stream after the last block.
