@@ -644,9 +644,10 @@ fn forms<'a>(w: MatRef<'a>, packed: &'a Option<PackedWeights>) -> Vec<(&'static 
     v
 }
 
-/// A token's result does not depend on the batch it is in, up to the order of f32 sums: T = 1
-/// runs row kernels, larger T (on AVX-512 VNNI) packed panels that scale 16 rows at once, and
-/// prompts of float rows a dense product.
+/// A token's result does not depend on the batch it is in: bit for bit in the forms a loaded
+/// model uses (matrices repacked at load where the kernel set has panels for their type, float
+/// rows, F32 precision), which a prompt cache's exactness rests on; up to the order of f32 sums
+/// for a matrix left unpacked on AVX-512 VNNI (T = 1 runs row kernels, T >= 5 packs per call).
 #[test]
 fn matmul_of_t_tokens_matches_t_single_token_calls() {
     let mut rng = Rng(7);
@@ -683,6 +684,14 @@ fn matmul_of_t_tokens_matches_t_single_token_calls() {
                                 "{isa:?} {dtype}{form} {precision:?} ({n}, {k}) T={t} token {ti}"
                             );
                                 check_close(&what, &all[ti * n..(ti + 1) * n], &one, |r| tol[r]);
+                                let as_loaded = !form.is_empty()
+                                    || packed.is_none()
+                                    || isa != Isa::Avx512Vnni
+                                    || precision == Precision::F32;
+                                assert!(
+                                    !as_loaded || all[ti * n..(ti + 1) * n] == one[..],
+                                    "{what}: not bit for bit the single token's result"
+                                );
                             }
                         }
                     }

@@ -284,6 +284,30 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     Isa::detected().axpy(a, x, y)
 }
 
+/// One head's causal attention for M queries over NP keys.
+///
+/// q: (M, HS), rows `q_stride` apart; keys, values: (NP, HS); `visible[i]`: the keys query i
+/// sees (the causal mask, and a sliding window's start), not empty. Writes the softmax of each
+/// query's scores dot(q_i, k_j) * scale over its visible keys to row i of probs (M, NP; 0 for
+/// the keys it does not see) and out_i (HS) = Σ_j p_ij v_j.
+///
+/// Each row is computed by the same arithmetic whatever M and whichever queries share the call,
+/// so a position's output does not depend on how its sequence was cut into forward passes:
+/// one decode token and a chunk of a long prompt agree bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_block(
+    q: &[f32],
+    q_stride: usize,
+    keys: &[f32],
+    values: &[f32],
+    visible: &[Range<usize>],
+    scale: f32,
+    probs: &mut [f32],
+    out: &mut [f32],
+) {
+    Isa::detected().attend_block(q, q_stride, keys, values, visible, scale, probs, out)
+}
+
 /// x (n) *= a.
 pub fn scale(a: f32, x: &mut [f32]) {
     Isa::detected().scale(a, x)
@@ -503,23 +527,71 @@ impl Isa {
                     quant_matmul(&kern, w, acts.q8_k(), t, out);
                 }
             }
-            // Many tokens against f32 weights: a dense product, blocked for the caches.
-            // (File data that is not 4-byte aligned falls through to the row products.)
-            (_, DType::F32) if t >= GEMM_MIN_TOKENS && isa != Isa::Reference => {
-                match bytemuck::try_cast_slice::<u8, f32>(w.data) {
-                    Ok(wf) => gemm::sgemm(
-                        t,
-                        n,
-                        k,
-                        gemm::Operand::new(x),
-                        gemm::Operand::t(wf),
-                        out,
-                        false,
-                    ),
-                    Err(_) => float_matmul(isa, w, x, t, out),
+            _ => float_matmul(isa, w, x, t, out),
+        }
+    }
+
+    /// out (T, rows) = x (T, K) @ w^T for the float rows `rows` of `w` (each `row_bytes` bytes
+    /// of `dtype`: F32, F16 or BF16, any alignment): `set(token, row, value)`, each value the
+    /// [`dot_float_row`](Self::dot_float_row) of that row and token.
+    #[allow(clippy::too_many_arguments)]
+    fn float_rows(
+        self,
+        dtype: DType,
+        w: &[u8],
+        row_bytes: usize,
+        rows: Range<usize>,
+        x: &[f32],
+        k: usize,
+        set: &(impl Fn(usize, usize, f32) + Sync),
+    ) {
+        assert!(rows.end * row_bytes <= w.len() && row_bytes >= k * dtype.type_size());
+        assert!(
+            k > 0 && x.len().is_multiple_of(k),
+            "float_rows: x is not (T, K)"
+        );
+        match self.usable() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: usable() checked the CPU has AVX-512; the asserts bound every row read.
+            Isa::Avx512Vnni => unsafe {
+                match dtype {
+                    DType::F32 => {
+                        x86_64::float_rows_avx512::<x86_64::F32Row>(w, row_bytes, rows, x, k, set)
+                    }
+                    DType::F16 => {
+                        x86_64::float_rows_avx512::<x86_64::F16Row>(w, row_bytes, rows, x, k, set)
+                    }
+                    DType::BF16 => {
+                        x86_64::float_rows_avx512::<x86_64::Bf16Row>(w, row_bytes, rows, x, k, set)
+                    }
+                    _ => unreachable!("float_rows: {dtype} is not a float type"),
+                }
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: usable() checked the CPU has AVX2, FMA and F16C; rows bounded as above.
+            Isa::Avx2 => unsafe {
+                match dtype {
+                    DType::F32 => {
+                        x86_64::float_rows_avx2::<x86_64::F32Row>(w, row_bytes, rows, x, k, set)
+                    }
+                    DType::F16 => {
+                        x86_64::float_rows_avx2::<x86_64::F16Row>(w, row_bytes, rows, x, k, set)
+                    }
+                    DType::BF16 => {
+                        x86_64::float_rows_avx2::<x86_64::Bf16Row>(w, row_bytes, rows, x, k, set)
+                    }
+                    _ => unreachable!("float_rows: {dtype} is not a float type"),
+                }
+            },
+            _ => {
+                let mut row = vec![0f32; k];
+                for r in rows {
+                    quant::dequantize_row(dtype, &w[r * row_bytes..(r + 1) * row_bytes], &mut row);
+                    for (ti, xt) in x.chunks_exact(k).enumerate() {
+                        set(ti, r, reference::dot_f32(&row, xt));
+                    }
                 }
             }
-            _ => float_matmul(isa, w, x, t, out),
         }
     }
 
@@ -746,6 +818,55 @@ impl Isa {
             _ => unsafe { x86_64::axpy_avx2(a, x, y) },
             #[cfg(not(target_arch = "x86_64"))]
             _ => reference::axpy(a, x, y),
+        }
+    }
+
+    /// [`attend_block`](super::attend_block) on this kernel set.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attend_block(
+        self,
+        q: &[f32],
+        q_stride: usize,
+        keys: &[f32],
+        values: &[f32],
+        visible: &[Range<usize>],
+        scale: f32,
+        probs: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let m = visible.len();
+        assert!(
+            m > 0 && out.len().is_multiple_of(m),
+            "attend_block: out is not (M, HS)"
+        );
+        let hs = out.len() / m;
+        assert!(hs > 0 && keys.len().is_multiple_of(hs) && values.len() == keys.len());
+        let np = keys.len() / hs;
+        assert_eq!(probs.len(), m * np, "attend_block: probs is not (M, NP)");
+        assert!(
+            (m - 1) * q_stride + hs <= q.len(),
+            "attend_block: q is not (M, HS)"
+        );
+        assert!(
+            visible.iter().all(|v| v.start < v.end && v.end <= np),
+            "attend_block: a query sees no key, or keys past NP"
+        );
+        match self.usable() {
+            Isa::Reference => {
+                reference::attend_block(q, q_stride, keys, values, visible, scale, probs, out)
+            }
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: usable() checked the CPU has AVX-512; the asserts above bound every index.
+            Isa::Avx512Vnni => unsafe {
+                x86_64::attend_block_avx512(q, q_stride, keys, values, visible, scale, probs, out)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: usable() checked the CPU has AVX2, FMA and F16C; indices bounded as above.
+            Isa::Avx2 => unsafe {
+                x86_64::attend_block_avx2(q, q_stride, keys, values, visible, scale, probs, out)
+            },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => reference::attend_block(q, q_stride, keys, values, visible, scale, probs, out),
         }
     }
 
@@ -1388,65 +1509,37 @@ fn panel_matmul(
 #[cfg(target_arch = "x86_64")]
 const PACK_BATCH_ROWS: usize = 1024;
 
-/// From this many tokens on, f32 weights go through [`gemm::sgemm`] (training batches,
-/// prompts of f32 models); below it, row dot products win.
-const GEMM_MIN_TOKENS: usize = 16;
+/// Rows dequantized at a time for the f32 products of quantized weights at F32 precision.
+const DEQUANT_ROWS: usize = 8;
 
-/// Rows of float (or, at F32 precision, dequantized) weights per dense product of a prompt: a
-/// band is widened to f32 once (rows x K floats, 147 KiB for 64 x 576, within L2) and serves
-/// every token.
-const GEMM_BAND_ROWS: usize = 64;
-
-/// F32 precision, or float weights: each row is widened to f32 once per band and dotted with
-/// every token in f32. f32 rows, and f16/bf16 rows for a single token, are dotted in place.
+/// F32 precision, or float weights: dots in f32 of each weight row with every token, in tiles of
+/// a few tokens x a few rows whose weights and activations stay in registers (float rows read
+/// in place, quantized ones dequantized a few rows at a time). Each output is the dot the
+/// one-token product computes, bit for bit, so a token's result does not depend on T.
 fn float_matmul(isa: Isa, w: MatRef, x: &[f32], t: usize, out: &mut [f32]) {
     let (n, k) = (w.rows, w.cols);
-    if t >= GEMM_MIN_TOKENS && isa != Isa::Reference {
-        // A prompt: each band's rows widened to f32 once, then one dense product for all T
-        // tokens, blocked for the caches, instead of T dot products per row.
-        return for_each_band(n, t, n * k * t, GEMM_BAND_ROWS, out, |band| {
-            let rows = band.rows.len();
-            with_scratch(&ROW_SCRATCH, rows * (k + t), |scratch| {
-                let (wf, part) = scratch.split_at_mut(rows * k); // (rows, K), (T, rows)
-                for (r, dst) in band.rows.clone().zip(wf.chunks_exact_mut(k)) {
+    for_each_band(n, t, n * k * t, 1, out, |band| {
+        let set = |ti: usize, r: usize, v: f32| band.set(ti, r, v);
+        if matches!(w.dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return isa.float_rows(
+                w.dtype,
+                w.data,
+                w.row_bytes(),
+                band.rows.clone(),
+                x,
+                k,
+                &set,
+            );
+        }
+        with_scratch(&ROW_SCRATCH, DEQUANT_ROWS * k, |rows| {
+            for r0 in band.rows.clone().step_by(DEQUANT_ROWS) {
+                let r1 = (r0 + DEQUANT_ROWS).min(band.rows.end);
+                for (r, dst) in (r0..r1).zip(rows.chunks_exact_mut(k)) {
                     isa.dequantize_row(w.dtype, w.row(r), dst);
                 }
-                gemm::sgemm(
-                    t,
-                    rows,
-                    k,
-                    gemm::Operand::new(x),
-                    gemm::Operand::t(wf),
-                    part,
-                    false,
-                );
-                for (ti, vals) in part.chunks_exact(rows).enumerate() {
-                    band.set_run(ti, band.rows.start, vals);
-                }
-            })
-        });
-    }
-    let in_place = isa != Isa::Reference
-        && (w.dtype == DType::F32 || (t == 1 && matches!(w.dtype, DType::F16 | DType::BF16)));
-    for_each_band(n, t, n * k * t, 1, out, |band| {
-        if in_place {
-            for r in band.rows.clone() {
-                for ti in 0..t {
-                    band.set(
-                        ti,
-                        r,
-                        isa.dot_float_row(w.dtype, w.row(r), &x[ti * k..(ti + 1) * k]),
-                    );
-                }
-            }
-            return;
-        }
-        with_scratch(&ROW_SCRATCH, k, |row| {
-            for r in band.rows.clone() {
-                isa.dequantize_row(w.dtype, w.row(r), row);
-                for ti in 0..t {
-                    band.set(ti, r, isa.dot_f32(row, &x[ti * k..(ti + 1) * k]));
-                }
+                let shifted = |ti: usize, r: usize, v: f32| band.set(ti, r0 + r, v);
+                let bytes: &[u8] = bytemuck::cast_slice(&rows[..(r1 - r0) * k]);
+                isa.float_rows(DType::F32, bytes, k * 4, 0..r1 - r0, x, k, &shifted);
             }
         });
     });

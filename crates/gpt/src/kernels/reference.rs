@@ -267,3 +267,36 @@ pub fn scale(a: f32, x: &mut [f32]) {
         *v *= a;
     }
 }
+
+/// One head's causal attention for M queries over NP keys (see [`super::attend_block`]): the
+/// scores of query i are dot(q_i, k_j) * scale over its `visible[i]` keys, their softmax goes to
+/// row i of probs (M, NP; 0 for the rest), and out_i (HS) = Σ_j p_ij v_j summed in the order of
+/// j. Each row's arithmetic depends only on that row.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_block(
+    q: &[f32],
+    q_stride: usize,
+    keys: &[f32],
+    values: &[f32],
+    visible: &[std::ops::Range<usize>],
+    scale: f32,
+    probs: &mut [f32],
+    out: &mut [f32],
+) {
+    let hs = out.len() / visible.len();
+    let np = keys.len() / hs;
+    for (i, vis) in visible.iter().enumerate() {
+        let qi = &q[i * q_stride..i * q_stride + hs];
+        let row = &mut probs[i * np..(i + 1) * np];
+        row.fill(0.0);
+        for j in vis.clone() {
+            row[j] = dot_f32(qi, &keys[j * hs..(j + 1) * hs]) * scale;
+        }
+        softmax(&mut row[vis.clone()]);
+        let o = &mut out[i * hs..(i + 1) * hs];
+        o.fill(0.0);
+        for j in vis.clone() {
+            axpy(row[j], &values[j * hs..(j + 1) * hs], o);
+        }
+    }
+}

@@ -151,65 +151,145 @@ impl FloatRow for Bf16Row {
     }
 }
 
+/// The dots of `TOK` f32 vectors x_t with `ROWS` float rows w_r (n elements each, of `R`):
+/// out[t][r] = sum(w_r[i] * x_t[i]). Per pair: four accumulators of `V::N` lanes hide the FMA
+/// latency (element i goes to accumulator (i / N) mod 4 while four registers' worth remain,
+/// then to the first), a fixed reduction tree, and the tail in scalar, in order. The arithmetic
+/// of a pair does not depend on `TOK` or `ROWS`, so a tile of many tokens gives each token what
+/// the one-token dot ([`dot_avx2`], [`dot_avx512`]) gives it, bit for bit.
+#[inline(always)]
+unsafe fn float_dots<V: F32Lanes, R: FloatRow, const TOK: usize, const ROWS: usize>(
+    w: [*const u8; ROWS],
+    x: [*const f32; TOK],
+    n: usize,
+) -> [[f32; ROWS]; TOK] {
+    let mut acc = [[[V::zero(); 4]; ROWS]; TOK];
+    let mut i = 0;
+    while i + 4 * V::N <= n {
+        for c in 0..4 {
+            let o = i + c * V::N;
+            let xs: [V; TOK] = std::array::from_fn(|t| V::load(x[t].add(o)));
+            for (r, &wr) in w.iter().enumerate() {
+                let wv = V::load_row::<R>(wr.add(o * R::SIZE));
+                for (a, &xv) in acc.iter_mut().zip(&xs) {
+                    a[r][c] = a[r][c].fmadd(wv, xv);
+                }
+            }
+        }
+        i += 4 * V::N;
+    }
+    while i + V::N <= n {
+        let xs: [V; TOK] = std::array::from_fn(|t| V::load(x[t].add(i)));
+        for (r, &wr) in w.iter().enumerate() {
+            let wv = V::load_row::<R>(wr.add(i * R::SIZE));
+            for (a, &xv) in acc.iter_mut().zip(&xs) {
+                a[r][0] = a[r][0].fmadd(wv, xv);
+            }
+        }
+        i += V::N;
+    }
+    let mut out = [[0f32; ROWS]; TOK];
+    for (t, (o, a)) in out.iter_mut().zip(&acc).enumerate() {
+        for (r, (s, a)) in o.iter_mut().zip(a).enumerate() {
+            let mut sum = a[0].add(a[1]).add(a[2].add(a[3])).reduce();
+            for j in i..n {
+                sum += R::scalar(w[r].add(j * R::SIZE)) * *x[t].add(j);
+            }
+            *s = sum;
+        }
+    }
+    out
+}
+
 /// sum(w[i] * x[i]) for i < n; w: n elements of `R` at `w`, x: n f32 at `x`.
-/// Four accumulators hide the FMA latency; the tail is scalar, in order.
 #[inline(always)]
 unsafe fn dot_avx2<R: FloatRow>(w: *const u8, x: *const f32, n: usize) -> f32 {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 32 <= n {
-        for (j, a) in acc.iter_mut().enumerate() {
-            let o = i + 8 * j;
-            *a = _mm256_fmadd_ps(R::load8(w.add(o * R::SIZE)), _mm256_loadu_ps(x.add(o)), *a);
-        }
-        i += 32;
-    }
-    while i + 8 <= n {
-        acc[0] = _mm256_fmadd_ps(
-            R::load8(w.add(i * R::SIZE)),
-            _mm256_loadu_ps(x.add(i)),
-            acc[0],
-        );
-        i += 8;
-    }
-    let s01 = _mm256_add_ps(acc[0], acc[1]);
-    let s23 = _mm256_add_ps(acc[2], acc[3]);
-    let mut sum = hsum256(_mm256_add_ps(s01, s23));
-    while i < n {
-        sum += R::scalar(w.add(i * R::SIZE)) * *x.add(i);
-        i += 1;
-    }
-    sum
+    float_dots::<__m256, R, 1, 1>([w], [x], n)[0][0]
 }
 
 /// As [`dot_avx2`], 16 lanes wide.
 #[inline(always)]
 unsafe fn dot_avx512<R: FloatRow>(w: *const u8, x: *const f32, n: usize) -> f32 {
-    let mut acc = [_mm512_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 64 <= n {
-        for (j, a) in acc.iter_mut().enumerate() {
-            let o = i + 16 * j;
-            *a = _mm512_fmadd_ps(R::load16(w.add(o * R::SIZE)), _mm512_loadu_ps(x.add(o)), *a);
+    float_dots::<__m512, R, 1, 1>([w], [x], n)[0][0]
+}
+
+/// out (T, rows) = x (T, K) @ w^T for the float rows `rows` of w (each `row_bytes` of `R`):
+/// tiles of `TOK` tokens x `ROWS` rows through [`float_dots`], `set(token, row, value)`.
+/// Tokens go in blocks whose activations stay in L2 while the rows go by.
+#[inline(always)]
+unsafe fn float_rows<V: F32Lanes, R: FloatRow, const TOK: usize, const ROWS: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    rows: std::ops::Range<usize>,
+    x: &[f32],
+    k: usize,
+    set: &impl Fn(usize, usize, f32),
+) {
+    const TOKEN_BLOCK: usize = 32;
+    let t = x.len() / k;
+    debug_assert!(rows.end * row_bytes <= w.len() && row_bytes >= k * R::SIZE);
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    macro_rules! tile {
+        ($tok:expr, $rows:expr, $t0:expr, $r0:expr) => {{
+            let d = float_dots::<V, R, $tok, $rows>(
+                std::array::from_fn(|r| wp.add(($r0 + r) * row_bytes)),
+                std::array::from_fn(|ti| xp.add(($t0 + ti) * k)),
+                k,
+            );
+            for (ti, row) in d.iter().enumerate() {
+                for (r, &v) in row.iter().enumerate() {
+                    set($t0 + ti, $r0 + r, v);
+                }
+            }
+        }};
+    }
+    for b0 in (0..t).step_by(TOKEN_BLOCK) {
+        let b1 = (b0 + TOKEN_BLOCK).min(t);
+        let mut r0 = rows.start;
+        while r0 < rows.end {
+            let full_rows = r0 + ROWS <= rows.end;
+            let mut t0 = b0;
+            while t0 < b1 {
+                if full_rows && t0 + TOK <= b1 {
+                    tile!(TOK, ROWS, t0, r0);
+                    t0 += TOK;
+                } else if full_rows {
+                    tile!(1, ROWS, t0, r0);
+                    t0 += 1;
+                } else {
+                    tile!(1, 1, t0, r0);
+                    t0 += 1;
+                }
+            }
+            r0 += if full_rows { ROWS } else { 1 };
         }
-        i += 64;
     }
-    while i + 16 <= n {
-        acc[0] = _mm512_fmadd_ps(
-            R::load16(w.add(i * R::SIZE)),
-            _mm512_loadu_ps(x.add(i)),
-            acc[0],
-        );
-        i += 16;
-    }
-    let s01 = _mm512_add_ps(acc[0], acc[1]);
-    let s23 = _mm512_add_ps(acc[2], acc[3]);
-    let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(s01, s23));
-    while i < n {
-        sum += R::scalar(w.add(i * R::SIZE)) * *x.add(i);
-        i += 1;
-    }
-    sum
+}
+
+/// [`float_rows`] 8 lanes wide: one token x 3 rows (12 accumulators of the 16 registers).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn float_rows_avx2<R: FloatRow>(
+    w: &[u8],
+    row_bytes: usize,
+    rows: std::ops::Range<usize>,
+    x: &[f32],
+    k: usize,
+    set: &impl Fn(usize, usize, f32),
+) {
+    float_rows::<__m256, R, 1, 3>(w, row_bytes, rows, x, k, set)
+}
+
+/// [`float_rows`] 16 lanes wide: 3 tokens x 2 rows (24 accumulators of the 32 registers).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+pub(super) unsafe fn float_rows_avx512<R: FloatRow>(
+    w: &[u8],
+    row_bytes: usize,
+    rows: std::ops::Range<usize>,
+    x: &[f32],
+    k: usize,
+    set: &impl Fn(usize, usize, f32),
+) {
+    float_rows::<__m512, R, 3, 2>(w, row_bytes, rows, x, k, set)
 }
 
 /// Dot of a float row (`x.len()` elements of `R` in `w`) with `x`.
@@ -1399,6 +1479,275 @@ pub(super) unsafe fn softmax_avx2(x: &mut [f32]) {
         i += 1;
     }
     scale_avx2(1.0 / sum, x);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention of one head over a block of queries (see `super::attend_block`). Every row's
+// arithmetic is fixed by the head size alone: the same dot per score, the softmax over exactly
+// its visible scores, one FMA chain per output element in the order of the keys. So a row's
+// output is bit for bit the same whichever rows share the block (one decode token, a chunk of
+// a prompt), which is what makes a reused prefix cache exact.
+
+/// f32 lanes of one register width, for the kernels written once for both widths.
+trait F32Lanes: Copy {
+    const N: usize;
+    unsafe fn zero() -> Self;
+    unsafe fn splat(x: f32) -> Self;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn store(self, p: *mut f32);
+    /// a * b + self, rounded once.
+    unsafe fn fmadd(self, a: Self, b: Self) -> Self;
+    unsafe fn add(self, b: Self) -> Self;
+    /// The sum of the lanes, in a fixed order.
+    unsafe fn reduce(self) -> f32;
+    /// `N` elements of a float row, widened to f32.
+    unsafe fn load_row<R: FloatRow>(p: *const u8) -> Self;
+}
+
+impl F32Lanes for __m256 {
+    const N: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        _mm256_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        _mm256_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        _mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        _mm256_storeu_ps(p, self)
+    }
+    #[inline(always)]
+    unsafe fn fmadd(self, a: Self, b: Self) -> Self {
+        _mm256_fmadd_ps(a, b, self)
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        _mm256_add_ps(self, b)
+    }
+    #[inline(always)]
+    unsafe fn reduce(self) -> f32 {
+        hsum256(self)
+    }
+    #[inline(always)]
+    unsafe fn load_row<R: FloatRow>(p: *const u8) -> Self {
+        R::load8(p)
+    }
+}
+
+impl F32Lanes for __m512 {
+    const N: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        _mm512_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        _mm512_storeu_ps(p, self)
+    }
+    #[inline(always)]
+    unsafe fn fmadd(self, a: Self, b: Self) -> Self {
+        _mm512_fmadd_ps(a, b, self)
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        _mm512_add_ps(self, b)
+    }
+    #[inline(always)]
+    unsafe fn reduce(self) -> f32 {
+        _mm512_reduce_add_ps(self)
+    }
+    #[inline(always)]
+    unsafe fn load_row<R: FloatRow>(p: *const u8) -> Self {
+        R::load16(p)
+    }
+}
+
+/// Queries whose sums share each value load.
+const ATTEND_QUERIES: usize = 4;
+
+/// The block's scores and softmax, row by row, with `dot` as the score's dot product.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_scores(
+    dot: impl Fn(*const f32, *const f32, usize) -> f32,
+    q: &[f32],
+    q_stride: usize,
+    keys: &[f32],
+    hs: usize,
+    visible: &[std::ops::Range<usize>],
+    scale: f32,
+    probs: &mut [f32],
+) {
+    let np = keys.len() / hs;
+    for (i, vis) in visible.iter().enumerate() {
+        debug_assert!(vis.end <= np && i * q_stride + hs <= q.len());
+        let row = &mut probs[i * np..(i + 1) * np];
+        row.fill(0.0);
+        let qi = q.as_ptr().add(i * q_stride);
+        for j in vis.clone() {
+            row[j] = dot(qi, keys.as_ptr().add(j * hs), hs) * scale;
+        }
+        softmax_avx2(&mut row[vis.clone()]);
+    }
+}
+
+/// out (M, HS) = probs (M, NP) @ values (NP, HS): `Q` queries x `W` registers of each output row
+/// held in registers while the keys of any of the `Q` go by (a key a query does not see has
+/// p = 0, and fma(0, v, s) = s: the sum starts at +0 and never becomes -0).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn weighted_values_tile<V: F32Lanes, const Q: usize, const W: usize>(
+    probs: &[f32],
+    np: usize,
+    values: &[f32],
+    hs: usize,
+    i0: usize,
+    d0: usize,
+    keys: std::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    let mut acc = [[V::zero(); W]; Q];
+    let vp = values.as_ptr().add(d0);
+    let pp = probs.as_ptr().add(i0 * np);
+    for j in keys {
+        let mut v = [V::zero(); W];
+        for (c, x) in v.iter_mut().enumerate() {
+            *x = V::load(vp.add(j * hs + c * V::N));
+        }
+        for (t, a) in acc.iter_mut().enumerate() {
+            let p = V::splat(*pp.add(t * np + j));
+            for (s, &x) in a.iter_mut().zip(&v) {
+                *s = s.fmadd(p, x);
+            }
+        }
+    }
+    let op = out.as_mut_ptr().add(i0 * hs + d0);
+    for (t, a) in acc.iter().enumerate() {
+        for (c, s) in a.iter().enumerate() {
+            s.store(op.add(t * hs + c * V::N));
+        }
+    }
+}
+
+/// [`weighted_values_tile`] for `q` (1..=4) queries from i0 and `w` (1 or 4) registers from d0.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn weighted_values_tile_of<V: F32Lanes>(
+    q: usize,
+    w: usize,
+    probs: &[f32],
+    np: usize,
+    values: &[f32],
+    hs: usize,
+    i0: usize,
+    d0: usize,
+    keys: std::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    macro_rules! tile {
+        ($q:literal, $w:literal) => {
+            weighted_values_tile::<V, $q, $w>(probs, np, values, hs, i0, d0, keys, out)
+        };
+    }
+    match (q, w) {
+        (4, 4) => tile!(4, 4),
+        (3, 4) => tile!(3, 4),
+        (2, 4) => tile!(2, 4),
+        (1, 4) => tile!(1, 4),
+        (4, _) => tile!(4, 1),
+        (3, _) => tile!(3, 1),
+        (2, _) => tile!(2, 1),
+        _ => tile!(1, 1),
+    }
+}
+
+/// out (M, HS) = probs (M, NP) @ values (NP, HS), each element one FMA chain over the keys in
+/// order; the last HS mod N elements of a row in scalar multiply-adds.
+#[inline(always)]
+unsafe fn weighted_values<V: F32Lanes>(
+    probs: &[f32],
+    values: &[f32],
+    hs: usize,
+    visible: &[std::ops::Range<usize>],
+    out: &mut [f32],
+) {
+    let (m, np) = (visible.len(), probs.len() / visible.len());
+    let wide = hs / V::N * V::N;
+    let mut i0 = 0;
+    while i0 < m {
+        let q = ATTEND_QUERIES.min(m - i0);
+        let rows = &visible[i0..i0 + q];
+        let keys = rows.iter().map(|v| v.start).min().unwrap_or(0)
+            ..rows.iter().map(|v| v.end).max().unwrap_or(0);
+        let mut d0 = 0;
+        while d0 < wide {
+            let w = if wide - d0 >= 4 * V::N { 4 } else { 1 };
+            weighted_values_tile_of::<V>(q, w, probs, np, values, hs, i0, d0, keys.clone(), out);
+            d0 += w * V::N;
+        }
+        for t in i0..i0 + q {
+            for d in wide..hs {
+                let mut s = 0f32;
+                for j in keys.clone() {
+                    s += probs[t * np + j] * values[j * hs + d];
+                }
+                out[t * hs + d] = s;
+            }
+        }
+        i0 += q;
+    }
+}
+
+/// One head's attention for a block of queries, 8 lanes wide.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn attend_block_avx2(
+    q: &[f32],
+    q_stride: usize,
+    keys: &[f32],
+    values: &[f32],
+    visible: &[std::ops::Range<usize>],
+    scale: f32,
+    probs: &mut [f32],
+    out: &mut [f32],
+) {
+    let hs = out.len() / visible.len();
+    let dot = |a: *const f32, b: *const f32, n| dot_avx2::<F32Row>(a as *const u8, b, n);
+    attend_scores(dot, q, q_stride, keys, hs, visible, scale, probs);
+    weighted_values::<__m256>(probs, values, hs, visible, out);
+}
+
+/// One head's attention for a block of queries, 16 lanes wide.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn attend_block_avx512(
+    q: &[f32],
+    q_stride: usize,
+    keys: &[f32],
+    values: &[f32],
+    visible: &[std::ops::Range<usize>],
+    scale: f32,
+    probs: &mut [f32],
+    out: &mut [f32],
+) {
+    let hs = out.len() / visible.len();
+    let dot = |a: *const f32, b: *const f32, n| dot_avx512::<F32Row>(a as *const u8, b, n);
+    attend_scores(dot, q, q_stride, keys, hs, visible, scale, probs);
+    weighted_values::<__m512>(probs, values, hs, visible, out);
 }
 
 // ---------------------------------------------------------------------------------------------

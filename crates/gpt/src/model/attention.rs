@@ -99,91 +99,72 @@ impl Attention {
             seq.cache.append(&k[span.clone()], &v[span], hs);
             r0 += seq.t;
         }
-        let caches: Vec<&LayerCache> = seqs.iter().map(|s| &*s.cache).collect();
-
         let group = nh / self.n_kv_head;
-        let scale = self.scale;
-        let window = self.window;
+        let (scale, window) = (self.scale, self.window);
         let record = seqs.len() == 1 && capture.as_ref().is_some_and(|c| c.wants_attention(layer));
         // Key positions visible to the last query of a single sequence: the width of a pattern.
         let p = seqs.first().map_or(0, |s| s.pos0 + s.t);
-        let mut out = vec![0f32; n * nh * hs]; // (N, NH * HS)
-        if !record && seqs.len() == 1 && n >= PREFILL_GEMM_MIN_ROWS {
-            let (cache, pos0) = (caches[0], seqs[0].pos0);
-            // One task per (head, block of queries): blocks late in the prompt see more keys,
-            // and tasks are claimed one at a time, so both threads stay busy.
-            let blocks = n.div_ceil(PREFILL_QUERY_BLOCK);
-            let parts = kernels::team::parallel_map(nh * blocks, |task| {
-                let (h, b) = (task / blocks, task % blocks);
-                let queries = b * PREFILL_QUERY_BLOCK..((b + 1) * PREFILL_QUERY_BLOCK).min(n);
-                let q = &q[queries.start * nh * hs + h * hs..];
-                prefill_block(
-                    q,
-                    nh * hs,
-                    cache,
-                    h / group,
-                    pos0,
-                    queries,
-                    hs,
-                    scale,
-                    window,
-                )
-            });
-            for (task, o) in parts.iter().enumerate() {
-                let (h, b) = (task / blocks, task % blocks);
-                let rows = out.chunks_exact_mut(nh * hs).skip(b * PREFILL_QUERY_BLOCK);
-                for (dst, src) in rows.zip(o.chunks_exact(hs)) {
-                    dst[h * hs..(h + 1) * hs].copy_from_slice(src);
+        // One task per (sequence, head, block of its queries): blocks late in a prompt see more
+        // keys, and tasks are claimed one at a time, so both threads stay busy. Each is
+        // (sequence, head, first row in the stack, first query in the sequence, queries).
+        let mut tasks = Vec::new();
+        let mut r0 = 0;
+        for (s, seq) in seqs.iter().enumerate() {
+            for h in 0..nh {
+                for i0 in (0..seq.t).step_by(QUERY_BLOCK) {
+                    tasks.push((s, h, r0 + i0, i0, QUERY_BLOCK.min(seq.t - i0)));
                 }
             }
-            for seq in seqs.iter_mut() {
-                seq.cache.slide(hs);
-            }
-            return self.wo.forward(&out, n, precision);
+            r0 += seq.t;
         }
-
-        // One task per (row, head): row i of the scores, its softmax, its weighted sum. When
-        // the pattern is recorded, each task's probabilities land in its row of (N, NH, P).
-        let mut recorded = vec![0f32; if record { n * nh * p } else { 0 }];
-        kernels::team::for_each_chunk_pair_mut(
-            &mut out,
-            hs,
-            &mut recorded,
-            if record { p } else { 0 },
-            |idx, o, rec| {
-                let (r, h) = (idx / nh, idx % nh);
-                let (s, pos) = rows[r];
-                let kv = h / group;
-                let cache = caches[s];
-                let qh = &q[(r * nh + h) * hs..(r * nh + h + 1) * hs];
-                let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                let mut own = Vec::new();
-                let probs = if record {
-                    rec
-                } else {
-                    own.resize(pos + 1, 0f32);
-                    &mut own[..]
-                };
-                attend(
-                    qh,
-                    |j| cache.kv(kv, j, hs).0,
-                    |j| cache.kv(kv, j, hs).1,
-                    first..pos + 1,
-                    scale,
-                    probs,
-                    o,
-                );
-            },
-        );
-        if let Some(c) = capture.filter(|_| record) {
-            // (N, NH, P) -> (NH, N, P)
-            let t = n;
-            let mut probs_all = vec![0f32; nh * t * p];
-            for (idx, scores) in recorded.chunks_exact(p).enumerate() {
-                let (ti, h) = (idx / nh, idx % nh);
-                probs_all[(h * t + ti) * p..(h * t + ti + 1) * p].copy_from_slice(scores);
+        let views: Vec<(&LayerCache, usize)> = seqs.iter().map(|s| (&*s.cache, s.pos0)).collect();
+        let first_visible = |pos: usize| window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        let parts = kernels::team::parallel_map(tasks.len(), |task| {
+            let (s, h, row0, i0, m) = tasks[task];
+            let (cache, pos0) = views[s];
+            let (b0, b1) = (pos0 + i0, pos0 + i0 + m); // the block's positions
+            debug_assert!(
+                first_visible(b0) >= cache.start,
+                "a visible key left the cache"
+            );
+            // Keys lo..b1: every position some query of the block sees.
+            let lo = first_visible(b0).max(cache.start);
+            let visible: Vec<std::ops::Range<usize>> = (b0..b1)
+                .map(|pos| first_visible(pos).max(lo) - lo..pos + 1 - lo)
+                .collect();
+            let span = (lo - cache.start) * hs..(b1 - cache.start) * hs;
+            let kv = h / group;
+            let mut probs = vec![0f32; m * (b1 - lo)]; // (m, b1 - lo)
+            let mut o = vec![0f32; m * hs]; // (m, HS)
+            kernels::attend_block(
+                &q[row0 * nh * hs + h * hs..],
+                nh * hs,
+                &cache.k[kv][span.clone()],
+                &cache.v[kv][span],
+                &visible,
+                scale,
+                &mut probs,
+                &mut o,
+            );
+            (o, record.then_some((probs, lo)))
+        });
+        let mut out = vec![0f32; n * nh * hs]; // (N, NH * HS)
+        let mut pattern = vec![0f32; if record { nh * n * p } else { 0 }]; // (NH, T, P)
+        for (&(_, h, row0, i0, m), (o, probs)) in tasks.iter().zip(&parts) {
+            let dst_rows = out.chunks_exact_mut(nh * hs).skip(row0);
+            for (dst, src) in dst_rows.zip(o.chunks_exact(hs)) {
+                dst[h * hs..(h + 1) * hs].copy_from_slice(src);
             }
-            c.attention(layer, nh, t, p, &probs_all);
+            if let Some((probs, lo)) = probs {
+                // Row i covers key positions lo..; the pattern's rows cover 0..P.
+                for (i, row) in probs.chunks_exact(probs.len() / m).enumerate() {
+                    let at = (h * n + i0 + i) * p + lo;
+                    pattern[at..at + row.len()].copy_from_slice(row);
+                }
+            }
+        }
+        if let Some(c) = capture.filter(|_| record) {
+            c.attention(layer, nh, n, p, &pattern);
         }
         for seq in seqs.iter_mut() {
             seq.cache.slide(hs);
@@ -192,100 +173,10 @@ impl Attention {
     }
 }
 
-/// From this many new positions of one sequence on, attention runs as matrix products per head
-/// (scores S = Q K^T, softmax, O = S V through gemm) instead of one dot product per key.
-const PREFILL_GEMM_MIN_ROWS: usize = 16;
-/// Queries per block of the matrix form: the scores held at once are (block, P), so memory stays
-/// bounded however long the prompt (the full (T, T) matrix is never built), and a prompt gives
-/// heads x blocks tasks to share among the threads.
-const PREFILL_QUERY_BLOCK: usize = 64;
-
-/// One head's attention for the new positions pos0 + `queries` of one sequence, in matrix form.
-/// q: that head's query of the block's first position, rows `q_stride` apart (M, HS); the keys
-/// and values are the cache's head `kv` (already holding the new positions). Returns (M, HS).
-#[allow(clippy::too_many_arguments)]
-fn prefill_block(
-    q: &[f32],
-    q_stride: usize,
-    cache: &LayerCache,
-    kv: usize,
-    pos0: usize,
-    queries: std::ops::Range<usize>,
-    hs: usize,
-    scale: f32,
-    window: Option<usize>,
-) -> Vec<f32> {
-    use kernels::gemm::{sgemm, Operand};
-    let first_visible = |pos: usize| window.map_or(0, |w| (pos + 1).saturating_sub(w));
-    let (b0, b1) = (queries.start, queries.end);
-    let (m, end) = (b1 - b0, pos0 + b1);
-    // Keys lo..end: every position some query of the block sees.
-    let lo = first_visible(pos0 + b0).max(cache.start);
-    let np = end - lo;
-    let (k0, k1) = ((lo - cache.start) * hs, (end - cache.start) * hs);
-    let keys = &cache.k[kv][k0..k1]; // (np, HS)
-    let values = &cache.v[kv][k0..k1]; // (np, HS)
-    let mut scores = vec![0f32; m * np]; // (m, np)
-    sgemm(
-        m,
-        np,
-        hs,
-        Operand::strided(q, q_stride, 1),
-        Operand::strided(keys, 1, hs),
-        &mut scores,
-        false,
-    );
-    for (i, row) in scores.chunks_exact_mut(np).enumerate() {
-        let pos = pos0 + b0 + i;
-        let visible = first_visible(pos)..pos + 1;
-        for (j, x) in row.iter_mut().enumerate() {
-            *x = if visible.contains(&(lo + j)) {
-                *x * scale
-            } else {
-                f32::NEG_INFINITY
-            };
-        }
-        kernels::softmax(row);
-    }
-    let mut out = vec![0f32; m * hs];
-    sgemm(
-        m,
-        hs,
-        np,
-        Operand::new(&scores),
-        Operand::new(values),
-        &mut out,
-        false,
-    );
-    out
-}
-
-/// One query's causal attention over key positions 0..P (P = probs.len()): the scores
-/// q·k_j * scale for the `visible` positions j, -inf for the rest (the causal mask: the future;
-/// and, on a sliding layer, the positions that have left the window), softmax into `probs` (P),
-/// and out (HS) = Σ_j probs[j] v_j.
-pub fn attend<'a>(
-    q: &[f32],
-    key: impl Fn(usize) -> &'a [f32],
-    value: impl Fn(usize) -> &'a [f32],
-    visible: std::ops::Range<usize>,
-    scale: f32,
-    probs: &mut [f32],
-    out: &mut [f32],
-) {
-    for (j, s) in probs.iter_mut().enumerate() {
-        *s = if visible.contains(&j) {
-            kernels::dot_f32(q, key(j)) * scale
-        } else {
-            f32::NEG_INFINITY
-        };
-    }
-    kernels::softmax(probs);
-    out.fill(0.0);
-    for j in visible {
-        kernels::axpy(probs[j], value(j), out);
-    }
-}
+/// Queries per task: the scores held at once are (block, P), so memory stays bounded however
+/// long the prompt (the full (T, T) matrix is never built), and a prompt gives heads x blocks
+/// tasks to share among the threads.
+const QUERY_BLOCK: usize = 64;
 
 /// Training forward over a batch, in matrix form per sequence and head: scores S = Q K^T * scale
 /// (T, T), the causal mask (-inf above the diagonal), P = softmax(S) row by row, O = P V (T, HS).

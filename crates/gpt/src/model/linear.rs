@@ -47,12 +47,13 @@ impl Linear {
 }
 
 /// out (N, OC) = inp (N, C) @ w^T + b, with w (OC, C) and b (OC) in f32: the training twin of
-/// [`Linear::forward`], through the same kernel.
+/// [`Linear::forward`], as one dense product (a training batch has no KV cache to keep
+/// consistent with single tokens, so the fastest summation order wins).
 pub fn linear_forward(out: &mut [f32], inp: &[f32], w: &[f32], b: Option<&[f32]>, oc: usize) {
+    use kernels::gemm::{sgemm, Operand};
     let c = w.len() / oc;
     let n = inp.len() / c;
-    let m = kernels::MatRef::new(crate::tensor::DType::F32, oc, c, bytemuck::cast_slice(w));
-    kernels::matmul(m, inp, n, out, Precision::F32);
+    sgemm(n, oc, c, Operand::new(inp), Operand::t(w), out, false);
     if let Some(b) = b {
         for row in out.chunks_exact_mut(oc) {
             for (y, bi) in row.iter_mut().zip(b) {
