@@ -47,6 +47,8 @@ pub struct Options {
     pub ctx: usize,
     /// Requests that may wait for a slot before the server answers 503.
     pub queue: usize,
+    /// Bytes of keys and values the prompt cache keeps from ended requests (0: none).
+    pub prompt_cache_bytes: usize,
     /// The most tokens one request may generate.
     pub max_tokens: usize,
     /// The largest request body accepted (413 beyond).
@@ -70,6 +72,7 @@ impl Options {
             parallel: 4,
             ctx: 2048,
             queue: 64,
+            prompt_cache_bytes: 1 << 30,
             max_tokens: 2048,
             max_body_bytes: 2 << 20,
             threads: None,
@@ -150,6 +153,7 @@ pub async fn serve(
         model.clone(),
         opts.parallel.max(1),
         opts.queue,
+        opts.prompt_cache_bytes,
         opts.threads,
         opts.fault_marker.clone(),
     )?;

@@ -98,13 +98,18 @@ impl Default for Metrics {
     }
 }
 
-/// The gauges, read from the scheduler when `/metrics` is asked.
+/// The gauges (and the prompt cache's counters), read from the scheduler when `/metrics` is
+/// asked.
 pub struct Gauges {
     pub queued: usize,
     pub running: usize,
     pub slots: usize,
     pub kv_tokens: usize,
     pub kv_capacity: usize,
+    pub prompt_cache_bytes: usize,
+    pub prompt_cache_entries: usize,
+    pub prompt_cache_hits: usize,
+    pub prompt_cache_tokens: usize,
 }
 
 impl Metrics {
@@ -157,6 +162,18 @@ impl Metrics {
             "Tokens generated (sampled and sent).",
             self.generated_tokens.load(Ordering::Relaxed),
         );
+        counter(
+            &mut out,
+            "gpt_prompt_cache_hits_total",
+            "Generation requests that started from a prefix kept in the prompt cache.",
+            g.prompt_cache_hits as u64,
+        );
+        counter(
+            &mut out,
+            "gpt_prompt_cache_tokens_total",
+            "Prompt tokens taken from the prompt cache instead of run.",
+            g.prompt_cache_tokens as u64,
+        );
         self.time_to_first_token.render(
             &mut out,
             "gpt_time_to_first_token_seconds",
@@ -199,6 +216,18 @@ impl Metrics {
             "gpt_kv_cache_capacity_tokens",
             "Positions all slots can hold (slots x context per slot).",
             g.kv_capacity,
+        );
+        gauge(
+            &mut out,
+            "gpt_prompt_cache_bytes",
+            "Bytes of keys and values the prompt cache holds (--cache-ram bounds them).",
+            g.prompt_cache_bytes,
+        );
+        gauge(
+            &mut out,
+            "gpt_prompt_cache_sequences",
+            "Ended requests' sequences the prompt cache holds.",
+            g.prompt_cache_entries,
         );
         out
     }

@@ -17,6 +17,11 @@
 //!    finishes leaves the batch; a new one joins it at the next iteration, without waiting for
 //!    the others to end.
 //!
+//! Prompt caching: when a request ends, its KV cache goes to a [`PromptCache`] (bounded in
+//! bytes, least recently used first out) with the tokens its positions hold; a new request
+//! whose prompt starts with kept tokens starts from a copy of them and runs only the rest.
+//! Exact: the logits are those the whole prompt would give (see [`gpt::kernels::attend_block`]).
+//!
 //! Waiting jobs sit in a bounded channel: when it is full, [`SchedulerHandle::submit`] refuses
 //! at once (the HTTP layer answers 503 with Retry-After) instead of queueing without limit.
 //!
@@ -24,7 +29,7 @@
 
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
-use gpt::infer::{FinishReason, GenerateOptions, KvCache, Sequence};
+use gpt::infer::{FinishReason, GenerateOptions, KvCache, PromptCache, Sequence};
 use gpt::inspect::capture::{AttentionRecorder, Capture};
 use gpt::model::Logits;
 use gpt::LoadedModel;
@@ -81,6 +86,8 @@ pub enum Event {
     Done {
         finish: FinishReason,
         prompt_tokens: usize,
+        /// Prompt tokens whose keys and values came from the prompt cache.
+        cached_tokens: usize,
         completion_tokens: usize,
     },
     Error(String),
@@ -118,6 +125,12 @@ pub struct Stats {
     pub prompt_tokens: AtomicUsize,
     /// Positions held in the KV caches of the requests holding a slot.
     pub kv_tokens: AtomicUsize,
+    /// The prompt cache: bytes and sequences held, requests that reused a prefix of it, and
+    /// the prompt tokens so reused.
+    pub prompt_cache_bytes: AtomicUsize,
+    pub prompt_cache_entries: AtomicUsize,
+    pub prompt_cache_hits: AtomicUsize,
+    pub prompt_cache_tokens: AtomicUsize,
     /// Model steps that panicked (their requests failed; the thread went on), and the last
     /// panic's message.
     pub faults: AtomicUsize,
@@ -164,13 +177,14 @@ impl SchedulerHandle {
     }
 }
 
-/// Starts the model thread: `parallel` slots, a queue of `queue` waiting jobs, matmuls on
-/// `threads` threads (all cores if `None`). The thread ends when every handle is dropped and
-/// the last running request has finished.
+/// Starts the model thread: `parallel` slots, a queue of `queue` waiting jobs, a prompt cache
+/// of `prompt_cache_bytes` (0: none), matmuls on `threads` threads (all cores if `None`). The
+/// thread ends when every handle is dropped and the last running request has finished.
 pub fn start(
     model: Arc<LoadedModel>,
     parallel: usize,
     queue: usize,
+    prompt_cache_bytes: usize,
     threads: Option<usize>,
     fault_marker: Option<String>,
 ) -> anyhow::Result<(SchedulerHandle, std::thread::JoinHandle<()>)> {
@@ -190,6 +204,7 @@ pub fn start(
             .map(|_| model.transformer.new_cache())
             .collect(),
         model,
+        prompt_cache: PromptCache::new(prompt_cache_bytes),
         running: Vec::new(),
         stats: stats.clone(),
         metrics: metrics.clone(),
@@ -234,8 +249,10 @@ struct Running {
     req: GenRequest,
     seq: Sequence,
     cache: KvCache,
-    /// Prompt tokens already run.
+    /// Prompt tokens already run (or taken from the prompt cache).
     fed: usize,
+    /// Prompt tokens taken from the prompt cache.
+    cached: usize,
     /// The token sampled last, to run at the next pass.
     next: u32,
     /// When the last token was sent (None before the first).
@@ -258,6 +275,8 @@ struct Scheduler {
     model: Arc<LoadedModel>,
     /// Free KV caches.
     slots: Vec<KvCache>,
+    /// The caches of ended requests, for later prompts that start the same way.
+    prompt_cache: PromptCache,
     running: Vec<Running>,
     stats: Arc<Stats>,
     metrics: Arc<Metrics>,
@@ -291,7 +310,7 @@ impl Scheduler {
                 }
             }
             // 2. Free the slots of clients that have gone.
-            self.release_where(|r| r.req.events.is_closed());
+            self.release_where(|r| r.req.events.is_closed(), true);
             // 3. One forward pass: new prompts and one decode token per running request. A
             // panic fails the requests of that step, not the server.
             if !self.running.is_empty() {
@@ -300,7 +319,7 @@ impl Scheduler {
                     for r in &self.running {
                         let _ = r.req.events.send(Event::Error(msg.clone()));
                     }
-                    self.release_where(|_| true);
+                    self.release_where(|_| true, false);
                 }
             }
         }
@@ -343,12 +362,20 @@ impl Scheduler {
                     return;
                 };
                 cache.clear();
+                let cached = self.prompt_cache.lookup(&req.prompt_ids, &mut cache);
+                if cached > 0 {
+                    self.stats.prompt_cache_hits.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .prompt_cache_tokens
+                        .fetch_add(cached, Ordering::Relaxed);
+                }
                 let seq = Sequence::new(&req.prompt_ids, &req.options);
                 self.running.push(Running {
                     req,
                     seq,
                     cache,
-                    fed: 0,
+                    fed: cached,
+                    cached,
                     next: 0,
                     last_token: None,
                 });
@@ -371,11 +398,9 @@ impl Scheduler {
     fn step(&mut self) {
         if let Some(marker) = &self.fault_marker {
             let tok = &self.model.tokenizer;
-            if self
-                .running
-                .iter()
-                .any(|r| r.fed == 0 && tok.decode(&r.req.prompt_ids).contains(marker.as_str()))
-            {
+            if self.running.iter().any(|r| {
+                r.fed == r.cached && tok.decode(&r.req.prompt_ids).contains(marker.as_str())
+            }) {
                 panic!("injected fault: a prompt contains {marker:?}");
             }
         }
@@ -428,34 +453,52 @@ impl Scheduler {
                         .fetch_add(decoded, Ordering::Relaxed);
                 }
                 let mut i = 0;
-                self.release_where(|_| {
-                    i += 1;
-                    outcome[i - 1].0
-                });
+                self.release_where(
+                    |_| {
+                        i += 1;
+                        outcome[i - 1].0
+                    },
+                    true,
+                );
             }
             Err(e) => {
                 let msg = e.to_string();
                 for r in &self.running {
                     let _ = r.req.events.send(Event::Error(msg.clone()));
                 }
-                self.release_where(|_| true);
+                self.release_where(|_| true, false);
             }
         }
     }
 
     /// Removes the running requests for which `f` is true (called in order) and frees their
-    /// slots.
-    fn release_where(&mut self, mut f: impl FnMut(&Running) -> bool) {
+    /// slots. With `to_prompt_cache` (their caches hold what their tokens say: not after a
+    /// failed step) their caches go to the prompt cache and the slots get new ones.
+    fn release_where(&mut self, mut f: impl FnMut(&Running) -> bool, to_prompt_cache: bool) {
         let mut keep = Vec::with_capacity(self.running.len());
         for r in self.running.drain(..) {
             if f(&r) {
-                self.slots.push(r.cache);
+                if to_prompt_cache {
+                    // The positions hold the prompt, then each generated token but the last.
+                    let mut tokens = r.req.prompt_ids;
+                    tokens.extend_from_slice(&r.seq.ids);
+                    self.prompt_cache.insert(tokens, r.cache);
+                    self.slots.push(self.model.transformer.new_cache());
+                } else {
+                    self.slots.push(r.cache);
+                }
                 self.stats.processing.fetch_sub(1, Ordering::SeqCst);
             } else {
                 keep.push(r);
             }
         }
         self.running = keep;
+        self.stats
+            .prompt_cache_bytes
+            .store(self.prompt_cache.bytes(), Ordering::Relaxed);
+        self.stats
+            .prompt_cache_entries
+            .store(self.prompt_cache.len(), Ordering::Relaxed);
         let held = self.running.iter().map(|r| r.cache.len()).sum();
         self.stats.kv_tokens.store(held, Ordering::Relaxed);
     }
@@ -468,7 +511,7 @@ impl Scheduler {
                 .events
                 .send(Event::Error("the server is shutting down".into()));
         }
-        self.release_where(|_| true);
+        self.release_where(|_| true, false);
         while let Ok(job) = rx.try_recv() {
             self.stats.queued.fetch_sub(1, Ordering::SeqCst);
             let msg = "the server is shutting down".to_string();
@@ -524,6 +567,7 @@ fn emit(model: &LoadedModel, metrics: &Metrics, r: &mut Running, logits: &[f32])
         let _ = r.req.events.send(Event::Done {
             finish,
             prompt_tokens: r.req.prompt_ids.len(),
+            cached_tokens: r.cached,
             completion_tokens: r.seq.ids.len(),
         });
         return false;

@@ -678,7 +678,7 @@ fn metrics_count_what_was_served() {
     // A server of its own: the counts are this test's alone.
     let server = Background::start(model(), Options::new(MODEL)).unwrap();
     let addr = server.addr;
-    let (mut prompt, mut completion) = (0.0, 0.0);
+    let (mut prompt, mut completion, mut cached, mut hits) = (0.0, 0.0, 0.0, 0.0);
     let n = 3;
     for i in 0..n {
         let body = format!(
@@ -687,9 +687,16 @@ fn metrics_count_what_was_served() {
         let r = post(addr, "/v1/completions", &body);
         assert_eq!(r.status, 200, "{}", r.body);
         let u = &r.json()["usage"];
-        prompt += u["prompt_tokens"].as_f64().unwrap();
+        // The prompts share their first tokens: later ones take them from the prompt cache.
+        let from_cache = u["prompt_tokens_details"]["cached_tokens"]
+            .as_f64()
+            .unwrap();
+        prompt += u["prompt_tokens"].as_f64().unwrap() - from_cache;
         completion += u["completion_tokens"].as_f64().unwrap();
+        cached += from_cache;
+        hits += f64::from(from_cache > 0.0);
     }
+    assert!(hits > 0.0, "no request reused the shared prefix");
     assert_eq!(post(addr, "/v1/completions", "{not json").status, 400);
     assert_eq!(get(addr, "/no/such/path").status, 404);
     // A request's slot is freed just after its last token was sent.
@@ -720,6 +727,9 @@ fn metrics_count_what_was_served() {
         1.0
     );
     assert_eq!(value("gpt_prompt_tokens_total"), prompt);
+    assert_eq!(value("gpt_prompt_cache_tokens_total"), cached);
+    assert_eq!(value("gpt_prompt_cache_hits_total"), hits);
+    assert!(value("gpt_prompt_cache_bytes") > 0.0);
     assert_eq!(value("gpt_generated_tokens_total"), completion);
     assert_eq!(value("gpt_time_to_first_token_seconds_count"), n as f64);
     assert_eq!(
@@ -1067,4 +1077,126 @@ fn logprobs_show_what_the_constraint_removed() {
             .for_each(|c| drop(c.as_object_mut().unwrap().remove("allowed")));
         t
     });
+}
+
+/// A server whose prompt cache holds at most `mib` MiB (0: off).
+fn with_prompt_cache(mib: usize) -> Background {
+    let mut opts = Options::new(MODEL);
+    opts.prompt_cache_bytes = mib << 20;
+    Background::start(model(), opts).unwrap()
+}
+
+fn cached_tokens(v: &Value) -> u64 {
+    v["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no cached_tokens in {v}"))
+}
+
+/// The next turn of a chat, and another question under the same long system prompt, start from
+/// the kept keys and values: usage says how many prompt tokens came from the cache, and the
+/// answer (text, each token's log-probability and its top alternatives) is exactly that of a
+/// server without the cache.
+#[test]
+fn a_prompt_cache_hit_gives_exactly_the_logprobs_of_a_fresh_run() {
+    let (on, off) = (with_prompt_cache(256), with_prompt_cache(0));
+    let system = "You are a careful assistant who knows the river, the old mill and the miller's \
+                  sacks of grain, and answers in one short sentence. "
+        .repeat(20);
+    let body = |messages: Value| {
+        serde_json::json!({"model": MODEL, "messages": messages, "max_tokens": 8,
+            "temperature": 0, "logprobs": true, "top_logprobs": 5})
+        .to_string()
+    };
+    let first = serde_json::json!([
+        {"role": "system", "content": system},
+        {"role": "user", "content": "Who counts the sacks?"}
+    ]);
+    let r1 = post(on.addr, "/v1/chat/completions", &body(first.clone())).json();
+    assert_eq!(cached_tokens(&r1), 0, "a new server has nothing cached");
+    let p1 = r1["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(p1 >= 500, "the shared prefix is {p1} tokens");
+    let reply = r1["choices"][0]["message"]["content"].as_str().unwrap();
+    let mut second = first.clone();
+    let turns = second.as_array_mut().unwrap();
+    turns.push(serde_json::json!({"role": "assistant", "content": reply}));
+    turns.push(serde_json::json!({"role": "user", "content": "And who grinds it?"}));
+    let other = serde_json::json!([
+        {"role": "system", "content": system},
+        {"role": "user", "content": "Where does the river run?"}
+    ]);
+    for (what, messages, at_least) in [
+        ("the next turn", second, p1),
+        // All but the user's question and the turn markers around it.
+        ("the same system prompt", other, p1 - 20),
+    ] {
+        let hit = post(on.addr, "/v1/chat/completions", &body(messages.clone())).json();
+        let fresh = post(off.addr, "/v1/chat/completions", &body(messages)).json();
+        assert!(
+            cached_tokens(&hit) >= at_least,
+            "{what}: {} cached of {}",
+            cached_tokens(&hit),
+            hit["usage"]["prompt_tokens"]
+        );
+        assert_eq!(cached_tokens(&fresh), 0);
+        assert_eq!(
+            hit["usage"]["prompt_tokens"],
+            fresh["usage"]["prompt_tokens"]
+        );
+        assert_eq!(
+            hit["choices"][0]["logprobs"], fresh["choices"][0]["logprobs"],
+            "{what}: the cache changed the logprobs"
+        );
+        assert_eq!(hit["choices"][0]["message"], fresh["choices"][0]["message"]);
+    }
+}
+
+/// Distinct long prompts through a cache that holds about one of them: its bytes never exceed
+/// the budget, the least recently used prompt is gone and the last one is still there.
+#[test]
+fn the_prompt_cache_evicts_to_stay_within_its_budget() {
+    let budget = 40usize << 20;
+    let server = with_prompt_cache(budget >> 20);
+    let grain = ["Wheat", "Barley", "Oats", "Rye"];
+    let prompt = |i: usize| {
+        format!("{}: ", grain[i]) + &"the wheel turned and the stones ground. ".repeat(60)
+    };
+    let complete = |i: usize| {
+        let body = serde_json::json!({"model": MODEL, "prompt": prompt(i), "max_tokens": 2, "temperature": 0});
+        post(server.addr, "/v1/completions", &body.to_string()).json()
+    };
+    let cache_bytes = || {
+        let m = get(server.addr, "/metrics");
+        samples(&m.body)
+            .into_iter()
+            .find(|(n, _)| n == "gpt_prompt_cache_bytes")
+            .map(|(_, v)| v)
+            .unwrap()
+    };
+    for i in 0..4 {
+        assert_eq!(
+            cached_tokens(&complete(i)),
+            0,
+            "prompt {i} shares no first token"
+        );
+        wait_health(server.addr, "slots free", |h| h["slots_processing"] == 0);
+        let held = cache_bytes();
+        assert!(
+            held > 0.0 && held <= budget as f64,
+            "{held} bytes held, budget {budget}"
+        );
+    }
+    let last = complete(3);
+    let prompt_tokens = last["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(prompt_tokens > 400);
+    // All but the last prompt token, which must run to give the first token's logits.
+    assert_eq!(
+        cached_tokens(&last),
+        prompt_tokens - 1,
+        "the last prompt is kept"
+    );
+    assert_eq!(
+        cached_tokens(&complete(0)),
+        0,
+        "the oldest prompt was evicted"
+    );
 }

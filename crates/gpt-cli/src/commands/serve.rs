@@ -27,6 +27,11 @@ pub struct Args {
     /// Requests that may wait for a free slot; beyond, the server answers 503 with Retry-After.
     #[arg(long, default_value_t = 64)]
     pub queue: usize,
+    /// MiB of keys and values kept from ended requests, so that a prompt starting with the same
+    /// tokens (the next chat turn, a shared system prompt) runs only its new part; least
+    /// recently used first out; 0 turns the prompt cache off.
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    pub cache_ram: usize,
     /// The most tokens one request may generate.
     #[arg(long, default_value_t = 2048)]
     pub max_tokens: usize,
@@ -53,6 +58,7 @@ pub fn run(a: Args) -> Result<()> {
         parallel: a.parallel.max(1),
         ctx: a.ctx,
         queue: a.queue,
+        prompt_cache_bytes: a.cache_ram.saturating_mul(1 << 20),
         max_tokens: a.max_tokens,
         max_body_bytes: a.max_body,
         threads: a.model.threads,

@@ -29,6 +29,8 @@ pub async fn health(State(state): State<AppState>) -> Response {
         "decode_steps": s.decode_steps.load(Ordering::Relaxed),
         "decode_tokens": s.decode_tokens.load(Ordering::Relaxed),
         "prompt_tokens": s.prompt_tokens.load(Ordering::Relaxed),
+        "prompt_cache_bytes": s.prompt_cache_bytes.load(Ordering::Relaxed),
+        "prompt_cache_hits": s.prompt_cache_hits.load(Ordering::Relaxed),
     });
     let status = if down || !state.scheduler.is_alive() {
         StatusCode::SERVICE_UNAVAILABLE
@@ -48,6 +50,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         slots,
         kv_tokens: s.kv_tokens.load(Ordering::Relaxed),
         kv_capacity: slots * state.ctx,
+        prompt_cache_bytes: s.prompt_cache_bytes.load(Ordering::Relaxed),
+        prompt_cache_entries: s.prompt_cache_entries.load(Ordering::Relaxed),
+        prompt_cache_hits: s.prompt_cache_hits.load(Ordering::Relaxed),
+        prompt_cache_tokens: s.prompt_cache_tokens.load(Ordering::Relaxed),
     };
     let body = state.scheduler.metrics.render(&gauges);
     (

@@ -44,11 +44,12 @@ pub(crate) async fn respond<S: Shape>(
         Event::Done {
             finish,
             prompt_tokens,
+            cached_tokens,
             completion_tokens,
         } => {
             let mut out = shape.finish(finish);
             if include_usage {
-                out.push(shape.usage(Usage::new(prompt_tokens, completion_tokens)));
+                out.push(shape.usage(Usage::new(prompt_tokens, cached_tokens, completion_tokens)));
             }
             out
         }
@@ -80,13 +81,14 @@ pub(crate) async fn collect(mut rx: UnboundedReceiver<Event>) -> Result<Collecte
             Some(Event::Done {
                 finish,
                 prompt_tokens,
+                cached_tokens,
                 completion_tokens,
             }) => {
                 return Ok(Collected {
                     text,
                     tokens,
                     finish,
-                    usage: Usage::new(prompt_tokens, completion_tokens),
+                    usage: Usage::new(prompt_tokens, cached_tokens, completion_tokens),
                 })
             }
             Some(Event::Error(m)) => return Err(ApiError::internal(m)),

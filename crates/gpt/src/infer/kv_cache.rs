@@ -53,10 +53,59 @@ impl KvCache {
         KvCache::new(&windows, c.n_kv_head, c.head_dim)
     }
 
-    /// Whether every layer still holds every position before `len`, so that the cache can be
-    /// truncated to `len` (a sliding layer may have dropped them).
+    /// Whether the cache can be truncated to `len` positions and go on from there: every layer
+    /// still holds the keys a query at position `len` sees (a sliding layer drops old ones).
     pub fn can_truncate(&self, len: usize) -> bool {
-        self.layers.iter().all(|l| l.start <= len)
+        len <= self.len
+            && self.layers.iter().all(|l| match l.window {
+                Some(w) => l.start <= (len + 1).saturating_sub(w),
+                None => l.start == 0,
+            })
+    }
+
+    /// Makes this cache hold the first `len` positions of `src` (which must
+    /// [`can_truncate`](Self::can_truncate) to `len`), reusing this cache's allocations.
+    pub fn copy_prefix(&mut self, src: &KvCache, len: usize) {
+        assert!(
+            src.can_truncate(len),
+            "copy_prefix: {len} positions are not all in the cache"
+        );
+        assert_eq!(
+            (self.layers.len(), self.n_kv_head, self.head_dim),
+            (src.layers.len(), src.n_kv_head, src.head_dim),
+            "copy_prefix: caches of different shapes"
+        );
+        let hs = self.head_dim;
+        for (dst, l) in self.layers.iter_mut().zip(&src.layers) {
+            let keep = (len - l.start) * hs;
+            for (d, s) in dst.k.iter_mut().zip(&l.k).chain(dst.v.iter_mut().zip(&l.v)) {
+                d.clear();
+                d.extend_from_slice(&s[..keep]);
+            }
+            dst.start = l.start;
+            dst.window = l.window;
+        }
+        self.len = len;
+    }
+
+    /// Bytes of keys and values held (allocated).
+    pub fn bytes(&self) -> usize {
+        let floats: usize = self
+            .layers
+            .iter()
+            .flat_map(|l| l.k.iter().chain(&l.v))
+            .map(Vec::capacity)
+            .sum();
+        floats * std::mem::size_of::<f32>()
+    }
+
+    /// Gives back the memory beyond what the stored positions use.
+    pub fn shrink_to_fit(&mut self) {
+        for l in &mut self.layers {
+            l.k.iter_mut()
+                .chain(l.v.iter_mut())
+                .for_each(Vec::shrink_to_fit);
+        }
     }
 
     /// Positions stored.
@@ -74,10 +123,16 @@ impl KvCache {
     }
 
     /// Forgets every position from `len` on (to reuse a shared prefix, or to start over).
-    /// Where a sliding layer no longer holds positions before `len` (see
+    /// Where a sliding layer no longer holds what a query at `len` sees (see
     /// [`can_truncate`](Self::can_truncate)), the whole cache is cleared instead.
     pub fn truncate(&mut self, len: usize) {
-        let len = if self.can_truncate(len) { len } else { 0 };
+        let len = if len >= self.len {
+            self.len
+        } else if self.can_truncate(len) {
+            len
+        } else {
+            0
+        };
         let hs = self.head_dim;
         for l in &mut self.layers {
             let keep = (len - len.min(l.start)) * hs;
