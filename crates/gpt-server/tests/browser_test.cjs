@@ -108,6 +108,19 @@ function check(name, ok, detail) {
     check("bars_mark_what_the_constraint_removed", masked >= 1 && /constraint forbade/.test(note),
       `${masked} struck out; ${note}`);
 
+    // A required tool call: the call is shown, and the bars strike out what its grammar forbade.
+    await page.selectOption("#constraint", "tool");
+    await page.fill("#input", "What is the weather in Paris?");
+    await page.click("#send");
+    await page.waitForFunction(() => document.querySelectorAll(".msg.assistant[data-done]").length === 3, null,
+      { timeout: 120000 }).catch(() => null);
+    const call = (await page.locator(".tool-call").allTextContents()).join(" ");
+    check("tool_call_is_shown", /^tool call: get_weather\(\{.*"city"/.test(call), JSON.stringify(call));
+    const third = page.locator(".msg.assistant").nth(2);
+    await third.locator(".token").nth(1).click();
+    const struck = await page.locator("#bars .bar.masked").count();
+    check("bars_mark_what_the_tool_grammar_removed", struck >= 1, `${struck} struck out`);
+
     check("nothing_fetched_from_another_host", foreign.length === 0, foreign.join(", "));
     check("no_script_errors", consoleErrors.length === 0, consoleErrors.join("; "));
     await page.screenshot({ path: shot, fullPage: true });

@@ -284,17 +284,37 @@ def required_tool_calls_validate_and_results_round_trip(c, a):
 
 
 @check
+def prompt_cache_reports_cached_tokens_and_changes_nothing(c, a):
+    system = "You answer questions about the river and the old mill in one sentence. " * 30
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": "Who counts the sacks?"}]
+    ask = lambda: c.chat.completions.create(model=a.model, messages=messages, temperature=0, max_tokens=8,
+                                            logprobs=True, top_logprobs=3)
+    first, again = ask(), ask()
+    n = again.usage.prompt_tokens
+    assert n > 400, n
+    # All but the last prompt token come from the cache the first request left.
+    assert again.usage.prompt_tokens_details.cached_tokens == n - 1, again.usage
+    assert again.choices[0].message.content == first.choices[0].message.content
+    lp = lambda r: [(t.token, t.logprob, [(x.token, x.logprob) for x in t.top_logprobs])
+                    for t in r.choices[0].logprobs.content]
+    assert lp(again) == lp(first), (lp(again), lp(first))
+
+
+@check
 def metrics_count_the_requests_sent(c, a):
     # The keyed server (one slot): its counts move by exactly what this check sends.
     if not a.keyed_base_url:
         return
     good = openai.OpenAI(base_url=a.keyed_base_url, api_key=a.api_key, max_retries=0)
     before = scrape(a.keyed_base_url, a.api_key)
-    prompt = completion = 0
+    prompt = completion = cached = 0
     for i in range(3):
         r = good.completions.create(model=a.model, prompt=f"Count to {i}:", max_tokens=5, temperature=0)
-        prompt += r.usage.prompt_tokens
+        # Prompt tokens taken from the prompt cache are not run again.
+        from_cache = r.usage.prompt_tokens_details.cached_tokens
+        prompt += r.usage.prompt_tokens - from_cache
         completion += r.usage.completion_tokens
+        cached += from_cache
     import time
     time.sleep(0.5)  # the slot is freed just after the last token is sent
     after = scrape(a.keyed_base_url, a.api_key)
@@ -304,6 +324,7 @@ def metrics_count_the_requests_sent(c, a):
     assert ok == 3, ok
     assert d("gpt_prompt_tokens_total") == prompt, (d("gpt_prompt_tokens_total"), prompt)
     assert d("gpt_generated_tokens_total") == completion, (d("gpt_generated_tokens_total"), completion)
+    assert d("gpt_prompt_cache_tokens_total") == cached, (d("gpt_prompt_cache_tokens_total"), cached)
     assert d("gpt_time_to_first_token_seconds_count") == 3
     assert d("gpt_inter_token_latency_seconds_count") == completion - 3
     assert after[("gpt_running_sequences", ())] == 0

@@ -22,8 +22,16 @@
 //!   vpdpbusd adds 4 elements of 16 rows. A matrix that was not repacked is packed per band
 //!   and call for T >= 5. Elsewhere (AVX2, the reference set, Q2_K weights, K-quants at Q8
 //!   precision) row kernels run, one unpacked weight block serving up to 4 tokens.
-//! - Float weights, or [`Precision::F32`]: each weight row is widened to f32 once per band and
-//!   dotted with every token.
+//! - Float weights, or [`Precision::F32`]: f32 dots of each row with every token, in register
+//!   tiles of a few tokens x a few rows (f16/bf16 rows widened as they load; quantized rows
+//!   dequantized a few at a time).
+//!
+//! Batch invariance: in the forms a loaded model uses (repacked where the kernel set has
+//! panels, float rows, F32 precision), a token's output is bit for bit the same whatever T and
+//! whichever tokens share the call, and so is [`attend_block`]'s per query. A position's keys,
+//! values and logits therefore do not depend on how its sequence was cut into forward passes,
+//! which is what lets the server reuse a kept prompt prefix exactly. (A matrix left unpacked on
+//! AVX-512 VNNI is the exception: T = 1 runs row kernels, T >= 5 packs per call.)
 //!
 //! Threads: the parallel loops of inference (bands of a matmul's rows, attention's heads,
 //! quantization and elementwise steps of a prompt) run on [`team`], the kernels' own workers,

@@ -152,38 +152,25 @@ impl FloatRow for Bf16Row {
 }
 
 /// The dots of `TOK` f32 vectors x_t with `ROWS` float rows w_r (n elements each, of `R`):
-/// out[t][r] = sum(w_r[i] * x_t[i]). Per pair: four accumulators of `V::N` lanes hide the FMA
-/// latency (element i goes to accumulator (i / N) mod 4 while four registers' worth remain,
-/// then to the first), a fixed reduction tree, and the tail in scalar, in order. The arithmetic
-/// of a pair does not depend on `TOK` or `ROWS`, so a tile of many tokens gives each token what
-/// the one-token dot ([`dot_avx2`], [`dot_avx512`]) gives it, bit for bit.
+/// out[t][r] = sum(w_r[i] * x_t[i]). Per pair: one accumulator of `V::N` lanes (the tile's
+/// TOK x ROWS independent chains hide the FMA latency; a single dot is bound by memory), the
+/// lanes summed in a fixed order, and the tail in scalar, in order. The arithmetic of a pair
+/// does not depend on `TOK` or `ROWS`, so a tile of many tokens gives each token what the
+/// one-token dot ([`dot_avx2`], [`dot_avx512`]) gives it, bit for bit.
 #[inline(always)]
 unsafe fn float_dots<V: F32Lanes, R: FloatRow, const TOK: usize, const ROWS: usize>(
     w: [*const u8; ROWS],
     x: [*const f32; TOK],
     n: usize,
 ) -> [[f32; ROWS]; TOK] {
-    let mut acc = [[[V::zero(); 4]; ROWS]; TOK];
+    let mut acc = [[V::zero(); ROWS]; TOK];
     let mut i = 0;
-    while i + 4 * V::N <= n {
-        for c in 0..4 {
-            let o = i + c * V::N;
-            let xs: [V; TOK] = std::array::from_fn(|t| V::load(x[t].add(o)));
-            for (r, &wr) in w.iter().enumerate() {
-                let wv = V::load_row::<R>(wr.add(o * R::SIZE));
-                for (a, &xv) in acc.iter_mut().zip(&xs) {
-                    a[r][c] = a[r][c].fmadd(wv, xv);
-                }
-            }
-        }
-        i += 4 * V::N;
-    }
     while i + V::N <= n {
         let xs: [V; TOK] = std::array::from_fn(|t| V::load(x[t].add(i)));
         for (r, &wr) in w.iter().enumerate() {
             let wv = V::load_row::<R>(wr.add(i * R::SIZE));
             for (a, &xv) in acc.iter_mut().zip(&xs) {
-                a[r][0] = a[r][0].fmadd(wv, xv);
+                a[r] = a[r].fmadd(wv, xv);
             }
         }
         i += V::N;
@@ -191,7 +178,7 @@ unsafe fn float_dots<V: F32Lanes, R: FloatRow, const TOK: usize, const ROWS: usi
     let mut out = [[0f32; ROWS]; TOK];
     for (t, (o, a)) in out.iter_mut().zip(&acc).enumerate() {
         for (r, (s, a)) in o.iter_mut().zip(a).enumerate() {
-            let mut sum = a[0].add(a[1]).add(a[2].add(a[3])).reduce();
+            let mut sum = a.reduce();
             for j in i..n {
                 sum += R::scalar(w[r].add(j * R::SIZE)) * *x[t].add(j);
             }
@@ -225,7 +212,7 @@ unsafe fn float_rows<V: F32Lanes, R: FloatRow, const TOK: usize, const ROWS: usi
     k: usize,
     set: &impl Fn(usize, usize, f32),
 ) {
-    const TOKEN_BLOCK: usize = 32;
+    const TOKEN_BLOCK: usize = 12;
     let t = x.len() / k;
     debug_assert!(rows.end * row_bytes <= w.len() && row_bytes >= k * R::SIZE);
     let (wp, xp) = (w.as_ptr(), x.as_ptr());
@@ -266,7 +253,7 @@ unsafe fn float_rows<V: F32Lanes, R: FloatRow, const TOK: usize, const ROWS: usi
     }
 }
 
-/// [`float_rows`] 8 lanes wide: one token x 3 rows (12 accumulators of the 16 registers).
+/// [`float_rows`] 8 lanes wide: 3 tokens x 3 rows (9 accumulators of the 16 registers).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn float_rows_avx2<R: FloatRow>(
     w: &[u8],
@@ -276,10 +263,10 @@ pub(super) unsafe fn float_rows_avx2<R: FloatRow>(
     k: usize,
     set: &impl Fn(usize, usize, f32),
 ) {
-    float_rows::<__m256, R, 1, 3>(w, row_bytes, rows, x, k, set)
+    float_rows::<__m256, R, 3, 3>(w, row_bytes, rows, x, k, set)
 }
 
-/// [`float_rows`] 16 lanes wide: 3 tokens x 2 rows (24 accumulators of the 32 registers).
+/// [`float_rows`] 16 lanes wide: 4 tokens x 4 rows (16 accumulators of the 32 registers).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
 pub(super) unsafe fn float_rows_avx512<R: FloatRow>(
     w: &[u8],
@@ -289,7 +276,7 @@ pub(super) unsafe fn float_rows_avx512<R: FloatRow>(
     k: usize,
     set: &impl Fn(usize, usize, f32),
 ) {
-    float_rows::<__m512, R, 3, 2>(w, row_bytes, rows, x, k, set)
+    float_rows::<__m512, R, 4, 4>(w, row_bytes, rows, x, k, set)
 }
 
 /// Dot of a float row (`x.len()` elements of `R` in `w`) with `x`.
