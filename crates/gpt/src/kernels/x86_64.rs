@@ -1484,7 +1484,6 @@ trait F32Lanes: Copy {
     unsafe fn store(self, p: *mut f32);
     /// a * b + self, rounded once.
     unsafe fn fmadd(self, a: Self, b: Self) -> Self;
-    unsafe fn add(self, b: Self) -> Self;
     /// The sum of the lanes, in a fixed order.
     unsafe fn reduce(self) -> f32;
     /// `N` elements of a float row, widened to f32.
@@ -1512,10 +1511,6 @@ impl F32Lanes for __m256 {
     #[inline(always)]
     unsafe fn fmadd(self, a: Self, b: Self) -> Self {
         _mm256_fmadd_ps(a, b, self)
-    }
-    #[inline(always)]
-    unsafe fn add(self, b: Self) -> Self {
-        _mm256_add_ps(self, b)
     }
     #[inline(always)]
     unsafe fn reduce(self) -> f32 {
@@ -1548,10 +1543,6 @@ impl F32Lanes for __m512 {
     #[inline(always)]
     unsafe fn fmadd(self, a: Self, b: Self) -> Self {
         _mm512_fmadd_ps(a, b, self)
-    }
-    #[inline(always)]
-    unsafe fn add(self, b: Self) -> Self {
-        _mm512_add_ps(self, b)
     }
     #[inline(always)]
     unsafe fn reduce(self) -> f32 {
