@@ -216,39 +216,41 @@ unsafe fn float_rows<V: F32Lanes, R: FloatRow, const TOK: usize, const ROWS: usi
     let t = x.len() / k;
     debug_assert!(rows.end * row_bytes <= w.len() && row_bytes >= k * R::SIZE);
     let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    // A tile's rows are `stride` apart, so that each streams through its own long run of
+    // memory (the prefetchers follow a few long streams, not many short ones); the rows left
+    // over go one at a time.
+    let stride = rows.len() / ROWS;
+    let row_of = |g: usize, r: usize| rows.start + g + r * stride;
     macro_rules! tile {
-        ($tok:expr, $rows:expr, $t0:expr, $r0:expr) => {{
+        ($tok:expr, $rows:expr, $t0:expr, $row:expr) => {{
             let d = float_dots::<V, R, $tok, $rows>(
-                std::array::from_fn(|r| wp.add(($r0 + r) * row_bytes)),
+                std::array::from_fn(|r| wp.add($row(r) * row_bytes)),
                 std::array::from_fn(|ti| xp.add(($t0 + ti) * k)),
                 k,
             );
-            for (ti, row) in d.iter().enumerate() {
-                for (r, &v) in row.iter().enumerate() {
-                    set($t0 + ti, $r0 + r, v);
+            for (ti, vals) in d.iter().enumerate() {
+                for (r, &v) in vals.iter().enumerate() {
+                    set($t0 + ti, $row(r), v);
                 }
             }
         }};
     }
     for b0 in (0..t).step_by(TOKEN_BLOCK) {
         let b1 = (b0 + TOKEN_BLOCK).min(t);
-        let mut r0 = rows.start;
-        while r0 < rows.end {
-            let full_rows = r0 + ROWS <= rows.end;
+        for g in 0..stride {
             let mut t0 = b0;
-            while t0 < b1 {
-                if full_rows && t0 + TOK <= b1 {
-                    tile!(TOK, ROWS, t0, r0);
-                    t0 += TOK;
-                } else if full_rows {
-                    tile!(1, ROWS, t0, r0);
-                    t0 += 1;
-                } else {
-                    tile!(1, 1, t0, r0);
-                    t0 += 1;
-                }
+            while t0 + TOK <= b1 {
+                tile!(TOK, ROWS, t0, |r| row_of(g, r));
+                t0 += TOK;
             }
-            r0 += if full_rows { ROWS } else { 1 };
+            for t0 in t0..b1 {
+                tile!(1, ROWS, t0, |r| row_of(g, r));
+            }
+        }
+        for row in rows.start + ROWS * stride..rows.end {
+            for t0 in b0..b1 {
+                tile!(1, 1, t0, |_| row);
+            }
         }
     }
 }
@@ -1557,11 +1559,40 @@ impl F32Lanes for __m512 {
 /// Queries whose sums share each value load.
 const ATTEND_QUERIES: usize = 4;
 
-/// The block's scores and softmax, row by row, with `dot` as the score's dot product.
+/// Scores of `Q` queries from i0 against `K` keys from j0 into probs (M, NP), scaled.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn attend_scores(
-    dot: impl Fn(*const f32, *const f32, usize) -> f32,
+unsafe fn score_tile<V: F32Lanes, const Q: usize, const K: usize>(
+    q: &[f32],
+    q_stride: usize,
+    keys: &[f32],
+    hs: usize,
+    i0: usize,
+    j0: usize,
+    scale: f32,
+    probs: &mut [f32],
+) {
+    let np = keys.len() / hs;
+    let (qp, kp) = (q.as_ptr(), keys.as_ptr() as *const u8);
+    let d = float_dots::<V, F32Row, Q, K>(
+        std::array::from_fn(|r| kp.add((j0 + r) * hs * 4)),
+        std::array::from_fn(|t| qp.add((i0 + t) * q_stride)),
+        hs,
+    );
+    for (t, row) in d.iter().enumerate() {
+        let dst = &mut probs[(i0 + t) * np + j0..(i0 + t) * np + j0 + K];
+        for (p, &s) in dst.iter_mut().zip(row) {
+            *p = s * scale;
+        }
+    }
+}
+
+/// The block's scores and softmax: tiles of `QT` queries x `KT` keys through [`float_dots`]
+/// (each score is the one-query dot, bit for bit) over the keys some query of the tile sees;
+/// then, row by row, 0 outside the visible keys and the softmax over them.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_scores<V: F32Lanes, const QT: usize, const KT: usize>(
     q: &[f32],
     q_stride: usize,
     keys: &[f32],
@@ -1570,15 +1601,38 @@ unsafe fn attend_scores(
     scale: f32,
     probs: &mut [f32],
 ) {
-    let np = keys.len() / hs;
-    for (i, vis) in visible.iter().enumerate() {
-        debug_assert!(vis.end <= np && i * q_stride + hs <= q.len());
-        let row = &mut probs[i * np..(i + 1) * np];
-        row.fill(0.0);
-        let qi = q.as_ptr().add(i * q_stride);
-        for j in vis.clone() {
-            row[j] = dot(qi, keys.as_ptr().add(j * hs), hs) * scale;
+    let (m, np) = (visible.len(), keys.len() / hs);
+    debug_assert!((m - 1) * q_stride + hs <= q.len() && visible.iter().all(|v| v.end <= np));
+    let mut i0 = 0;
+    while i0 < m {
+        let qn = QT.min(m - i0);
+        let rows = &visible[i0..i0 + qn];
+        let hi = rows.iter().map(|v| v.end).max().unwrap_or(0);
+        let mut j0 = rows.iter().map(|v| v.start).min().unwrap_or(0);
+        while j0 < hi {
+            let full = j0 + KT <= hi;
+            macro_rules! tile {
+                ($q:literal) => {
+                    if full {
+                        score_tile::<V, $q, KT>(q, q_stride, keys, hs, i0, j0, scale, probs)
+                    } else {
+                        score_tile::<V, $q, 1>(q, q_stride, keys, hs, i0, j0, scale, probs)
+                    }
+                };
+            }
+            match qn {
+                4 => tile!(4),
+                3 => tile!(3),
+                2 => tile!(2),
+                _ => tile!(1),
+            }
+            j0 += if full { KT } else { 1 };
         }
+        i0 += qn;
+    }
+    for (row, vis) in probs.chunks_exact_mut(np).zip(visible) {
+        row[..vis.start].fill(0.0);
+        row[vis.end..].fill(0.0);
         softmax_avx2(&mut row[vis.clone()]);
     }
 }
@@ -1704,8 +1758,7 @@ pub(super) unsafe fn attend_block_avx2(
     out: &mut [f32],
 ) {
     let hs = out.len() / visible.len();
-    let dot = |a: *const f32, b: *const f32, n| dot_avx2::<F32Row>(a as *const u8, b, n);
-    attend_scores(dot, q, q_stride, keys, hs, visible, scale, probs);
+    attend_scores::<__m256, 2, 4>(q, q_stride, keys, hs, visible, scale, probs);
     weighted_values::<__m256>(probs, values, hs, visible, out);
 }
 
@@ -1723,8 +1776,7 @@ pub(super) unsafe fn attend_block_avx512(
     out: &mut [f32],
 ) {
     let hs = out.len() / visible.len();
-    let dot = |a: *const f32, b: *const f32, n| dot_avx512::<F32Row>(a as *const u8, b, n);
-    attend_scores(dot, q, q_stride, keys, hs, visible, scale, probs);
+    attend_scores::<__m512, 4, 4>(q, q_stride, keys, hs, visible, scale, probs);
     weighted_values::<__m512>(probs, values, hs, visible, out);
 }
 

@@ -104,15 +104,17 @@ impl Attention {
         let record = seqs.len() == 1 && capture.as_ref().is_some_and(|c| c.wants_attention(layer));
         // Key positions visible to the last query of a single sequence: the width of a pattern.
         let p = seqs.first().map_or(0, |s| s.pos0 + s.t);
-        // One task per (sequence, head, block of its queries): blocks late in a prompt see more
-        // keys, and tasks are claimed one at a time, so both threads stay busy. Each is
-        // (sequence, head, first row in the stack, first query in the sequence, queries).
+        // One task per (sequence, key/value head, block of its positions): the queries of the
+        // `group` heads that share a key/value head run as one block, so each key and value is
+        // read once for all of them. Blocks late in a prompt see more keys, and tasks are
+        // claimed one at a time, so both threads stay busy. Each task is (sequence, key/value
+        // head, first row in the stack, first position in the sequence, positions).
         let mut tasks = Vec::new();
         let mut r0 = 0;
         for (s, seq) in seqs.iter().enumerate() {
-            for h in 0..nh {
+            for kv in 0..self.n_kv_head {
                 for i0 in (0..seq.t).step_by(QUERY_BLOCK) {
-                    tasks.push((s, h, r0 + i0, i0, QUERY_BLOCK.min(seq.t - i0)));
+                    tasks.push((s, kv, r0 + i0, i0, QUERY_BLOCK.min(seq.t - i0)));
                 }
             }
             r0 += seq.t;
@@ -120,7 +122,7 @@ impl Attention {
         let views: Vec<(&LayerCache, usize)> = seqs.iter().map(|s| (&*s.cache, s.pos0)).collect();
         let first_visible = |pos: usize| window.map_or(0, |w| (pos + 1).saturating_sub(w));
         let parts = kernels::team::parallel_map(tasks.len(), |task| {
-            let (s, h, row0, i0, m) = tasks[task];
+            let (s, kv, row0, i0, m) = tasks[task];
             let (cache, pos0) = views[s];
             let (b0, b1) = (pos0 + i0, pos0 + i0 + m); // the block's positions
             debug_assert!(
@@ -129,16 +131,21 @@ impl Attention {
             );
             // Keys lo..b1: every position some query of the block sees.
             let lo = first_visible(b0).max(cache.start);
-            let visible: Vec<std::ops::Range<usize>> = (b0..b1)
-                .map(|pos| first_visible(pos).max(lo) - lo..pos + 1 - lo)
-                .collect();
+            // Rows (position, head of the group), position-major: (m * group, HS).
+            let mut queries = Vec::with_capacity(m * group * hs);
+            let mut visible = Vec::with_capacity(m * group);
+            for (i, pos) in (b0..b1).enumerate() {
+                let at = (row0 + i) * nh * hs + kv * group * hs;
+                queries.extend_from_slice(&q[at..at + group * hs]);
+                let vis = first_visible(pos).max(lo) - lo..pos + 1 - lo;
+                visible.extend(std::iter::repeat_n(vis, group));
+            }
             let span = (lo - cache.start) * hs..(b1 - cache.start) * hs;
-            let kv = h / group;
-            let mut probs = vec![0f32; m * (b1 - lo)]; // (m, b1 - lo)
-            let mut o = vec![0f32; m * hs]; // (m, HS)
+            let mut probs = vec![0f32; m * group * (b1 - lo)]; // (m * group, b1 - lo)
+            let mut o = vec![0f32; m * group * hs]; // (m * group, HS)
             kernels::attend_block(
-                &q[row0 * nh * hs + h * hs..],
-                nh * hs,
+                &queries,
+                hs,
                 &cache.k[kv][span.clone()],
                 &cache.v[kv][span],
                 &visible,
@@ -150,14 +157,16 @@ impl Attention {
         });
         let mut out = vec![0f32; n * nh * hs]; // (N, NH * HS)
         let mut pattern = vec![0f32; if record { nh * n * p } else { 0 }]; // (NH, T, P)
-        for (&(_, h, row0, i0, m), (o, probs)) in tasks.iter().zip(&parts) {
+        for (&(_, kv, row0, i0, m), (o, probs)) in tasks.iter().zip(&parts) {
+            // Row i * group + g of the block is position i0 + i of head kv * group + g.
             let dst_rows = out.chunks_exact_mut(nh * hs).skip(row0);
-            for (dst, src) in dst_rows.zip(o.chunks_exact(hs)) {
-                dst[h * hs..(h + 1) * hs].copy_from_slice(src);
+            for (dst, src) in dst_rows.zip(o.chunks_exact(group * hs)) {
+                dst[kv * group * hs..(kv + 1) * group * hs].copy_from_slice(src);
             }
             if let Some((probs, lo)) = probs {
-                // Row i covers key positions lo..; the pattern's rows cover 0..P.
-                for (i, row) in probs.chunks_exact(probs.len() / m).enumerate() {
+                // Row r covers key positions lo..; the pattern's rows cover 0..P.
+                for (r, row) in probs.chunks_exact(probs.len() / (m * group)).enumerate() {
+                    let (i, h) = (r / group, kv * group + r % group);
                     let at = (h * n + i0 + i) * p + lo;
                     pattern[at..at + row.len()].copy_from_slice(row);
                 }
@@ -173,10 +182,10 @@ impl Attention {
     }
 }
 
-/// Queries per task: the scores held at once are (block, P), so memory stays bounded however
-/// long the prompt (the full (T, T) matrix is never built), and a prompt gives heads x blocks
-/// tasks to share among the threads.
-const QUERY_BLOCK: usize = 64;
+/// Positions per task: the scores held at once are (block x group, P), so memory stays bounded
+/// however long the prompt (the full (T, T) matrix is never built), and a prompt gives
+/// key/value heads x blocks tasks to share among the threads.
+const QUERY_BLOCK: usize = 32;
 
 /// Training forward over a batch, in matrix form per sequence and head: scores S = Q K^T * scale
 /// (T, T), the causal mask (-inf above the diagonal), P = softmax(S) row by row, O = P V (T, HS).
