@@ -478,15 +478,15 @@ impl Scheduler {
         let mut keep = Vec::with_capacity(self.running.len());
         for r in self.running.drain(..) {
             if f(&r) {
-                if to_prompt_cache {
-                    // The positions hold the prompt, then each generated token but the last.
+                if to_prompt_cache && !r.cache.is_empty() {
+                    // The positions hold the prompt, then each generated token but the last. The
+                    // prompt cache keeps a copy: the slot keeps its memory, already mapped, for
+                    // the next request (fresh memory cost a first turn ~10%).
                     let mut tokens = r.req.prompt_ids;
                     tokens.extend_from_slice(&r.seq.ids);
-                    self.prompt_cache.insert(tokens, r.cache);
-                    self.slots.push(self.model.transformer.new_cache());
-                } else {
-                    self.slots.push(r.cache);
+                    self.prompt_cache.insert(tokens, &r.cache);
                 }
+                self.slots.push(r.cache);
                 self.stats.processing.fetch_sub(1, Ordering::SeqCst);
             } else {
                 keep.push(r);

@@ -13,6 +13,8 @@ use super::KvCache;
 pub struct PromptCache {
     entries: Vec<Entry>,
     budget: usize,
+    /// The entries' bytes, kept as they come and go.
+    bytes: usize,
     clock: u64,
 }
 
@@ -28,13 +30,14 @@ impl PromptCache {
         PromptCache {
             entries: Vec::new(),
             budget,
+            bytes: 0,
             clock: 0,
         }
     }
 
     /// Bytes of keys and values held.
     pub fn bytes(&self) -> usize {
-        self.entries.iter().map(|e| e.cache.bytes()).sum()
+        self.bytes
     }
 
     /// Sequences held.
@@ -73,12 +76,13 @@ impl PromptCache {
         n
     }
 
-    /// Keeps `cache`, whose positions hold `tokens` (the extra ids past its length are
+    /// Keeps a copy of `cache` (of exactly its size: the caller keeps the original's memory for
+    /// its next sequence), whose positions hold `tokens` (the extra ids past its length are
     /// ignored). A kept sequence that the new one extends is dropped; then the least recently
     /// used go until the budget holds. A cache larger than the whole budget is not kept.
-    pub fn insert(&mut self, mut tokens: Vec<u32>, mut cache: KvCache) {
+    pub fn insert(&mut self, mut tokens: Vec<u32>, cache: &KvCache) {
         tokens.truncate(cache.len());
-        if tokens.is_empty() {
+        if tokens.is_empty() || self.budget == 0 {
             return;
         }
         if let Some(e) = self
@@ -91,23 +95,29 @@ impl PromptCache {
             e.last_used = self.clock;
             return;
         }
-        self.entries
-            .retain(|e| common_prefix(&e.tokens, &tokens) < e.tokens.len());
-        cache.shrink_to_fit();
+        let mut freed = 0;
+        self.entries.retain(|e| {
+            let covered = common_prefix(&e.tokens, &tokens) == e.tokens.len();
+            freed += if covered { e.cache.bytes() } else { 0 };
+            !covered
+        });
+        self.bytes -= freed;
+        let cache = cache.clone();
         if cache.bytes() > self.budget {
             return;
         }
         self.clock += 1;
+        self.bytes += cache.bytes();
         self.entries.push(Entry {
             tokens,
             cache,
             last_used: self.clock,
         });
-        while self.bytes() > self.budget {
+        while self.bytes > self.budget {
             let oldest = (0..self.entries.len())
                 .min_by_key(|&i| self.entries[i].last_used)
                 .expect("over budget with no entries");
-            self.entries.swap_remove(oldest);
+            self.bytes -= self.entries.swap_remove(oldest).cache.bytes();
         }
     }
 }
@@ -135,8 +145,8 @@ mod tests {
     #[test]
     fn the_longest_shared_prefix_is_reused_and_the_last_prompt_token_always_runs() {
         let mut pc = PromptCache::new(1 << 20);
-        pc.insert((0..10).collect(), filled(10, None));
-        pc.insert(vec![0, 1, 2, 50, 51], filled(5, None));
+        pc.insert((0..10).collect(), &filled(10, None));
+        pc.insert(vec![0, 1, 2, 50, 51], &filled(5, None));
         assert_eq!(pc.len(), 2);
         let mut into = KvCache::new(&[None], 1, 1);
         let prompt: Vec<u32> = vec![0, 1, 2, 3, 4, 5, 99];
@@ -151,10 +161,10 @@ mod tests {
     #[test]
     fn a_sequence_that_extends_a_kept_one_replaces_it() {
         let mut pc = PromptCache::new(1 << 20);
-        pc.insert(vec![1, 2, 3], filled(3, None));
-        pc.insert(vec![1, 2, 3, 4, 5], filled(5, None));
+        pc.insert(vec![1, 2, 3], &filled(3, None));
+        pc.insert(vec![1, 2, 3, 4, 5], &filled(5, None));
         assert_eq!(pc.len(), 1);
-        pc.insert(vec![1, 2], filled(2, None)); // already held
+        pc.insert(vec![1, 2], &filled(2, None)); // already held
         assert_eq!(pc.len(), 1);
     }
 
@@ -166,17 +176,17 @@ mod tests {
             c.bytes()
         };
         let mut pc = PromptCache::new(one * 2 + one / 2);
-        pc.insert((0..100).collect(), filled(100, None));
-        pc.insert((1000..1100).collect(), filled(100, None));
+        pc.insert((0..100).collect(), &filled(100, None));
+        pc.insert((1000..1100).collect(), &filled(100, None));
         let mut into = KvCache::new(&[None], 1, 1);
         assert_eq!(pc.lookup(&[0, 1, 2], &mut into), 2); // touches the first
-        pc.insert((2000..2100).collect(), filled(100, None)); // evicts the second
+        pc.insert((2000..2100).collect(), &filled(100, None)); // evicts the second
         assert_eq!(pc.len(), 2);
         assert!(pc.bytes() <= one * 2 + one / 2);
         assert_eq!(pc.lookup(&[1000, 1001, 1002], &mut into), 0);
         assert_eq!(pc.lookup(&[0, 1, 2], &mut into), 2);
         // Larger than the whole budget: not kept.
-        pc.insert((5000..5400).collect(), filled(400, None));
+        pc.insert((5000..5400).collect(), &filled(400, None));
         assert_eq!(pc.lookup(&[5000, 5001], &mut into), 0);
     }
 
@@ -184,7 +194,7 @@ mod tests {
     fn a_sliding_layer_limits_the_reusable_prefix_to_what_it_still_holds() {
         let w = 4;
         let mut pc = PromptCache::new(1 << 20);
-        pc.insert((0..40).collect(), filled(40, Some(w)));
+        pc.insert((0..40).collect(), &filled(40, Some(w)));
         let start = {
             let mut probe = KvCache::new(&[Some(w)], 1, 1);
             let prompt: Vec<u32> = (0..41).collect();
