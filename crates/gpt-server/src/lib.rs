@@ -58,6 +58,11 @@ pub struct Options {
     /// After a shutdown signal, how long running requests may go on before they are ended
     /// with an error.
     pub shutdown_grace: Duration,
+    /// Connections served at once; beyond, a new connection gets a 503 and is closed.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers, and may stay idle between
+    /// requests, before it is closed.
+    pub header_timeout: Duration,
     /// Fault injection, for tests only (no command-line flag sets it): a model step that runs a
     /// prompt containing this text panics, as a bug in a kernel would.
     #[doc(hidden)]
@@ -77,6 +82,8 @@ impl Options {
             max_body_bytes: 2 << 20,
             threads: None,
             shutdown_grace: Duration::from_secs(30),
+            max_connections: 512,
+            header_timeout: Duration::from_secs(15),
             fault_marker: None,
         }
     }
@@ -179,8 +186,7 @@ pub async fn serve(
     let on_signal = {
         let state = state.clone();
         let grace = opts.shutdown_grace;
-        async move {
-            shutdown.await;
+        move || {
             tracing::info!("shutting down: finishing running requests");
             state.shutting_down.store(true, Ordering::SeqCst);
             let abort = state.scheduler.abort.clone();
@@ -190,10 +196,7 @@ pub async fn serve(
             });
         }
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(on_signal)
-        .await
-        .context("serving")?;
+    accept_connections(listener, app, &opts, shutdown, on_signal).await;
     // The last handle to the scheduler goes with the state: its thread then ends.
     drop(state);
     tokio::task::spawn_blocking(move || thread.join())
@@ -202,6 +205,86 @@ pub async fn serve(
         .and_then(|r| r.ok())
         .context("the model thread panicked")?;
     Ok(())
+}
+
+/// Serves connections until `shutdown` completes, then calls `on_signal` and waits for the open
+/// ones to finish their request (idle ones close at once) for at most the shutdown grace period
+/// and a little more.
+/// At most `max_connections` are served at once: another one gets a 503 and is closed, so a crowd
+/// of idle clients cannot take every file descriptor. A connection that takes longer than
+/// `header_timeout` to send its request's headers, or idles that long between requests, is
+/// closed.
+async fn accept_connections(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    opts: &Options,
+    shutdown: impl Future<Output = ()>,
+    on_signal: impl FnOnce(),
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let permits = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(opts.header_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tasks.spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    on_signal();
+    let limit = opts.shutdown_grace + Duration::from_secs(5);
+    if tokio::time::timeout(limit, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        // A client that sent half a request, say: its connection would hold the model (through
+        // the router's state) until its header timeout.
+        tracing::warn!("connections still open {limit:?} after the shutdown signal: closing them");
+    }
+    tasks.shutdown().await;
+}
+
+/// The answer to a connection beyond the cap: a 503 in OpenAI's error shape, then close.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = errors::ApiError::overloaded(
+        "Too many open connections: the server is at its connection limit. Retry shortly.",
+    )
+    .json();
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

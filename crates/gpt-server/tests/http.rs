@@ -1200,3 +1200,48 @@ fn the_prompt_cache_evicts_to_stay_within_its_budget() {
         "the oldest prompt was evicted"
     );
 }
+
+/// A crowd of idle connections cannot take the server: beyond `max_connections` a new one gets a
+/// 503 in OpenAI's error shape, and connections that send nothing are closed after the header
+/// timeout, after which the server answers again.
+#[test]
+fn connections_beyond_the_cap_get_503_and_idle_ones_are_closed() {
+    let mut opts = Options::new(MODEL);
+    opts.max_connections = 3;
+    opts.header_timeout = Duration::from_millis(800);
+    let server = Background::start(model(), opts).unwrap();
+    let idle: Vec<TcpStream> = (0..3).map(|_| connect(server.addr)).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let refused = get(server.addr, "/health");
+    let e = refused.error(503);
+    assert_eq!(e["code"], "server_overloaded", "{e}");
+    assert!(refused.header("retry-after").is_some());
+    // The idle connections are closed by the server once the header timeout has passed.
+    std::thread::sleep(Duration::from_millis(1200));
+    for mut c in idle {
+        let mut buf = [0u8; 1];
+        let n = c.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "an idle connection was left open");
+    }
+    assert_eq!(get(server.addr, "/health").status, 200);
+}
+
+/// A client that sent half a request does not hold the shutdown: the server exits within the
+/// grace period and a little more.
+#[test]
+fn shutdown_does_not_wait_for_a_half_sent_request() {
+    let mut opts = Options::new(MODEL);
+    opts.shutdown_grace = Duration::from_secs(1);
+    let server = Background::start(model(), opts).unwrap();
+    let mut half = connect(server.addr);
+    half.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Len")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    server.stop().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "the server took {:?} to stop",
+        t0.elapsed()
+    );
+}

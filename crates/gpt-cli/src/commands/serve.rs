@@ -35,6 +35,13 @@ pub struct Args {
     /// The most tokens one request may generate.
     #[arg(long, default_value_t = 2048)]
     pub max_tokens: usize,
+    /// Connections served at once; beyond, a new one gets a 503 and is closed.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a request's headers, or idle between requests,
+    /// before it is closed.
+    #[arg(long, default_value_t = 15, value_name = "SECS")]
+    pub header_timeout: u64,
     /// The largest request body in bytes (413 beyond).
     #[arg(long, default_value_t = 2 << 20)]
     pub max_body: usize,
@@ -61,6 +68,8 @@ pub fn run(a: Args) -> Result<()> {
         prompt_cache_bytes: a.cache_ram.saturating_mul(1 << 20),
         max_tokens: a.max_tokens,
         max_body_bytes: a.max_body,
+        max_connections: a.max_connections.max(1),
+        header_timeout: std::time::Duration::from_secs(a.header_timeout.max(1)),
         threads: a.model.threads,
         ..gpt_server::Options::new(&model_id)
     };
