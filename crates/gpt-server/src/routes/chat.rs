@@ -21,6 +21,14 @@ pub async fn chat_completions(State(state): State<AppState>, body: Bytes) -> Res
 }
 
 async fn chat(state: AppState, body: Bytes) -> Result<Response, ApiError> {
+    // Parsing, the template, tokenization and a grammar's compilation are CPU work: off the
+    // async workers, which must stay free to stream tokens and answer /health.
+    let (rx, stream, include_usage, shape) = blocking(move || start_chat(state, body)).await?;
+    respond(rx, stream, include_usage, shape).await
+}
+
+/// Checks the request, encodes the conversation and queues the generation.
+fn start_chat(state: AppState, body: Bytes) -> Result<Started<ChatShape>, ApiError> {
     let req: ChatRequest = parse(&body)?;
     check_model(&state, req.model.as_deref())?;
     if req.messages.is_empty() {
@@ -74,7 +82,7 @@ async fn chat(state: AppState, body: Bytes) -> Result<Response, ApiError> {
         held: String::new(),
         state,
     };
-    respond(rx, f.stream, include_usage, shape).await
+    Ok((rx, f.stream, include_usage, shape))
 }
 
 /// The tools of a request and the choice among them, checked: names unique and non-empty, a

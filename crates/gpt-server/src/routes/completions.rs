@@ -17,6 +17,14 @@ pub async fn completions(State(state): State<AppState>, body: Bytes) -> Response
 }
 
 async fn complete(state: AppState, body: Bytes) -> Result<Response, ApiError> {
+    // Parsing, tokenization and a grammar's compilation: off the async workers (see chat).
+    let (rx, stream, include_usage, shape) =
+        blocking(move || start_completion(state, body)).await?;
+    respond(rx, stream, include_usage, shape).await
+}
+
+/// Checks the request, encodes the prompt and queues the generation.
+fn start_completion(state: AppState, body: Bytes) -> Result<Started<CompletionShape>, ApiError> {
     let req: CompletionRequest = parse(&body)?;
     check_model(&state, req.model.as_deref())?;
     let one_prompt = || {
@@ -71,7 +79,7 @@ async fn complete(state: AppState, body: Bytes) -> Result<Response, ApiError> {
         offset: 0,
         state,
     };
-    respond(rx, f.stream, include_usage, shape).await
+    Ok((rx, f.stream, include_usage, shape))
 }
 
 /// A text completion's chunks and answer.

@@ -1,6 +1,6 @@
 //! `POST /v1/embeddings`: one pooled, unit-length vector per input.
 
-use super::{check_model, check_open, parse, MAX_EMBEDDING_INPUTS, MAX_EMBEDDING_TOKENS};
+use super::{blocking, check_model, check_open, parse, MAX_EMBEDDING_INPUTS, MAX_EMBEDDING_TOKENS};
 use crate::api::*;
 use crate::errors::ApiError;
 use crate::scheduler::Job;
@@ -17,8 +17,17 @@ pub async fn embeddings(State(state): State<AppState>, body: Bytes) -> Response 
 }
 
 async fn embed(state: AppState, body: Bytes) -> Result<Response, ApiError> {
-    let req: EmbeddingRequest = parse(&body)?;
-    check_model(&state, req.model.as_deref())?;
+    // Parsing and tokenization: off the async workers.
+    let s = state.clone();
+    let (inputs, base64_format, prompt_tokens) = blocking(move || encode(&s, &body)).await?;
+    check_open(&state)?;
+    embed_inputs(state, inputs, base64_format, prompt_tokens).await
+}
+
+/// The request's inputs as token ids, checked: (inputs, base64 wanted, tokens in all).
+fn encode(state: &AppState, body: &Bytes) -> Result<(Vec<Vec<u32>>, bool, usize), ApiError> {
+    let req: EmbeddingRequest = parse(body)?;
+    check_model(state, req.model.as_deref())?;
     let base64_format = match req.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
@@ -71,7 +80,16 @@ async fn embed(state: AppState, body: Bytes) -> Result<Response, ApiError> {
             Some("input"),
         ));
     }
-    check_open(&state)?;
+    Ok((inputs, base64_format, prompt_tokens))
+}
+
+/// Runs the checked inputs through the model thread and answers with their vectors.
+async fn embed_inputs(
+    state: AppState,
+    inputs: Vec<Vec<u32>>,
+    base64_format: bool,
+    prompt_tokens: usize,
+) -> Result<Response, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     state.scheduler.submit(Job::Embed { inputs, reply: tx })?;
     let vectors = rx

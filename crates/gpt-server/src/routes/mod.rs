@@ -29,6 +29,21 @@ use serde::de::DeserializeOwned;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
+/// A queued generation: its events, whether to stream, whether to end with usage, its shape.
+pub(crate) type Started<S> = (UnboundedReceiver<Event>, bool, bool, S);
+
+/// Runs CPU work of a request (parsing, templates, tokenization) on tokio's blocking threads, so
+/// that the async workers keep streaming tokens and answering `/health` meanwhile.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(ApiError::internal(format!(
+            "request preparation failed: {e}"
+        )))
+    })
+}
+
 /// OpenAI caps `top_logprobs` at 20.
 pub const MAX_TOP_LOGPROBS: u32 = 20;
 /// OpenAI accepts up to 4 stop sequences.

@@ -1,6 +1,6 @@
 //! `POST /tokenize` and `POST /detokenize`.
 
-use super::{check_model, parse};
+use super::{blocking, check_model, parse};
 use crate::api::*;
 use crate::errors::ApiError;
 use crate::AppState;
@@ -12,18 +12,22 @@ pub async fn tokenize(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Json<TokenizeResponse>, ApiError> {
-    let req: TokenizeRequest = parse(&body)?;
-    check_model(&state, req.model.as_deref())?;
-    let tokens = if req.add_special_tokens {
-        state.model.encode_prompt(&req.prompt, true)
-    } else {
-        state.model.tokenizer.encode(&req.prompt, true)
-    };
-    Ok(Json(TokenizeResponse {
-        count: tokens.len(),
-        tokens,
-        max_model_len: state.ctx,
-    }))
+    // A body of megabytes takes the tokenizer a while: off the async workers.
+    blocking(move || {
+        let req: TokenizeRequest = parse(&body)?;
+        check_model(&state, req.model.as_deref())?;
+        let tokens = if req.add_special_tokens {
+            state.model.encode_prompt(&req.prompt, true)
+        } else {
+            state.model.tokenizer.encode(&req.prompt, true)
+        };
+        Ok(Json(TokenizeResponse {
+            count: tokens.len(),
+            tokens,
+            max_model_len: state.ctx,
+        }))
+    })
+    .await
 }
 
 pub async fn detokenize(
