@@ -99,15 +99,6 @@ impl KvCache {
         floats * std::mem::size_of::<f32>()
     }
 
-    /// Gives back the memory beyond what the stored positions use.
-    pub fn shrink_to_fit(&mut self) {
-        for l in &mut self.layers {
-            l.k.iter_mut()
-                .chain(l.v.iter_mut())
-                .for_each(Vec::shrink_to_fit);
-        }
-    }
-
     /// Positions stored.
     pub fn len(&self) -> usize {
         self.len

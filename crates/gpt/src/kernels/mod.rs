@@ -404,6 +404,20 @@ macro_rules! dot_methods {
     )*};
 }
 
+/// Calls the x86-64 kernel `$f` instantiated for the float row type of `$dtype` (F32, F16 or
+/// BF16): one dispatch for every kernel generic over the row type.
+#[cfg(target_arch = "x86_64")]
+macro_rules! for_float_row {
+    ($dtype:expr, $f:ident($($arg:expr),*)) => {
+        match $dtype {
+            DType::F32 => x86_64::$f::<x86_64::F32Row>($($arg),*),
+            DType::F16 => x86_64::$f::<x86_64::F16Row>($($arg),*),
+            DType::BF16 => x86_64::$f::<x86_64::Bf16Row>($($arg),*),
+            other => unreachable!("{}: {other} is not a float type", stringify!($f)),
+        }
+    };
+}
+
 impl Isa {
     /// `out (T, N) = x (T, K) @ w^T` with `w (N, K)`.
     ///
@@ -562,34 +576,12 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: usable() checked the CPU has AVX-512; the asserts bound every row read.
             Isa::Avx512Vnni => unsafe {
-                match dtype {
-                    DType::F32 => {
-                        x86_64::float_rows_avx512::<x86_64::F32Row>(w, row_bytes, rows, x, k, set)
-                    }
-                    DType::F16 => {
-                        x86_64::float_rows_avx512::<x86_64::F16Row>(w, row_bytes, rows, x, k, set)
-                    }
-                    DType::BF16 => {
-                        x86_64::float_rows_avx512::<x86_64::Bf16Row>(w, row_bytes, rows, x, k, set)
-                    }
-                    _ => unreachable!("float_rows: {dtype} is not a float type"),
-                }
+                for_float_row!(dtype, float_rows_avx512(w, row_bytes, rows, x, k, set))
             },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: usable() checked the CPU has AVX2, FMA and F16C; rows bounded as above.
             Isa::Avx2 => unsafe {
-                match dtype {
-                    DType::F32 => {
-                        x86_64::float_rows_avx2::<x86_64::F32Row>(w, row_bytes, rows, x, k, set)
-                    }
-                    DType::F16 => {
-                        x86_64::float_rows_avx2::<x86_64::F16Row>(w, row_bytes, rows, x, k, set)
-                    }
-                    DType::BF16 => {
-                        x86_64::float_rows_avx2::<x86_64::Bf16Row>(w, row_bytes, rows, x, k, set)
-                    }
-                    _ => unreachable!("float_rows: {dtype} is not a float type"),
-                }
+                for_float_row!(dtype, float_rows_avx2(w, row_bytes, rows, x, k, set))
             },
             _ => {
                 let mut row = vec![0f32; k];
@@ -616,24 +608,10 @@ impl Isa {
         match self.usable() {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: usable() checked the CPU has AVX-512; w holds x.len() elements.
-            Isa::Avx512Vnni => unsafe {
-                match dtype {
-                    DType::F32 => x86_64::dot_row_avx512::<x86_64::F32Row>(w, x),
-                    DType::F16 => x86_64::dot_row_avx512::<x86_64::F16Row>(w, x),
-                    DType::BF16 => x86_64::dot_row_avx512::<x86_64::Bf16Row>(w, x),
-                    _ => unreachable!("dot_float_row: {dtype} is not a float type"),
-                }
-            },
+            Isa::Avx512Vnni => unsafe { for_float_row!(dtype, dot_row_avx512(w, x)) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: usable() checked the CPU has AVX2, FMA and F16C; w holds x.len() elements.
-            Isa::Avx2 => unsafe {
-                match dtype {
-                    DType::F32 => x86_64::dot_row_avx2::<x86_64::F32Row>(w, x),
-                    DType::F16 => x86_64::dot_row_avx2::<x86_64::F16Row>(w, x),
-                    DType::BF16 => x86_64::dot_row_avx2::<x86_64::Bf16Row>(w, x),
-                    _ => unreachable!("dot_float_row: {dtype} is not a float type"),
-                }
-            },
+            Isa::Avx2 => unsafe { for_float_row!(dtype, dot_row_avx2(w, x)) },
             _ => {
                 let mut row = vec![0f32; x.len()];
                 quant::dequantize_row(dtype, w, &mut row);
