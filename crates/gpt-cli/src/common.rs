@@ -33,7 +33,9 @@ fn parse_precision(s: &str) -> Result<Precision, String> {
 
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GPT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // usvg warns at every font fallback (Latin to a Hangul font, say): that is how mixed
+        // scripts are meant to be drawn, not a problem; a glyph no font has is ours to report.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,usvg=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

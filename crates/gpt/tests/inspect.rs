@@ -448,3 +448,91 @@ fn lens_heatmap_png_has_layers_times_tracked_cells() {
     let f = lens.figure("lens", &labels, &notes);
     check_picture(&f, Role::Cell, t.config.n_layer * lens.tracked.len());
 }
+
+/// Dark pixels (any channel below 128) in the box (x0, y0)..(x1, y1).
+fn ink(px: &[u8], w: u32, (x0, y0, x1, y1): (f32, f32, f32, f32)) -> usize {
+    let mut n = 0;
+    for y in y0 as u32..y1 as u32 {
+        for x in x0 as u32..x1 as u32 {
+            let p = pixel(px, w, x as f32, y as f32);
+            n += usize::from(p.0.min(p.1).min(p.2) < 128);
+        }
+    }
+    n
+}
+
+#[test]
+fn a_korean_prompt_is_drawn_in_its_own_glyphs() {
+    use gpt::inspect::fonts;
+    let prompt = "귀여운 파란 생물이 숲을 돌아다녔다";
+    let m = default_model();
+    let ids = m.encode_prompt(prompt, false);
+    let lens = LogitLens::new(&m.transformer, &ids, 1).unwrap();
+    let names: Vec<String> = lens
+        .tracked
+        .iter()
+        .map(|&i| gpt::inspect::charts::token_label(m.tokenizer.token_bytes(i).unwrap()))
+        .collect();
+    let notes: Vec<String> = lens.top.iter().map(|_| "·".to_string()).collect();
+    let f = lens.figure(&format!("Logit lens: \"{prompt}\""), &names, &notes);
+    let system = fonts::system();
+    assert!(
+        fonts::missing(&system, [prompt]).is_empty(),
+        "no font on this machine covers Hangul (CI installs Debian's fonts-nanum): {:?}",
+        fonts::missing(&system, [prompt])
+    );
+    // The title line, where the prompt is written.
+    let title = f
+        .items
+        .iter()
+        .find_map(|it| match it {
+            gpt::inspect::render::Item::Text {
+                x, y, text, size, ..
+            } if text.contains(prompt) => Some((*x, *y - size, *x + f.width as f32, *y + size)),
+            _ => None,
+        })
+        .expect("the title holds the prompt");
+    let (w, h, drawn) = decode(&f.to_png().unwrap());
+    assert_eq!((w, h), (f.width, f.height));
+    // The same picture where no font has Hangul: the glyphs there are the missing-glyph box
+    // (or nothing); where a font has them, other pixels, and more ink than the Latin text alone.
+    let (_, _, boxes) = decode(&f.to_png_with(&fonts::bundled_only()).unwrap());
+    assert_eq!(fonts::missing(&fonts::bundled_only(), [prompt]).len(), 14);
+    let region = |px: &[u8]| -> Vec<u8> {
+        let mut out = Vec::new();
+        for y in title.1.max(0.0) as u32..title.3 as u32 {
+            for x in title.0.max(0.0) as u32..(title.2 as u32).min(w) {
+                out.extend_from_slice(&px[(y * w + x) as usize * 3..][..3]);
+            }
+        }
+        out
+    };
+    let differing = region(&drawn)
+        .chunks(3)
+        .zip(region(&boxes).chunks(3))
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        differing > 200,
+        "only {differing} pixels differ from the missing-glyph rendering"
+    );
+    let latin = Figure {
+        items: vec![gpt::inspect::render::Item::Text {
+            x: title.0,
+            y: (title.1 + title.3) / 2.0,
+            text: "Logit lens: \"\"".into(),
+            size: title.3 - (title.1 + title.3) / 2.0,
+            anchor: gpt::inspect::render::Anchor::Start,
+            color: Rgb::BLACK,
+            vertical: false,
+        }],
+        ..f.clone()
+    };
+    let (_, _, latin_px) = decode(&latin.to_png().unwrap());
+    let (ink_all, ink_latin) = (ink(&drawn, w, title), ink(&latin_px, w, title));
+    assert!(
+        ink_all > ink_latin + 14 * 10,
+        "the Hangul added {} dark pixels",
+        ink_all as i64 - ink_latin as i64
+    );
+}

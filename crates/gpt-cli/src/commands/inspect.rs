@@ -10,7 +10,7 @@ mod temperature;
 use crate::common::{load, ModelArgs};
 use anyhow::{bail, Context, Result};
 use gpt::inspect::render::{Figure, ImageFormat};
-use gpt::model::Logits;
+use gpt::inspect::report;
 use gpt::LoadedModel;
 use std::path::Path;
 
@@ -42,6 +42,20 @@ pub enum What {
     /// The logit lens: the top next-token prediction after every layer.
     #[command(after_help = lens::EXAMPLES)]
     Lens(lens::Args),
+    /// How a prompt is cut into tokens: ids, vocabulary strings and the text of each.
+    #[command(
+        after_help = "Examples:\n  gpt inspect tokens \"Tokens are not words.\"\n  gpt inspect tokens \"고양이\" --json\n\nJSON: {\"ids\":[..],\"tokens\":[..],\"pieces\":[..]} (BOS first if the model adds one)."
+    )]
+    Tokens(TokensArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TokensArgs {
+    pub prompt: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -65,7 +79,27 @@ pub fn run(a: Args) -> Result<()> {
         What::Embed(a) => embed::run(a),
         What::Temperature(a) => temperature::run(a),
         What::Lens(a) => lens::run(a),
+        What::Tokens(a) => tokens(a),
     }
+}
+
+fn tokens(a: TokensArgs) -> Result<()> {
+    let m = load(&a.model)?;
+    let ids = encode(&m, &a.prompt)?;
+    if a.json {
+        println!("{}", report::tokens(&m, &ids));
+        return Ok(());
+    }
+    let words = a.prompt.split_whitespace().count();
+    println!("{} tokens for {words} words:", ids.len());
+    println!("{:>4}  {:>8}  {:<20} text", "pos", "id", "token");
+    for (i, (&id, label)) in ids.iter().zip(labels(&m, &ids)).enumerate() {
+        println!(
+            "{i:>4}  {id:>8}  {:<20} {label}",
+            m.tokenizer.token_str(id).unwrap_or("")
+        );
+    }
+    Ok(())
 }
 
 /// What `--out FILE` writes, by the file's extension.
@@ -103,13 +137,6 @@ fn write_out(
     Ok(())
 }
 
-/// The vocabulary strings of `ids` (as `gpt tokenize --json` prints them).
-fn token_strs(m: &LoadedModel, ids: &[u32]) -> Vec<String> {
-    ids.iter()
-        .map(|&i| m.tokenizer.token_str(i).unwrap_or("").to_string())
-        .collect()
-}
-
 /// Readable labels of `ids`: their text, spaces shown as '␣'.
 fn labels(m: &LoadedModel, ids: &[u32]) -> Vec<String> {
     ids.iter()
@@ -127,11 +154,7 @@ fn labels(m: &LoadedModel, ids: &[u32]) -> Vec<String> {
 
 /// Encodes a prompt (BOS only if the model asks for it), refusing an empty one.
 fn encode(m: &LoadedModel, prompt: &str) -> Result<Vec<u32>> {
-    let ids = m.encode_prompt(prompt, true);
-    if ids.is_empty() {
-        bail!("the prompt is empty: there is nothing to look at");
-    }
-    Ok(ids)
+    Ok(report::encode(m, prompt)?)
 }
 
 /// 1234567 -> "1,234,567"
@@ -149,37 +172,14 @@ fn thousands(n: u64) -> String {
 
 fn logits(a: LogitsArgs) -> Result<()> {
     let m = load(&a.model)?;
-    let ids = m.encode_prompt(&a.prompt, true);
-    let mut cache = m.transformer.new_cache();
-    let logits = m
-        .transformer
-        .forward(&ids, &mut cache, Logits::Last, None)?;
-    let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-    let lse = max
-        + logits
-            .iter()
-            .map(|&l| (l as f64 - max).exp())
-            .sum::<f64>()
-            .ln();
-    let top = gpt::infer::sampling::top_k(&logits, a.top);
+    let ids = encode(&m, &a.prompt)?;
     if a.json {
-        let top: Vec<_> = top
-            .iter()
-            .map(|c| {
-                serde_json::json!({
-                    "id": c.id,
-                    "token": m.tokenizer.token_str(c.id).unwrap_or(""),
-                    "logit": c.score,
-                    "prob": (c.score as f64 - lse).exp(),
-                })
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({"ids": ids, "top": top, "logsumexp": lse})
-        );
+        println!("{}", report::logits(&m, &ids, a.top)?);
         return Ok(());
     }
+    let logits = report::last_logits(&m, &ids)?;
+    let lse = report::logsumexp(&logits);
+    let top = gpt::infer::sampling::top_k(&logits, a.top);
     println!(
         "{} prompt tokens; next-token distribution at the last position:",
         ids.len()

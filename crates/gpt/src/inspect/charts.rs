@@ -42,19 +42,26 @@ pub const SERIES: [Rgb; 6] = [
 const POSITIVE: Rgb = Rgb(31, 119, 180);
 const NEGATIVE: Rgb = Rgb(230, 120, 30);
 
-/// A token's text as a label: spaces shown as '␣', newlines, tabs and returns escaped, invalid
-/// UTF-8 as U+FFFD.
+/// A token's text as a label: spaces shown as '␣', newlines, tabs and returns escaped, and
+/// bytes that are not whole UTF-8 characters (a byte-level token holding part of a Hangul
+/// syllable, say) as `\xNN`: tokens are not characters.
 pub fn token_label(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .chars()
-        .map(|c| match c {
-            ' ' => "␣".to_string(),
-            '\n' => "\\n".to_string(),
-            '\t' => "\\t".to_string(),
-            '\r' => "\\r".to_string(),
-            c => c.to_string(),
-        })
-        .collect()
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                ' ' => out.push('␣'),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A value as at most three characters for a heatmap cell: "1", ".45", "0".

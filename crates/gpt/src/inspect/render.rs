@@ -1,11 +1,14 @@
-//! Pictures: a [`Figure`] is a list of rectangles and text labels in pixel coordinates; it is
-//! written as SVG (text as written, in the viewer's fonts) or as PNG (rasterized here, text in the
-//! 5x7 bitmap font of [`super::font`], so labels outside ASCII show as '?' in PNG only).
-//! [`super::charts`] builds figures from data; this file only draws them.
+//! Pictures: a [`Figure`] is a list of rectangles and text labels in pixel coordinates, drawn
+//! once, as SVG. PNG is that SVG rasterized by resvg, its text shaped with the machine's fonts
+//! ([`super::fonts`]), so labels in any script a font covers (Hangul, CJK, ...) are drawn.
+//! [`super::charts`] builds figures from data; this file only writes them.
 
-use super::font::{self, ADVANCE, GLYPH_H};
+use super::fonts;
 use crate::{Error, Result};
+use resvg::tiny_skia;
+use resvg::usvg::{self, fontdb::Database};
 use std::path::Path;
+use std::sync::Arc;
 
 /// An sRGB colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -223,7 +226,7 @@ impl Figure {
     pub fn to_svg(&self) -> String {
         let (w, h) = (self.width, self.height);
         let mut s = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"DejaVu Sans Mono, Menlo, Consolas, monospace\">\n<rect class=\"deco\" x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"#ffffff\"/>\n"
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"DejaVu Sans Mono, Menlo, Consolas, monospace\" shape-rendering=\"crispEdges\">\n<rect class=\"deco\" x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"#ffffff\"/>\n"
         );
         for it in &self.items {
             match it {
@@ -279,85 +282,56 @@ impl Figure {
         s
     }
 
-    /// The figure rasterized: (height, width) RGB pixels, row-major.
+    /// The figure rasterized with the machine's fonts: (height, width) RGB pixels, row-major.
     pub fn to_pixels(&self) -> Result<Vec<u8>> {
-        let (w, h) = (self.width as usize, self.height as usize);
-        if self.width == 0 || self.height == 0 || self.width > MAX_SIDE || self.height > MAX_SIDE {
+        self.to_pixels_with(&fonts::system())
+    }
+
+    /// The figure rasterized with the fonts of `db`. Characters no font has are reported once
+    /// (see [`fonts::report_missing`]) and left blank.
+    pub fn to_pixels_with(&self, db: &Arc<Database>) -> Result<Vec<u8>> {
+        let (w, h) = (self.width, self.height);
+        if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE {
             return Err(Error::Invalid(format!(
                 "a picture of {w} x {h} pixels is outside 1..={MAX_SIDE} on a side"
             )));
         }
-        let mut px = vec![255u8; w * h * 3];
-        let mut put = |x: i64, y: i64, c: Rgb| {
-            if x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h {
-                let i = (y as usize * w + x as usize) * 3;
-                px[i..i + 3].copy_from_slice(&[c.0, c.1, c.2]);
-            }
+        fonts::report_missing(&fonts::missing(db, self.texts()));
+        let options = usvg::Options {
+            fontdb: db.clone(),
+            font_family: fonts::FAMILY.to_string(),
+            ..usvg::Options::default()
         };
-        for it in &self.items {
-            match it {
-                Item::Rect {
-                    x, y, w, h, fill, ..
-                } => {
-                    let (x0, x1) = (x.round() as i64, (x + w).round() as i64);
-                    let (y0, y1) = (y.round() as i64, (y + h).round() as i64);
-                    for yy in y0..y1 {
-                        for xx in x0..x1 {
-                            put(xx, yy, *fill);
-                        }
-                    }
-                }
-                Item::Text {
-                    x,
-                    y,
-                    text,
-                    size,
-                    anchor,
-                    color,
-                    vertical,
-                } => {
-                    let scale = png_scale(*size) as i64;
-                    let len = text_width(text, *size) as i64;
-                    let start = match anchor {
-                        Anchor::Start => 0,
-                        Anchor::Middle => -len / 2,
-                        Anchor::End => -len,
-                    };
-                    let top = -(GLYPH_H as i64 * scale) / 2;
-                    let (ax, ay) = (x.round() as i64, y.round() as i64);
-                    for (i, ch) in text.chars().enumerate() {
-                        let g = font::glyph(ch);
-                        for row in 0..GLYPH_H {
-                            for col in 0..font::GLYPH_W {
-                                if !font::ink(g, col, row) {
-                                    continue;
-                                }
-                                for sy in 0..scale {
-                                    for sx in 0..scale {
-                                        // (u along the line, v across it, downwards)
-                                        let u = start
-                                            + (i as i64 * ADVANCE as i64 + col as i64) * scale
-                                            + sx;
-                                        let v = top + row as i64 * scale + sy;
-                                        if *vertical {
-                                            put(ax + v, ay - u, *color);
-                                        } else {
-                                            put(ax + u, ay + v, *color);
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(px)
+        let tree = usvg::Tree::from_str(&self.to_svg(), &options)
+            .map_err(|e| Error::Invalid(format!("drawing the picture: {e}")))?;
+        let mut pixmap = tiny_skia::Pixmap::new(w, h)
+            .ok_or_else(|| Error::Invalid(format!("a picture of {w} x {h} pixels")))?;
+        resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());
+        // The SVG's first rectangle is an opaque white background: every pixel has alpha 255,
+        // so the premultiplied channels are the colour.
+        Ok(pixmap
+            .data()
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect())
     }
 
-    /// The figure as a PNG file's bytes (8-bit RGB).
+    /// The texts of the figure's labels.
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        self.items.iter().filter_map(|it| match it {
+            Item::Text { text, .. } => Some(text.as_str()),
+            Item::Rect { .. } => None,
+        })
+    }
+
+    /// The figure as a PNG file's bytes (8-bit RGB), drawn with the machine's fonts.
     pub fn to_png(&self) -> Result<Vec<u8>> {
-        let px = self.to_pixels()?;
+        self.to_png_with(&fonts::system())
+    }
+
+    /// The figure as PNG bytes, drawn with the fonts of `db`.
+    pub fn to_png_with(&self, db: &Arc<Database>) -> Result<Vec<u8>> {
+        let px = self.to_pixels_with(db)?;
         let mut out = Vec::new();
         let err = |e: png::EncodingError| Error::Invalid(format!("writing PNG: {e}"));
         {
@@ -387,17 +361,10 @@ pub fn xml_escape(s: &str) -> String {
     out
 }
 
-/// Screen pixels per font pixel for text `size` pixels high: a 7-row glyph and its spacing in a
-/// line of `size` pixels, at least 1.
-pub fn png_scale(size: f32) -> usize {
-    ((size / (GLYPH_H as f32 + 2.0)).round() as usize).max(1)
-}
-
-/// Width in pixels of `text` drawn `size` pixels high in PNG; SVG's monospace fonts are
-/// narrower (about 0.6 x size per character), so layouts made with it fit both.
+/// Width in pixels of `text` written `size` pixels high in the monospace font (an estimate
+/// for layout: wide characters count as a full em).
 pub fn text_width(text: &str, size: f32) -> f32 {
-    let n = text.chars().count();
-    ((n * ADVANCE).saturating_sub(1) * png_scale(size)) as f32
+    text.chars().map(fonts::advance).sum::<f32>() * size
 }
 
 #[cfg(test)]
@@ -423,7 +390,7 @@ mod tests {
         let mut f = Figure::new(60, 20);
         f.text(2.0, 10.0, "a<b", 9.0, Anchor::Start);
         let px = f.to_pixels().unwrap();
-        assert!(px.contains(&0));
+        assert!(px.iter().any(|&v| v < 100), "no dark pixel");
         assert!(f.to_svg().contains(">a&lt;b</text>"));
     }
 

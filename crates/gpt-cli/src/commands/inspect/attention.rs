@@ -1,7 +1,7 @@
 //! `gpt inspect attention`: one head's attention pattern (or every head's) as a table, JSON or
 //! a heatmap.
 
-use super::{encode, labels, out_kind, token_strs, write_out};
+use super::{encode, labels, out_kind, write_out};
 use crate::common::{load, ModelArgs};
 use anyhow::Result;
 use gpt::inspect::attention_patterns::{check_index, LayerAttention};
@@ -52,17 +52,9 @@ pub fn run(a: Args) -> Result<()> {
         check_index("head", a.head, att.n_head)?;
         vec![a.head]
     };
-    let tokens = token_strs(&m, &ids);
     let json = || -> Result<serde_json::Value> {
-        let objs = heads
-            .iter()
-            .map(|&h| Ok(att.head_json(h, &tokens)?))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(if a.all_heads {
-            serde_json::Value::Array(objs)
-        } else {
-            objs.into_iter().next().unwrap_or_default()
-        })
+        let mut v = gpt::inspect::report::attention(&m, &ids, a.layer, &heads)?;
+        Ok(if a.all_heads { v } else { v[0].take() })
     };
     let names = labels(&m, &ids);
     if let Some(path) = &a.out {

@@ -5,11 +5,13 @@ use crate::common::{load, ModelArgs};
 use anyhow::Result;
 use gpt::inspect::charts::{signed_bars, SignedBars};
 use gpt::inspect::probes::{self, SpaceRule, WordVector};
+use gpt::inspect::report;
 use gpt::LoadedModel;
 use std::path::PathBuf;
 
 pub const EXAMPLES: &str = "Examples:
   gpt inspect embed similarity cat dog
+  gpt inspect embed vectors \"The cat sat\" --json
   gpt inspect embed neighbours king --top 10
   gpt inspect embed analogy \"king - man + woman\"
   gpt inspect embed project --direction \"woman - man\" king queen man woman uncle aunt
@@ -64,6 +66,12 @@ pub enum Probe {
         #[command(flatten)]
         common: Common,
     },
+    /// Each token of a prompt and its row of the embedding matrix (C numbers).
+    Vectors {
+        prompt: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Each word's coordinate along a direction given as a difference, e.g. "woman - man".
     Project {
         /// The direction, e.g. "woman - man" or "cats - cat".
@@ -86,20 +94,6 @@ fn rule(c: &Common) -> SpaceRule {
     } else {
         SpaceRule::Leading
     }
-}
-
-fn word_json(m: &LoadedModel, w: &WordVector) -> serde_json::Value {
-    let tokens: Vec<&str> = w
-        .ids
-        .iter()
-        .map(|&i| m.tokenizer.token_str(i).unwrap_or(""))
-        .collect();
-    serde_json::json!({
-        "word": w.word,
-        "ids": w.ids,
-        "tokens": tokens,
-        "multi_token": w.multi_token(),
-    })
 }
 
 /// "king" -> "king [␣king]", "unbelievable*" -> "unbelievable* [␣un|bel|ievable]"
@@ -141,6 +135,31 @@ fn multi_token_note(words: &[&WordVector]) {
 
 pub fn run(a: Args) -> Result<()> {
     match a.what {
+        Probe::Vectors { prompt, common } => {
+            let m = load(&common.model)?;
+            let ids = super::encode(&m, &prompt)?;
+            let v = report::embeddings(&m, &ids)?;
+            if common.json {
+                println!("{v}");
+                return Ok(());
+            }
+            let c = m.transformer.config.d_model;
+            println!(
+                "{} tokens, each a row of {c} numbers (the first 8 shown):",
+                ids.len()
+            );
+            let rows = v["vectors"].as_array().map_or(&[][..], Vec::as_slice);
+            for ((&id, label), row) in ids.iter().zip(labels(&m, &ids)).zip(rows) {
+                let first: Vec<String> = row
+                    .as_array()
+                    .map_or(&[][..], Vec::as_slice)
+                    .iter()
+                    .take(8)
+                    .map(|x| format!("{:>7.3}", x.as_f64().unwrap_or(f64::NAN)))
+                    .collect();
+                println!("{id:>8} {label:<16} {} ...", first.join(" "));
+            }
+        }
         Probe::Similarity { a, b, common } => {
             let m = load(&common.model)?;
             let table = &m.transformer.token_embedding.table;
@@ -153,14 +172,7 @@ pub fn run(a: Args) -> Result<()> {
                 probes::cosine(&wa.vector, &wb.vector),
             );
             if common.json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "a": word_json(&m, &wa), "b": word_json(&m, &wb),
-                        "dot": dot, "cosine": cos,
-                        "norm_a": probes::norm(&wa.vector), "norm_b": probes::norm(&wb.vector),
-                    })
-                );
+                println!("{}", report::similarity(&m, &a, &b, rule(&common))?);
                 return Ok(());
             }
             println!(
@@ -193,7 +205,7 @@ pub fn run(a: Args) -> Result<()> {
             if common.json {
                 println!(
                     "{}",
-                    serde_json::json!({"word": word_json(&m, &w), "neighbours": neighbours_json(&m, &n)})
+                    serde_json::json!({"word": report::word(&m, &w), "neighbours": neighbours_json(&m, &n)})
                 );
                 return Ok(());
             }
@@ -215,7 +227,7 @@ pub fn run(a: Args) -> Result<()> {
                 let terms: Vec<_> = terms
                     .iter()
                     .map(|(s, w)| {
-                        let mut j = word_json(&m, w);
+                        let mut j = report::word(&m, w);
                         j["sign"] = serde_json::json!(s);
                         j
                     })
@@ -257,20 +269,7 @@ pub fn run(a: Args) -> Result<()> {
                 .map(|w| probes::projection(&w.vector, &d))
                 .collect();
             let cos: Vec<f32> = ws.iter().map(|w| probes::cosine(&w.vector, &d)).collect();
-            let json = || -> Result<serde_json::Value> {
-                let items: Vec<_> = ws
-                    .iter()
-                    .enumerate()
-                    .map(|(i, w)| {
-                        let mut j = word_json(&m, w);
-                        j["projection"] = serde_json::json!(proj[i]);
-                        j["cosine"] = serde_json::json!(cos[i]);
-                        j
-                    })
-                    .collect();
-                let terms: Vec<_> = terms.iter().map(|(_, w)| word_json(&m, w)).collect();
-                Ok(serde_json::json!({"direction": direction, "terms": terms, "words": items}))
-            };
+            let json = || Ok(report::projection(&m, &direction, &words, rule(&common))?);
             if let Some(path) = &out {
                 let names: Vec<String> = ws
                     .iter()

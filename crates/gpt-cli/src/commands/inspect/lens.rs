@@ -37,28 +37,7 @@ pub fn run(a: Args) -> Result<()> {
     let m = load(&a.model)?;
     let ids = encode(&m, &a.prompt)?;
     let lens = LogitLens::new(&m.transformer, &ids, a.top)?;
-    let json = || -> Result<serde_json::Value> {
-        let layers: Vec<_> = lens
-            .top
-            .iter()
-            .enumerate()
-            .map(|(l, top)| {
-                let top: Vec<_> = top
-                    .iter()
-                    .map(|c| {
-                        serde_json::json!({
-                            "id": c.id,
-                            "token": m.tokenizer.token_str(c.id).unwrap_or(""),
-                            "logit": c.logit,
-                            "prob": c.prob,
-                        })
-                    })
-                    .collect();
-                serde_json::json!({"layer": l, "top": top})
-            })
-            .collect();
-        Ok(serde_json::json!({"ids": ids, "layers": layers}))
-    };
+    let json = || Ok(gpt::inspect::report::lens(&m, &ids, a.top)?);
     if let Some(path) = &a.out {
         let names = labels(&m, &lens.tracked);
         let notes: Vec<String> = lens

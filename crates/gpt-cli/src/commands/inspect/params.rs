@@ -3,7 +3,7 @@
 use super::thousands;
 use crate::common::{load, ModelArgs};
 use anyhow::Result;
-use gpt::inspect::params_table::{preset, Accounting, ParamTable, PRESETS};
+use gpt::inspect::params_table::{preset, Accounting, ParamTable};
 
 pub const EXAMPLES: &str = "Examples:
   gpt inspect params                      # the default model, counted from its tensors
@@ -29,6 +29,14 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if a.json {
+        let v = match &a.preset {
+            Some(name) => gpt::inspect::report::preset_params(name)?,
+            None => gpt::inspect::report::params(&load(&a.model)?),
+        };
+        println!("{v}");
+        return Ok(());
+    }
     let tables: Vec<ParamTable> = match &a.preset {
         Some(name) => {
             let p = preset(name)?;
@@ -43,29 +51,6 @@ pub fn run(a: Args) -> Result<()> {
             vec![ParamTable::from_model(&m.transformer, &title)]
         }
     };
-    if a.json {
-        let mut v = serde_json::json!({
-            "tables": tables.iter().map(ParamTable::to_json).collect::<Vec<_>>(),
-        });
-        if let Some(name) = &a.preset {
-            let p = PRESETS.iter().find(|p| p.name == name.as_str());
-            if let Some(p) = p {
-                v["preset"] = serde_json::json!({
-                    "name": p.name,
-                    "n_layer": p.n_layer,
-                    "d_model": p.d_model,
-                    "n_head": p.n_head,
-                    "n_kv_head": p.n_kv_head,
-                    "d_ff": p.d_ff,
-                    "vocab_size": p.vocab_size,
-                    "context_length": p.context_length,
-                    "tied_embeddings": p.tied_embeddings,
-                });
-            }
-        }
-        println!("{v}");
-        return Ok(());
-    }
     for t in &tables {
         print_table(t);
     }

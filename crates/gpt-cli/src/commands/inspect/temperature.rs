@@ -46,27 +46,13 @@ pub fn run(a: Args) -> Result<()> {
         .forward(&ids, &mut cache, Logits::Last, None)?;
     let t = TemperatureTable::new(&logits, &a.temperatures, a.top)?;
     let names = labels(&m, &t.ids);
-    let json = || -> Result<serde_json::Value> {
-        let tokens: Vec<_> = t
-            .ids
-            .iter()
-            .enumerate()
-            .map(|(i, &id)| {
-                serde_json::json!({
-                    "id": id,
-                    "token": m.tokenizer.token_str(id).unwrap_or(""),
-                    "logit": t.logits[i],
-                    "probs": t.probs.iter().map(|p| p[i]).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let rest: Vec<f32> = (0..t.temperatures.len()).map(|s| t.rest(s)).collect();
-        Ok(serde_json::json!({
-            "ids": ids,
-            "temperatures": t.temperatures,
-            "tokens": tokens,
-            "rest": rest,
-        }))
+    let json = || {
+        Ok(gpt::inspect::report::temperature(
+            &m,
+            &ids,
+            &a.temperatures,
+            a.top,
+        )?)
     };
     if let Some(path) = &a.out {
         let title = format!("Next token after \"{}\" at each temperature", a.prompt);
