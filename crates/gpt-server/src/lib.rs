@@ -122,6 +122,15 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/tokenize", post(routes::tokenize))
         .route("/detokenize", post(routes::detokenize))
         .route("/page/attention", post(page::attention))
+        .route("/inspect/tokens", post(routes::inspect::tokens))
+        .route("/inspect/embeddings", post(routes::inspect::embeddings))
+        .route("/inspect/similarity", post(routes::inspect::similarity))
+        .route("/inspect/projection", post(routes::inspect::projection))
+        .route("/inspect/attention", post(routes::inspect::attention))
+        .route("/inspect/lens", post(routes::inspect::lens))
+        .route("/inspect/logits", post(routes::inspect::logits))
+        .route("/inspect/temperature", post(routes::inspect::temperature))
+        .route("/inspect/params", get(routes::inspect::params))
         .route("/metrics", get(routes::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -129,6 +138,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         ));
     Router::new()
         .route("/", get(page::index))
+        .route("/explain", get(page::explain))
         .route("/health", get(routes::health))
         .route("/page/info", get(page::info))
         .merge(keyed)

@@ -10,12 +10,13 @@
 //! the grammar's mask forbade and how much of the model's probability that was
 //! (`removed_probability`): the bars strike those out. The attention heatmap comes
 //! from `/page/attention`, which runs the conversation through the model with the library's
-//! capture hook ([`gpt::inspect::capture::AttentionRecorder`]).
+//! capture hook ([`gpt::inspect::report::attention`]). The walk-through at `/explain` is a second
+//! self-contained file over the `/inspect/...` endpoints ([`crate::routes::inspect`]).
 
 use crate::api::ChatMessage;
 use crate::errors::ApiError;
+use crate::routes::inspect::{on_model, round_patterns};
 use crate::routes::{encode_chat, parse, to_messages};
-use crate::scheduler::Job;
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -26,10 +27,18 @@ use serde::Deserialize;
 pub const PAGE: &str = include_str!("page.html");
 
 /// Tokens an attention request may cover: the (T, T) pattern goes to the page as JSON.
-pub const MAX_ATTENTION_TOKENS: usize = 512;
+pub const MAX_ATTENTION_TOKENS: usize = crate::routes::inspect::MAX_INSPECT_TOKENS;
+
+/// The walk-through of the pipeline, step by step (tokens to sampling), drawn from the
+/// `/inspect/...` endpoints.
+pub const EXPLAIN: &str = include_str!("explain.html");
 
 pub async fn index() -> Html<&'static str> {
     Html(PAGE)
+}
+
+pub async fn explain() -> Html<&'static str> {
+    Html(EXPLAIN)
 }
 
 /// What the page needs to build its controls.
@@ -94,32 +103,14 @@ async fn attend(state: AppState, body: Bytes) -> Result<Response, ApiError> {
             Some("messages"),
         ));
     }
-    if state
-        .shutting_down
-        .load(std::sync::atomic::Ordering::SeqCst)
-    {
-        return Err(ApiError::overloaded("The server is shutting down."));
-    }
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    state.scheduler.submit(Job::Attention {
-        ids: ids.clone(),
-        layer: req.layer,
-        head: req.head,
-        reply: tx,
-    })?;
-    let pattern = rx
-        .await
-        .map_err(|_| ApiError::internal("the model thread stopped"))?
-        .map_err(ApiError::internal)?;
-    // Four decimals are plenty for a heatmap and shrink the JSON.
-    let pattern: Vec<Vec<f64>> = pattern
-        .into_iter()
-        .map(|row| {
-            row.into_iter()
-                .map(|p| (p as f64 * 1e4).round() / 1e4)
-                .collect()
-        })
-        .collect();
+    let (layer, head) = (req.layer, req.head);
+    let at = ids.clone();
+    let mut heads = on_model(&state, move |m| {
+        gpt::inspect::report::attention(m, &at, layer, &[head])
+    })
+    .await?;
+    round_patterns(&mut heads);
+    let pattern = heads[0]["pattern"].take();
     let tokens: Vec<String> = ids
         .iter()
         .map(|&id| {

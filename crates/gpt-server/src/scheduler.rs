@@ -30,7 +30,7 @@
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
 use gpt::infer::{FinishReason, GenerateOptions, KvCache, PromptCache, Sequence};
-use gpt::inspect::capture::{AttentionRecorder, Capture};
+use gpt::inspect::capture::Capture;
 use gpt::model::Logits;
 use gpt::LoadedModel;
 use rayon::prelude::*;
@@ -101,13 +101,10 @@ pub enum Job {
         inputs: Vec<Vec<u32>>,
         reply: oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
     },
-    /// The attention pattern (T, T) of one head of one layer over `ids`.
-    Attention {
-        ids: Vec<u32>,
-        layer: usize,
-        head: usize,
-        reply: oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
-    },
+    /// A look inside the model (`/inspect/...`, the page's attention view): runs with the
+    /// model between two decode steps and sends its own answer (a panic drops it, which the
+    /// handler answers with a 500).
+    Inspect(Box<dyn FnOnce(&LoadedModel) + Send>),
 }
 
 /// Live counts, for /health and the tests.
@@ -325,7 +322,7 @@ impl Scheduler {
         }
     }
 
-    /// [`admit`](Self::admit), surviving a panic of an embedding or attention job (whose
+    /// [`admit`](Self::admit), surviving a panic of an embedding or inspect job (whose
     /// reply is dropped, which its handler answers with a 500).
     fn admit_guarded(&mut self, job: Job) {
         if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(|| self.admit(job))) {
@@ -384,14 +381,7 @@ impl Scheduler {
             Job::Embed { inputs, reply } => {
                 let _ = reply.send(embed(&self.model, &inputs));
             }
-            Job::Attention {
-                ids,
-                layer,
-                head,
-                reply,
-            } => {
-                let _ = reply.send(attention(&self.model, &ids, layer, head));
-            }
+            Job::Inspect(f) => f(&self.model),
         }
     }
 
@@ -519,9 +509,11 @@ impl Scheduler {
                 Job::Generate(req) => {
                     let _ = req.events.send(Event::Error(msg));
                 }
-                Job::Embed { reply, .. } | Job::Attention { reply, .. } => {
+                Job::Embed { reply, .. } => {
                     let _ = reply.send(Err(msg));
                 }
+                // Dropping the job drops its reply: the handler answers with an error.
+                Job::Inspect(_) => {}
             }
         }
     }
@@ -684,19 +676,3 @@ pub fn embed(model: &LoadedModel, inputs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, 
     Ok(out)
 }
 
-/// The (T, T) attention pattern of one head of one layer over `ids`, through the library's
-/// capture hook.
-pub fn attention(
-    model: &LoadedModel,
-    ids: &[u32],
-    layer: usize,
-    head: usize,
-) -> Result<Vec<Vec<f32>>, String> {
-    let t = &model.transformer;
-    let mut rec = AttentionRecorder::new(vec![layer]);
-    let mut cache = t.new_cache();
-    t.forward(ids, &mut cache, Logits::Last, Some(&mut rec))
-        .map_err(|e| e.to_string())?;
-    rec.pattern(layer, head)
-        .ok_or_else(|| format!("no head {head} in layer {layer}"))
-}

@@ -7,6 +7,7 @@ mod chat;
 mod completions;
 mod embeddings;
 mod health;
+pub mod inspect;
 mod models;
 pub(crate) mod stream;
 mod tokenize;
