@@ -5,7 +5,9 @@
 # Starts `gpt serve` on a free loopback port, runs crates/gpt-server/tests/browser_test.cjs
 # (send a message, see the streamed reply and the probability bars, move the temperature
 # slider and see the bars change, draw an attention pattern) and saves a screenshot as
-# $TARGET/browser-check.png. Prints `N passed, M failed`; exits non-zero on any failure.
+# $TARGET/browser-check.png; then crates/gpt-server/tests/explain_test.cjs (the walk-through at
+# /explain, screenshots in $TARGET/explain-screenshots). Prints `N passed, M failed` for each;
+# exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET="${CARGO_TARGET_DIR:-target}"
@@ -34,5 +36,13 @@ for _ in $(seq 600); do
   python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/health', timeout=1)" 2>/dev/null && break
   sleep 0.1
 done
+STATUS=0
 NODE_PATH="$(cd "$DIR" && pwd)/node_modules" node crates/gpt-server/tests/browser_test.cjs \
-  "http://127.0.0.1:$PORT" "$(cd "$TARGET" && pwd)/browser-check.png"
+  "http://127.0.0.1:$PORT" "$(cd "$TARGET" && pwd)/browser-check.png" || STATUS=1
+# The walk-through at /explain: every step in English and Korean, and the values it shows
+# against `gpt inspect ... --json` (hence GPT_BIN and MODEL); a screenshot per step.
+mkdir -p "$TARGET/explain-screenshots"
+GPT_BIN="$(cd "$(dirname "$GPT")" && pwd)/$(basename "$GPT")" MODEL="$MODEL" \
+  NODE_PATH="$(cd "$DIR" && pwd)/node_modules" node crates/gpt-server/tests/explain_test.cjs \
+  "http://127.0.0.1:$PORT" "$(cd "$TARGET" && pwd)/explain-screenshots" || STATUS=1
+exit $STATUS

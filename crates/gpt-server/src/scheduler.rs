@@ -95,7 +95,7 @@ pub enum Event {
 
 /// Work for the model thread.
 pub enum Job {
-    Generate(GenRequest),
+    Generate(Box<GenRequest>),
     /// One pooled vector (C) per input (see [`embed`]).
     Embed {
         inputs: Vec<Vec<u32>>,
@@ -243,7 +243,7 @@ pub const PREFILL_CHUNK: usize = 256;
 
 /// A request holding a slot.
 struct Running {
-    req: GenRequest,
+    req: Box<GenRequest>,
     seq: Sequence,
     cache: KvCache,
     /// Prompt tokens already run (or taken from the prompt cache).
@@ -675,4 +675,3 @@ pub fn embed(model: &LoadedModel, inputs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, 
     }
     Ok(out)
 }
-

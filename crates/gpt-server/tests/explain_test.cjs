@@ -9,12 +9,17 @@
 // checks the probabilities (and T = 0); enlarges an attention head and checks its rows and its
 // causal mask; samples a next token; switches the language; runs a Korean prompt through every
 // step; checks that nothing was fetched from another host and that the page threw no errors.
+// The page_equals_cli_<step> checks compare what the page shows with `gpt inspect ... --json`
+// for the same prompt: GPT_BIN is the gpt binary, MODEL the model (default
+// smollm2-135m-instruct, the one the server must be serving), and the environment carries
+// GPT_RS_HOME. Without GPT_BIN those checks are not run and one FAIL line says so.
 // Saves SCREENSHOT_DIR/explain-<step>.png and explain-ko-<step>.png. Set API_KEY when the
 // server wants one. Prints one line per check and `N passed, M failed`.
 
 const { chromium } = require("playwright-core");
 const fs = require("fs");
 const path = require("path");
+const { execFileSync } = require("child_process");
 
 const [base, shots] = process.argv.slice(2);
 if (!base || !shots) { console.error("usage: node explain_test.cjs BASE_URL SCREENSHOT_DIR"); process.exit(2); }
@@ -28,6 +33,152 @@ let passed = 0, failed = 0;
 function check(name, ok, detail) {
   if (ok) { passed++; console.log("ok   " + name); }
   else { failed++; console.log("FAIL " + name + (detail ? ": " + detail : "")); }
+}
+
+// ---- the CLI, for page_equals_cli_<step> ----
+const GPT_BIN = process.env.GPT_BIN || "";
+const sent = {}; // the body of the page's last POST to each path, to ask the CLI the same
+const MODEL = process.env.MODEL || "smollm2-135m-instruct";
+function cli(args) {
+  const out = execFileSync(GPT_BIN, [...args, "--model", MODEL],
+    { env: process.env, maxBuffer: 256 << 20, stdio: ["ignore", "pipe", "pipe"] });
+  return JSON.parse(out.toString("utf8"));
+}
+// A check against the CLI: `body` returns [ok, detail]; an exception (the CLI failed, its
+// output was not JSON, the page lacked an element) is a failure with its message.
+async function cliCheck(name, body) {
+  if (!GPT_BIN) return;
+  try {
+    const [ok, detail] = await body();
+    check(name, ok, detail);
+  } catch (e) {
+    check(name, false, (e.stderr ? String(e.stderr).trim() + " " : "") + (e.message || String(e)));
+  }
+}
+// |a - b| <= tol, absolute; relative to |b| when rel (but never tighter than tol * 1e-3 absolute).
+function near(a, b, tol, rel) {
+  if (!Number.isFinite(a) || !Number.isFinite(b)) return false;
+  const lim = rel ? tol * Math.max(Math.abs(b), 1e-3) : tol;
+  return Math.abs(a - b) <= lim;
+}
+// The first index where two lists differ (by `same`), or -1; a length mismatch counts.
+function firstDiff(xs, ys, same) {
+  const n = Math.max(xs.length, ys.length);
+  for (let i = 0; i < n; i++) if (i >= xs.length || i >= ys.length || !same(xs[i], ys[i], i)) return i;
+  return -1;
+}
+// How the page shows a decoded piece (showPiece in explain.html).
+function shownPiece(p) { return String(p).replace(/ /g, "\u2423").replace(/\n/g, "\u21b5").replace(/\t/g, "\u21e5") || "\u2205"; }
+function num(n) { return Number(n).toLocaleString("en-US"); }
+
+// tokens: the chips' ids (and pieces) are those of `gpt inspect tokens`.
+async function cliTokens(page, name, prompt) {
+  await cliCheck(name, async () => {
+    const c = cli(["inspect", "tokens", prompt, "--json"]);
+    const chips = await page.$$eval("#tok-chips .tok", (cs) => cs.map((x) => ({ id: Number(x.dataset.id), piece: x.querySelector(".piece").textContent })));
+    const d = firstDiff(chips, c.ids, (ch, id) => ch.id === id);
+    const dp = c.pieces ? firstDiff(chips, c.pieces, (ch, p) => ch.piece === shownPiece(p)) : -1;
+    return [d < 0 && dp < 0, `page ${JSON.stringify(chips.map((x) => x.id))} vs cli ${JSON.stringify(c.ids)}` +
+      (dp >= 0 ? `; piece ${dp}: page ${JSON.stringify(chips[dp] && chips[dp].piece)} vs cli ${JSON.stringify(c.pieces[dp])}` : "")];
+  });
+}
+// embedding: one row per token with its id, and the vectors the page drew are the CLI's.
+async function cliEmbedding(page, name, prompt) {
+  await cliCheck(name, async () => {
+    const c = cli(["inspect", "embed", "vectors", prompt, "--json"]);
+    const pg = await page.evaluate(() => ({
+      ids: [...document.querySelectorAll("#emb-rows .emb-row")].map((r) => Number(r.dataset.id)),
+      widths: [...document.querySelectorAll("#emb-rows .emb-row canvas")].map((cv) => cv.width),
+      vectors: state.emb ? state.emb.vectors : [],
+    }));
+    if (pg.ids.length !== c.vectors.length) return [false, `${pg.ids.length} rows on the page, ${c.vectors.length} vectors from the cli`];
+    const di = firstDiff(pg.ids, c.ids, (a, b) => a === b);
+    if (di >= 0) return [false, `row ${di}: id ${pg.ids[di]} on the page, ${c.ids[di]} from the cli`];
+    const n = c.vectors.length, rows = [...new Set([0, n >> 1, n - 1])];
+    for (const i of rows) {
+      const a = pg.vectors[i] || [], b = c.vectors[i];
+      if (pg.widths[i] !== b.length) return [false, `row ${i}: canvas ${pg.widths[i]} wide, vector has ${b.length}`];
+      const k = firstDiff(a, b, (x, y) => near(x, y, 1e-6));
+      if (k >= 0) return [false, `row ${i} (id ${c.ids[i]}) component ${k}: page ${a[k]} vs cli ${b[k]} (lengths ${a.length}, ${b.length})`];
+    }
+    return [true, ""];
+  });
+}
+// attention: the enlarged head's cells (and every head of its layer the grid drew) are the
+// CLI's pattern for that layer.
+async function cliAttention(page, name, prompt) {
+  await cliCheck(name, async () => {
+    const pg = await page.evaluate(() => {
+      const b = document.getElementById("head-big");
+      const L = Number(b.dataset.layer), H = Number(b.dataset.head);
+      return { L, H, n: Number(b.dataset.n),
+        cells: [...b.querySelectorAll("rect.cell")].map((c) => [Number(c.dataset.row), Number(c.dataset.col), parseFloat(c.dataset.p)]),
+        layer: state.attn && state.attn.layers[L] ? state.attn.layers[L].map((h) => ({ head: h.head, pattern: h.pattern })) : [] };
+    });
+    if (!Number.isInteger(pg.L) || !Number.isInteger(pg.H)) return [false, "no enlarged head"];
+    const heads = cli(["inspect", "attention", prompt, "--layer", String(pg.L), "--all-heads", "--json"]);
+    const hd = heads.find((h) => h.head === pg.H);
+    if (!hd) return [false, `the cli has no head ${pg.H} in layer ${pg.L}`];
+    const n = hd.pattern.length;
+    if (pg.n !== n || pg.cells.length !== n * n) return [false, `${pg.cells.length} cells for ${pg.n} tokens on the page, ${n} tokens from the cli`];
+    for (const [i, j, p] of pg.cells) {
+      if (!near(p, hd.pattern[i][j], 1e-4)) return [false, `layer ${pg.L} head ${pg.H} cell (${i}, ${j}): page ${p} vs cli ${hd.pattern[i][j]}`];
+    }
+    if (pg.layer.length !== heads.length) return [false, `${pg.layer.length} heads drawn for layer ${pg.L}, ${heads.length} from the cli`];
+    for (const h of heads) {
+      const ph = pg.layer.find((x) => x.head === h.head);
+      if (!ph) return [false, `layer ${pg.L}: head ${h.head} not drawn`];
+      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
+        const a = (ph.pattern[i] || [])[j], b = h.pattern[i][j];
+        if (!near(a, b, 1e-4)) return [false, `layer ${pg.L} head ${h.head} (grid) cell (${i}, ${j}): page ${a} vs cli ${b}`];
+      }
+    }
+    return [true, ""];
+  });
+}
+// lens: each row's top token (id, shown piece) and its probability are the CLI's, asked
+// with the same top as the page's request.
+async function cliLens(page, name, prompt) {
+  await cliCheck(name, async () => {
+    const req = sent["/inspect/lens"];
+    if (!req || req.prompt !== prompt) return [false, "the page sent no /inspect/lens request for this prompt"];
+    const top = String(req.top === undefined ? 1 : req.top);
+    const c = cli(["inspect", "lens", prompt, "--top", top, "--json"]);
+    const rows = await page.evaluate(() => [...document.querySelectorAll("tr.lens-row")].map((r, k) => ({
+      layer: Number(r.dataset.layer), p: parseFloat(r.dataset.p), piece: r.querySelector("td.top .piece").textContent,
+      // data-id on the row; the page's state where the page predates it
+      id: r.dataset.id !== undefined ? Number(r.dataset.id) : Number(state.lens.layers[k].top[0].id), fromDom: r.dataset.id !== undefined })));
+    if (rows.length !== c.layers.length) return [false, `${rows.length} rows on the page, ${c.layers.length} layers from the cli`];
+    for (let k = 0; k < rows.length; k++) {
+      const r = rows[k], L = c.layers[k], t = L.top[0];
+      if (r.layer !== L.layer || r.id !== t.id || r.piece !== shownPiece(t.piece) || !near(r.p, t.prob, 1e-5))
+        return [false, `row ${k}: page layer ${r.layer} id ${r.id} ${JSON.stringify(r.piece)} p ${r.p} vs cli layer ${L.layer} id ${t.id} ${JSON.stringify(shownPiece(t.piece))} p ${t.prob}`];
+    }
+    return [true, rows.every((r) => r.fromDom) ? "" : "(ids from state: the served page has no data-id on lens rows)"];
+  });
+}
+// unembedding: the logit bars are the CLI's top 20, in order.
+async function cliLogits(page, name, prompt) {
+  await cliCheck(name, async () => {
+    const c = cli(["inspect", "logits", prompt, "--top", "20", "--json"]);
+    const bars = await page.$$eval("#logit-bars .logit-bar", (bs) => bs.map((b) => ({ id: Number(b.dataset.id), logit: parseFloat(b.dataset.logit) })));
+    const k = firstDiff(bars, c.top, (a, b) => a.id === b.id && near(a.logit, b.logit, 1e-4));
+    return [k < 0, k < 0 ? "" : `bar ${k}: page ${JSON.stringify(bars[k])} vs cli ${JSON.stringify(c.top[k] && { id: c.top[k].id, logit: c.top[k].logit })} (${bars.length} bars, ${c.top.length} from the cli)`];
+  });
+}
+// temperature: the probability bars at temperature T (as "0.50") are the CLI's.
+async function cliTemperature(page, name, prompt, T) {
+  await cliCheck(name, async () => {
+    const d = await probsAt(page, T);
+    const ids = await page.$$eval("#probs .prob-bar", (bs) => bs.map((b) => Number(b.dataset.id)));
+    const req = sent["/inspect/temperature"];
+    if (!req || req.prompt !== prompt || Number(req.temperatures[0]).toFixed(2) !== T)
+      return [false, "the page's last /inspect/temperature request was " + JSON.stringify(req)];
+    const c = cli(["inspect", "temperature", prompt, "--temperatures", T, "--top", String(req.top), "--json"]);
+    const k = firstDiff(d.p, c.tokens, (p, tk, i) => ids[i] === tk.id && near(p, tk.probs[0], 1e-5));
+    if (k >= 0) return [false, `bar ${k} at T = ${T}: page id ${ids[k]} p ${d.p[k]} vs cli ${JSON.stringify(c.tokens[k] && { id: c.tokens[k].id, p: c.tokens[k].probs[0] })}`];
+    return [near(d.rest, c.rest[0], 1e-5), `rest at T = ${T}: page ${d.rest} vs cli ${c.rest[0]}`];
+  });
 }
 
 // Every step of the current run finished (done or error); returns their states.
@@ -67,7 +218,10 @@ async function shootSteps(page, prefix, which) {
   try {
     const page = await browser.newPage({ viewport: { width: 1400, height: 1000 }, locale: "en-US" });
     const foreign = [];
-    page.on("request", (r) => { if (!r.url().startsWith(base)) foreign.push(r.url()); });
+    page.on("request", (r) => {
+      if (!r.url().startsWith(base)) { foreign.push(r.url()); return; }
+      if (r.method() === "POST") { try { sent[new URL(r.url()).pathname] = JSON.parse(r.postData()); } catch (e) { /* not JSON */ } }
+    });
     const pageErrors = [];
     page.on("pageerror", (e) => pageErrors.push(String(e)));
 
@@ -80,6 +234,7 @@ async function shootSteps(page, prefix, which) {
     check("english_ui_for_an_english_browser", (await page.getAttribute("html", "lang")) === "en");
     if (process.env.API_KEY) await page.fill("#api-key", process.env.API_KEY);
     const info = await page.evaluate(() => fetch("/page/info").then((r) => r.json()));
+    if (!GPT_BIN) check("page_equals_cli", false, "GPT_BIN is needed (the gpt binary, with MODEL and GPT_RS_HOME): the page_equals_cli_<step> checks were not run");
 
     // ---- an English prompt through every step ----
     await page.fill("#prompt", EN_PROMPT);
@@ -119,6 +274,50 @@ async function shootSteps(page, prefix, which) {
     }));
     check("params_parts_present", parts.ours >= 3 && parts.gpt3 >= 3 && parts.share.length === 2 &&
       parts.share.every((s) => s > 0 && s < 1), JSON.stringify(parts));
+
+    // ---- what the page shows equals `gpt inspect ... --json` for the same prompt ----
+    await cliTokens(page, "page_equals_cli_tokens", EN_PROMPT);
+    await cliEmbedding(page, "page_equals_cli_embedding", EN_PROMPT);
+    await cliCheck("page_equals_cli_direction", async () => {
+      const dx = (await page.inputValue("#dir-x")).trim(), dy = (await page.inputValue("#dir-y")).trim();
+      const cx = cli(["inspect", "embed", "project", "--direction", dx, ...words, "--json"]);
+      const cy = cli(["inspect", "embed", "project", "--direction", dy, ...words, "--json"]);
+      const shown = await page.evaluate(() => ({
+        pts: [...document.querySelectorAll("#scatter circle.pt")].map((c) => ({ word: c.dataset.word, x: parseFloat(c.dataset.x), y: parseFloat(c.dataset.y) })),
+        table: [...document.querySelectorAll("#dir-table tr.dir-row")].map((r) => [...r.cells].map((c) => c.textContent)),
+      }));
+      if (shown.pts.length !== cx.words.length || cx.words.length !== cy.words.length)
+        return [false, `${shown.pts.length} points, ${cx.words.length} and ${cy.words.length} words from the cli`];
+      for (let k = 0; k < shown.pts.length; k++) {
+        const p = shown.pts[k], wx = cx.words[k], wy = cy.words[k];
+        if (p.word !== wx.word || !near(p.x, wx.projection, 1e-5, true) || !near(p.y, wy.projection, 1e-5, true))
+          return [false, `${p.word}: page (${p.x}, ${p.y}) vs cli ${wx.word} (${wx.projection}, ${wy.projection})`];
+        const row = shown.table[k] || [];
+        if (row[1] !== wx.projection.toFixed(3) || row[2] !== wy.projection.toFixed(3))
+          return [false, `table row ${k}: ${JSON.stringify(row)} vs cli ${wx.projection.toFixed(3)}, ${wy.projection.toFixed(3)}`];
+      }
+      return [true, ""];
+    });
+    await cliLens(page, "page_equals_cli_lens", EN_PROMPT);
+    await cliLogits(page, "page_equals_cli_unembedding", EN_PROMPT);
+    await cliCheck("page_equals_cli_params", async () => {
+      const shown = await page.evaluate(() => Object.fromEntries(["ours", "gpt3"].map((k) => {
+        const box = document.getElementById("params-" + k);
+        return [k, { parts: [...box.querySelectorAll("tr.param-part")].map((r) => ({ part: r.dataset.part, total: Number(r.dataset.total), shown: r.cells[2].textContent })),
+          share: parseFloat(box.querySelector(".attn-share").dataset.share), shareText: box.querySelector(".attn-share").textContent,
+          total: box.querySelector("table.param-table tbody tr:last-child th.num").textContent }];
+      })));
+      const want = { ours: cli(["inspect", "params", "--json"]).tables[0], gpt3: cli(["inspect", "params", "--preset", "gpt3-175b", "--json"]).tables[0] };
+      for (const k of ["ours", "gpt3"]) {
+        const a = shown[k], b = want[k];
+        const d = firstDiff(a.parts, b.parts, (x, y) => x.part === y.part && x.total === y.total && x.shown === num(y.total));
+        if (d >= 0) return [false, `${k} part ${d}: page ${JSON.stringify(a.parts[d])} vs cli ${JSON.stringify(b.parts[d] && { part: b.parts[d].part, total: b.parts[d].total })}`];
+        if (a.total !== num(b.total)) return [false, `${k} total: page ${a.total} vs cli ${num(b.total)}`];
+        if (!near(a.share, b.attention_share, 1e-12) || !a.shareText.includes((100 * b.attention_share).toFixed(1)))
+          return [false, `${k} attention share: page ${a.share} (${JSON.stringify(a.shareText)}) vs cli ${b.attention_share}`];
+      }
+      return [true, ""];
+    });
     await shootSteps(page, "explain-", STEPS);
 
     // ---- two tokens compared ----
@@ -132,6 +331,12 @@ async function shootSteps(page, prefix, which) {
     });
     check("two_tokens_show_a_similarity", sim.picked === 2 && Number.isFinite(sim.dot) && Number.isFinite(sim.cos) &&
       sim.cos >= -1 - 1e-6 && sim.cos <= 1 + 1e-6, JSON.stringify(sim));
+    await cliCheck("page_equals_cli_similarity", async () => {
+      const [A, B] = await page.evaluate(() => state.picks.map((i) => Number(document.querySelector(`#emb-rows .pick[data-i="${i}"]`).dataset.id)));
+      const c = cli(["inspect", "embed", "similarity", "#" + A, "#" + B, "--json"]);
+      return [near(sim.dot, c.dot, 1e-5, true) && near(sim.cos, c.cosine, 1e-5, true),
+        `#${A} #${B}: page dot ${sim.dot} cosine ${sim.cos} vs cli dot ${c.dot} cosine ${c.cosine}`];
+    });
 
     // ---- temperature ----
     await page.click("#step-unembedding");
@@ -140,6 +345,7 @@ async function shootSteps(page, prefix, which) {
     await page.focus("#temp");
     for (let i = 0; i < 10; i++) await page.keyboard.press("ArrowLeft");
     const cold = await probsAt(page, "0.50");
+    await cliTemperature(page, "page_equals_cli_temperature", EN_PROMPT, "0.50");
     check("temperature_slider_shows_its_value", (await page.textContent("#temp-val")) === "0.50");
     check("lower_temperature_sharpens", cold.p[0] > at1.p[0] + 1e-6 && cold.rest < at1.rest + 1e-9,
       `top ${at1.p[0]} -> ${cold.p[0]}, rest ${at1.rest} -> ${cold.rest}`);
@@ -184,6 +390,7 @@ async function shootSteps(page, prefix, which) {
     check("hovering_a_cell_explains_it", /looks at key token 1 .*weight p = [0-9.]+.*sum over j/.test(tip), tip);
     await page.hover(`#head-big rect.cell[data-row="0"][data-col="1"]`);
     check("hovering_a_masked_cell_says_so", /Masked/.test(await page.textContent("#head-tip")));
+    await cliAttention(page, "page_equals_cli_attention", EN_PROMPT);
     await page.screenshot({ path: path.join(shots, "explain-attention-head.png"), fullPage: true });
 
     // ---- next token: sample, append, run again ----
@@ -231,8 +438,16 @@ async function shootSteps(page, prefix, which) {
     const koHeads = await page.$$eval("#attn-grid canvas.head[data-loaded]", (cs) => cs.length);
     check("korean_attention_loaded", koHeads === info.n_layer * info.n_head, `${koHeads}`);
     check("korean_lens_rows", (await page.locator("tr.lens-row").count()) === info.n_layer);
+    await cliTokens(page, "page_equals_cli_korean_tokens", KO_PROMPT);
+    await cliEmbedding(page, "page_equals_cli_korean_embedding", KO_PROMPT);
+    await cliLens(page, "page_equals_cli_korean_lens", KO_PROMPT);
+    await cliLogits(page, "page_equals_cli_korean_unembedding", KO_PROMPT);
+    await page.click("#step-unembedding");
+    await cliTemperature(page, "page_equals_cli_korean_temperature", KO_PROMPT, "1.00");
     await page.click("#step-attention");
     await page.click(`canvas.head[data-layer="0"][data-head="0"]`);
+    await page.waitForSelector(`#head-big[data-layer="0"][data-head="0"] rect.cell`, { timeout: 10000 }).catch(() => null);
+    await cliAttention(page, "page_equals_cli_korean_attention", KO_PROMPT);
     await shootSteps(page, "explain-ko-", STEPS);
 
     check("nothing_fetched_from_another_host", foreign.length === 0, foreign.join(", "));

@@ -172,6 +172,26 @@ fn damaged_request_bodies_get_documented_answers() {
             "/page/attention",
             json!({"prompt": "The fluffy creature", "layer": 0, "head": 0}),
         ),
+        ("/inspect/tokens", json!({"prompt": "Tokens are not words"})),
+        ("/inspect/embeddings", json!({"prompt": "a cat"})),
+        (
+            "/inspect/similarity",
+            json!({"a": "cat", "b": "#504", "as_is": false}),
+        ),
+        (
+            "/inspect/projection",
+            json!({"direction": "woman - man", "words": ["king", "queen"]}),
+        ),
+        (
+            "/inspect/attention",
+            json!({"prompt": "The cat", "layer": 1, "heads": [0, 2]}),
+        ),
+        ("/inspect/lens", json!({"prompt": "The cat", "top": 2})),
+        ("/inspect/logits", json!({"prompt": "The cat", "top": 3})),
+        (
+            "/inspect/temperature",
+            json!({"prompt": "The cat", "temperatures": [0, 0.7], "top": 4}),
+        ),
     ];
     let allowed = [200, 400, 404, 413, 503];
     let mut rng = Rng(0x5eed_f0f0);

@@ -5,7 +5,7 @@
 
 use gpt::LoadedModel;
 use gpt_server::{Background, Options};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::OnceLock;
@@ -1244,4 +1244,252 @@ fn shutdown_does_not_wait_for_a_half_sent_request() {
         "the server took {:?} to stop",
         t0.elapsed()
     );
+}
+
+/// The model the tests compute their own expectations with (the library, not the server).
+fn reference_model() -> &'static LoadedModel {
+    static M: OnceLock<LoadedModel> = OnceLock::new();
+    M.get_or_init(model)
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn inspect_endpoints_show_the_models_own_numbers() {
+    let addr = shared();
+    let m = reference_model();
+    let prompt = "The fluffy blue creature roamed the verdant forest";
+    let ids = m.encode_prompt(prompt, true);
+    let t = ids.len();
+    let c = &m.transformer.config;
+
+    let tok = post(
+        addr,
+        "/inspect/tokens",
+        &json!({"prompt": prompt}).to_string(),
+    )
+    .json();
+    assert_eq!(tok["ids"], json!(ids));
+    assert_eq!(tok["pieces"][1], " fluffy");
+
+    let emb = post(
+        addr,
+        "/inspect/embeddings",
+        &json!({"prompt": prompt}).to_string(),
+    )
+    .json();
+    let table = &m.transformer.token_embedding.table;
+    for (i, &id) in ids.iter().enumerate() {
+        let mut row = vec![0f32; table.cols];
+        table.row_f32(id as usize, &mut row);
+        let got = floats(&emb["vectors"][i]);
+        // An f32 written as JSON and read back as f32 is the same number.
+        assert!(
+            row.iter().zip(&got).all(|(a, b)| *a == *b as f32),
+            "row {i}: {:?} vs {:?}",
+            &row[..4],
+            &got[..4]
+        );
+    }
+
+    // The last position's logits, computed here.
+    let mut cache = m.transformer.new_cache();
+    let logits = m
+        .transformer
+        .forward(&ids, &mut cache, gpt::model::Logits::Last, None)
+        .unwrap();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let max = logits[order[0]] as f64;
+    let lse = max
+        + logits
+            .iter()
+            .map(|&l| (l as f64 - max).exp())
+            .sum::<f64>()
+            .ln();
+    let lg = post(
+        addr,
+        "/inspect/logits",
+        &json!({"prompt": prompt, "top": 5}).to_string(),
+    )
+    .json();
+    for (k, cand) in lg["top"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(cand["id"], order[k] as u64, "rank {k}");
+        let p = (logits[order[k]] as f64 - lse).exp();
+        assert!(
+            (cand["prob"].as_f64().unwrap() - p).abs() < 1e-9,
+            "rank {k}"
+        );
+    }
+
+    // Temperature: softmax(logits / T) over the whole vocabulary; the rest is what the listed
+    // tokens leave; T = 0 is argmax.
+    let tt = post(
+        addr,
+        "/inspect/temperature",
+        &json!({"prompt": prompt, "temperatures": [0, 0.5, 2], "top": 6}).to_string(),
+    )
+    .json();
+    for (s, temp) in [0.0f64, 0.5, 2.0].into_iter().enumerate() {
+        let probs: Vec<f64> = tt["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["probs"][s].as_f64().unwrap())
+            .collect();
+        let rest = tt["rest"][s].as_f64().unwrap();
+        assert!(
+            (probs.iter().sum::<f64>() + rest - 1.0).abs() < 1e-5,
+            "T = {temp}"
+        );
+        if temp == 0.0 {
+            assert_eq!(probs[0], 1.0);
+        } else {
+            let z: f64 = logits
+                .iter()
+                .map(|&l| ((l as f64 - max) / temp).exp())
+                .sum();
+            let p0 = 1.0 / z;
+            assert!(
+                (probs[0] - p0).abs() < 1e-5,
+                "T = {temp}: {} vs {p0}",
+                probs[0]
+            );
+        }
+    }
+
+    // Attention: every head of a layer, causal rows summing to 1.
+    let att = post(
+        addr,
+        "/inspect/attention",
+        &json!({"prompt": prompt, "layer": 3}).to_string(),
+    )
+    .json();
+    let heads = att.as_array().unwrap();
+    assert_eq!(heads.len(), c.n_head);
+    for h in heads {
+        let rows = h["pattern"].as_array().unwrap();
+        assert_eq!(rows.len(), t);
+        for (i, r) in rows.iter().enumerate() {
+            let r = floats(r);
+            assert!((r.iter().sum::<f64>() - 1.0).abs() < 1e-3, "row {i}");
+            assert!(r[i + 1..].iter().all(|&p| p == 0.0), "row {i} sees ahead");
+        }
+    }
+
+    // The lens: one entry per layer, the last one the model's own prediction.
+    let lens = post(
+        addr,
+        "/inspect/lens",
+        &json!({"prompt": prompt, "top": 1}).to_string(),
+    )
+    .json();
+    let layers = lens["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), c.n_layer);
+    assert_eq!(layers[c.n_layer - 1]["top"][0]["id"], order[0] as u64);
+
+    // Parameters: shares add up to 1; the preset is the seed's GPT-3.
+    let p = get(addr, "/inspect/params").json();
+    let shares: f64 = p["tables"][0]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["share"].as_f64().unwrap())
+        .sum();
+    assert!((shares - 1.0).abs() < 1e-9, "{shares}");
+    let g = get(addr, "/inspect/params?preset=gpt3-175b").json();
+    assert_eq!(g["tables"][0]["total"], 175_181_291_520u64);
+
+    let sim = post(addr, "/inspect/similarity", r##"{"a":"#504","b":"#504"}"##).json();
+    assert!(
+        (sim["cosine"].as_f64().unwrap() - 1.0).abs() < 1e-6,
+        "{sim}"
+    );
+}
+
+#[test]
+fn inspect_endpoints_refuse_bad_input_naming_the_field() {
+    let addr = shared();
+    let long = "word ".repeat(600);
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "/inspect/attention",
+            json!({"prompt": "a b", "layer": 30}).to_string(),
+            "layer",
+        ),
+        (
+            "/inspect/attention",
+            json!({"prompt": "a b", "layer": 0, "heads": [9]}).to_string(),
+            "head",
+        ),
+        (
+            "/inspect/attention",
+            json!({"prompt": long, "layer": 0}).to_string(),
+            "tokens",
+        ),
+        (
+            "/inspect/logits",
+            json!({"prompt": "a", "top": 0}).to_string(),
+            "top",
+        ),
+        (
+            "/inspect/logits",
+            json!({"prompt": "a", "top": 50000}).to_string(),
+            "top",
+        ),
+        ("/inspect/lens", json!({"prompt": ""}).to_string(), "empty"),
+        (
+            "/inspect/temperature",
+            json!({"prompt": "a", "temperatures": []}).to_string(),
+            "temperatures",
+        ),
+        (
+            "/inspect/temperature",
+            json!({"prompt": "a", "temperatures": [-1]}).to_string(),
+            "emperature",
+        ),
+        (
+            "/inspect/projection",
+            json!({"direction": "woman - man", "words": []}).to_string(),
+            "words",
+        ),
+        (
+            "/inspect/projection",
+            json!({"direction": "woman -", "words": ["king"]}).to_string(),
+            "-",
+        ),
+        (
+            "/inspect/similarity",
+            json!({"a": "#99999999", "b": "cat"}).to_string(),
+            "99999999",
+        ),
+        (
+            "/inspect/similarity",
+            json!({"a": "x".repeat(300), "b": "cat"}).to_string(),
+            "a is longer",
+        ),
+        (
+            "/inspect/tokens",
+            r#"{"prompt": 3}"#.to_string(),
+            "expected a string",
+        ),
+    ];
+    for (path, body, needle) in cases {
+        let e = post(addr, path, &body).error(400);
+        let msg = e["message"].as_str().unwrap();
+        assert!(
+            msg.contains(needle),
+            "{path} {}: {msg}",
+            &body[..body.len().min(80)]
+        );
+    }
+    let e = get(addr, "/inspect/params?preset=gpt5").error(400);
+    assert!(e["message"].as_str().unwrap().contains("gpt3-175b"), "{e}");
+    assert_eq!(get(addr, "/explain").status, 200);
 }

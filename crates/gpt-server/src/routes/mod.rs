@@ -269,13 +269,13 @@ fn start_generation(
 ) -> Result<UnboundedReceiver<Event>, ApiError> {
     check_open(state)?;
     let (tx, rx) = unbounded_channel();
-    state.scheduler.submit(Job::Generate(GenRequest {
+    state.scheduler.submit(Job::Generate(Box::new(GenRequest {
         prompt_ids,
         options,
         logprobs,
         events: tx,
         arrived: std::time::Instant::now(),
-    }))?;
+    })))?;
     Ok(rx)
 }
 

@@ -270,8 +270,12 @@ impl Figure {
                     } else {
                         String::new()
                     };
+                    // Centred on y by a fixed shift of the alphabetic baseline, not by
+                    // dominant-baseline="central": that is computed per font, so a label mixing
+                    // scripts (a Latin '␣' before a Hangul syllable) would not share a line.
+                    let base = y + 0.35 * size;
                     s += &format!(
-                        "<text x=\"{x:.1}\" y=\"{y:.1}\" font-size=\"{size:.1}\" text-anchor=\"{anchor}\" dominant-baseline=\"central\" fill=\"{}\"{rotate}>{}</text>\n",
+                        "<text x=\"{x:.1}\" y=\"{base:.1}\" font-size=\"{size:.1}\" text-anchor=\"{anchor}\" fill=\"{}\"{rotate}>{}</text>\n",
                         color.hex(),
                         xml_escape(text)
                     );
