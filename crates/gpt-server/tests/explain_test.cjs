@@ -450,6 +450,22 @@ async function shootSteps(page, prefix, which) {
     await cliAttention(page, "page_equals_cli_korean_attention", KO_PROMPT);
     await shootSteps(page, "explain-ko-", STEPS);
 
+    // ---- a long prompt: pooled thumbnails, a head enlarged whole ----
+    const LONG_PROMPT = "The fluffy blue creature roamed the verdant forest, and then it slept. ".repeat(12);
+    await page.fill("#prompt", LONG_PROMPT);
+    await page.click("#run");
+    const states4 = await waitRun(page);
+    const longIds = (await page.evaluate((prompt) => api("/inspect/tokens", { prompt }), LONG_PROMPT)).ids.length;
+    const longHeads = await page.$$eval("#attn-grid canvas.head[data-loaded]", (cs) => cs.length);
+    check("long_prompt_runs_with_thumbnails", Object.values(states4).every((s) => s === "done") &&
+      longIds > 96 && longHeads === info.n_layer * info.n_head, `${longIds} tokens, ${longHeads} heads`);
+    await page.click("#step-attention");
+    await page.click(`canvas.head[data-layer="2"][data-head="1"]`);
+    const bigN = await page.waitForSelector(`#head-big[data-layer="2"][data-head="1"] canvas`, { timeout: 20000 })
+      .then(() => page.getAttribute("#head-big", "data-n")).catch(() => null);
+    check("long_prompt_head_enlarged_whole", Number(bigN) === longIds && (await errors(page)).length === 0,
+      `enlarged ${bigN} of ${longIds} tokens`);
+
     check("nothing_fetched_from_another_host", foreign.length === 0, foreign.join(", "));
     check("no_page_errors", pageErrors.length === 0, pageErrors.join("; "));
     console.log("screenshots: " + shots);

@@ -1493,3 +1493,54 @@ fn inspect_endpoints_refuse_bad_input_naming_the_field() {
     assert!(e["message"].as_str().unwrap().contains("gpt3-175b"), "{e}");
     assert_eq!(get(addr, "/explain").status, 200);
 }
+
+#[test]
+fn pooled_attention_thumbnails_keep_rows_summing_to_one_and_causal() {
+    let addr = shared();
+    let prompt =
+        "The fluffy blue creature roamed the verdant forest, and then it slept. ".repeat(6);
+    let full = post(
+        addr,
+        "/inspect/attention",
+        &json!({"prompt": prompt, "layer": 2, "heads": [1]}).to_string(),
+    )
+    .json();
+    let p: Vec<Vec<f64>> = serde_json::from_value(full[0]["pattern"].clone()).unwrap();
+    let t = p.len();
+    assert!(t > 32, "{t} tokens");
+    let pooled = post(
+        addr,
+        "/inspect/attention",
+        &json!({"prompt": prompt, "layer": 2, "heads": [1], "pool": 16}).to_string(),
+    )
+    .json();
+    assert_eq!(pooled[0]["pooled_from"], t as u64);
+    let q: Vec<Vec<f64>> = serde_json::from_value(pooled[0]["pattern"].clone()).unwrap();
+    assert_eq!(q.len(), 16);
+    for (bi, row) in q.iter().enumerate() {
+        assert_eq!(row.len(), 16);
+        assert!(
+            (row.iter().sum::<f64>() - 1.0).abs() < 2e-3,
+            "block row {bi}"
+        );
+        assert!(
+            row[bi + 1..].iter().all(|&x| x == 0.0),
+            "block row {bi} sees ahead"
+        );
+    }
+    // Block (I, J) by hand from the full pattern: the mean over I's rows of their sums over J.
+    let edge = |k: usize| k * t / 16;
+    let (bi, bj) = (9, 4);
+    let want: f64 = p[edge(bi)..edge(bi + 1)]
+        .iter()
+        .map(|r| r[edge(bj)..edge(bj + 1)].iter().sum::<f64>())
+        .sum::<f64>()
+        / (edge(bi + 1) - edge(bi)) as f64;
+    assert!((q[bi][bj] - want).abs() < 1e-3, "{} vs {want}", q[bi][bj]);
+    post(
+        addr,
+        "/inspect/attention",
+        &json!({"prompt": "a b", "layer": 0, "pool": 0}).to_string(),
+    )
+    .error(400);
+}

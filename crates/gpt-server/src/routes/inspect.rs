@@ -9,11 +9,14 @@
 //! | `POST /inspect/embeddings` | `{"prompt"}` | `gpt inspect embed vectors P --json` |
 //! | `POST /inspect/similarity` | `{"a", "b", "as_is"?}` | `gpt inspect embed similarity A B --json` |
 //! | `POST /inspect/projection` | `{"direction", "words", "as_is"?}` | `gpt inspect embed project -d D W.. --json` |
-//! | `POST /inspect/attention` | `{"prompt", "layer", "heads"?}` | `gpt inspect attention P -l L --all-heads --json` |
+//! | `POST /inspect/attention` | `{"prompt", "layer", "heads"?, "pool"?}` | `gpt inspect attention P -l L --all-heads --json` |
 //! | `POST /inspect/lens` | `{"prompt", "top"?}` (3) | `gpt inspect lens P --top N --json` |
 //! | `POST /inspect/logits` | `{"prompt", "top"?}` (10) | `gpt inspect logits P --top N --json` |
 //! | `POST /inspect/temperature` | `{"prompt", "temperatures"?, "top"?}` ([0, 0.5, 1, 2], 8) | `gpt inspect temperature P --temperatures .. --top N --json` |
 //! | `GET /inspect/params[?preset=NAME]` | | `gpt inspect params [--preset NAME] --json` |
+//!
+//! `pool` (thumbnails of long prompts, the page's small multiples) averages each pattern into
+//! (pool, pool) blocks ([`pool_patterns`]); without it the patterns are the CLI's.
 //!
 //! Forward passes run on the model thread between decode steps; the rest (tokenizing, reading
 //! embedding rows) on tokio's blocking threads.
@@ -215,6 +218,8 @@ struct Attention {
     layer: usize,
     #[serde(default)]
     heads: Vec<usize>,
+    /// Thumbnails: patterns longer than this many tokens come pooled to (pool, pool).
+    pool: Option<usize>,
 }
 
 /// Attention probabilities to 4 decimals: plenty for a heatmap, and a third of the JSON.
@@ -249,11 +254,23 @@ pub async fn attention(State(state): State<AppState>, body: Bytes) -> Response {
                     Some("heads"),
                 ));
             }
+            if req
+                .pool
+                .is_some_and(|n| !(1..=MAX_INSPECT_TOKENS).contains(&n))
+            {
+                return Err(ApiError::invalid(
+                    format!("pool must be 1 to {MAX_INSPECT_TOKENS}"),
+                    Some("pool"),
+                ));
+            }
             let ids = prompt_ids(&state, req.prompt).await?;
             let mut v = on_model(&state, move |m| {
                 report::attention(m, &ids, req.layer, &req.heads)
             })
             .await?;
+            if let Some(n) = req.pool {
+                pool_patterns(&mut v, n);
+            }
             round_patterns(&mut v);
             Ok(v)
         }
@@ -322,4 +339,41 @@ pub async fn params(
         })
         .await,
     )
+}
+
+/// Patterns (T, T) longer than `n` averaged into (n, n) blocks, for thumbnails of long prompts:
+/// block I holds rows I*T/n..(I+1)*T/n, and its entry for block J is the mean over those rows of
+/// the attention they give to J's columns, so a pooled row still sums to 1 and the blocks above
+/// the diagonal stay 0. Each head gains `"pooled_from": T`.
+pub(crate) fn pool_patterns(v: &mut Value, n: usize) {
+    let Some(heads) = v.as_array_mut() else {
+        return;
+    };
+    for h in heads {
+        let Ok(p) = serde_json::from_value::<Vec<Vec<f64>>>(h["pattern"].take()) else {
+            continue;
+        };
+        let t = p.len();
+        if t <= n {
+            h["pattern"] = Value::from(p);
+            continue;
+        }
+        let edge = |k: usize| k * t / n;
+        let pooled: Vec<Vec<f64>> = (0..n)
+            .map(|bi| {
+                let rows = &p[edge(bi)..edge(bi + 1)];
+                (0..n)
+                    .map(|bj| {
+                        let sum: f64 = rows
+                            .iter()
+                            .map(|r| r[edge(bj)..edge(bj + 1)].iter().sum::<f64>())
+                            .sum();
+                        sum / rows.len() as f64
+                    })
+                    .collect()
+            })
+            .collect();
+        h["pattern"] = Value::from(pooled);
+        h["pooled_from"] = Value::from(t);
+    }
 }

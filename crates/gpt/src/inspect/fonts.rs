@@ -61,15 +61,16 @@ fn has_char(db: &Database, id: ID, c: char) -> bool {
     .is_some()
 }
 
-/// Logs a warning for the characters of `chars` not reported before in this process.
-pub fn report_missing(chars: &[char]) {
+/// Logs a warning for the characters of `chars` not reported before in this process; returns
+/// them.
+pub fn report_missing(chars: &[char]) -> Vec<char> {
     static SEEN: Mutex<BTreeSet<char>> = Mutex::new(BTreeSet::new());
     let new: Vec<char> = {
         let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
         chars.iter().copied().filter(|&c| seen.insert(c)).collect()
     };
     if new.is_empty() {
-        return;
+        return new;
     }
     let list: Vec<String> = new
         .iter()
@@ -85,6 +86,7 @@ pub fn report_missing(chars: &[char]) {
         "no font on this machine has a glyph for {}{more}: pictures leave them blank; install a font that covers them (Hangul: Debian's fonts-nanum; CJK: fonts-noto-cjk)",
         list.join(", ")
     );
+    new
 }
 
 /// Rough advance of a character in the monospace font, in units of the font size: East Asian
@@ -112,6 +114,17 @@ mod tests {
         let db = bundled_only();
         assert!(missing(&db, ["The cat sat, ½ € ±"]).is_empty());
         assert_eq!(missing(&db, ["a 한글 b"]), vec!['글', '한']);
+    }
+
+    #[test]
+    fn a_missing_glyph_is_reported_once() {
+        // Private-use characters: no font has them.
+        assert_eq!(
+            report_missing(&['\u{E123}', '\u{E124}']),
+            ['\u{E123}', '\u{E124}']
+        );
+        assert_eq!(report_missing(&['\u{E124}', '\u{E125}']), ['\u{E125}']);
+        assert!(report_missing(&['\u{E123}']).is_empty());
     }
 
     #[test]
