@@ -6,6 +6,7 @@
 use super::capture::Capture;
 use super::charts::{self, Heatmap};
 use super::render::Figure;
+use super::report::logsumexp;
 use crate::infer::sampling::top_k;
 use crate::model::{Logits, Transformer};
 use crate::{Error, Result};
@@ -49,16 +50,6 @@ pub struct LogitLens {
 
 /// Most tokens followed across layers in the picture.
 pub const MAX_TRACKED: usize = 16;
-
-/// log(sum(exp(logits))) in f64.
-fn logsumexp(logits: &[f32]) -> f64 {
-    let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-    max + logits
-        .iter()
-        .map(|&l| (l as f64 - max).exp())
-        .sum::<f64>()
-        .ln()
-}
 
 impl LogitLens {
     /// Runs `ids` (T) from an empty cache and reads the top `n` tokens after every block.
