@@ -48,9 +48,35 @@ write("config-llama-layers/config.json", json.dumps(llama))
 case("config-llama-layers/config.json", "config.json", ["num_hidden_layers", str(1 << 22)],
      "num_hidden_layers 4194304")
 
+# Training configs with hyperparameters that once trained on to NaN losses and NaN checkpoints.
+def train_toml(train_extra):
+    return ("[model]\nn_layer = 1\nn_head = 1\nn_embd = 8\nblock_size = 8\n"
+            "[data]\nfiles = [\"input.txt\"]\ntokenizer = \"char\"\n"
+            "[train]\nout_dir = \"out\"\nbatch_size = 2\nmax_steps = 3\n" + train_extra)
+
+
+for name, extra, field, shown in [
+    ("lr-negative", "learning_rate = -1.0\n", "train.learning_rate", "-1"),
+    ("lr-nan", "learning_rate = nan\n", "train.learning_rate", "NaN"),
+    ("lr-inf", "learning_rate = inf\n", "train.learning_rate", "inf"),
+    ("beta2-above-one", "learning_rate = 1e-3\nbeta2 = 1.5\n", "train.beta2", "1.5"),
+    ("beta1-nan", "learning_rate = 1e-3\nbeta1 = nan\n", "train.beta1", "NaN"),
+    ("min-lr-above-lr", "learning_rate = 1e-3\nmin_lr = 1.0\n", "train.min_lr", "1"),
+    ("weight-decay-negative", "learning_rate = 1e-3\nweight_decay = -0.1\n", "train.weight_decay", "-0.1"),
+    ("grad-clip-nan", "learning_rate = 1e-3\ngrad_clip = nan\n", "train.grad_clip", "NaN"),
+    ("eps-unknown", "learning_rate = 1e-3\neps = nan\n", "eps", "train.toml"),
+    ("no-steps", "learning_rate = 1e-3\nmax_steps = 0\n", "train.max_steps", "train.toml"),
+]:
+    text = train_toml(extra)
+    if "max_steps = 0" in extra:
+        text = text.replace("max_steps = 3\n", "")
+    write(f"train-{name}/train.toml", text)
+    case(f"train-{name}/train.toml", "train.toml", [field, shown], f"{name}: {extra.strip()}")
+
 (out / "cases.json").write_text(json.dumps({
     "about": "Made by scripts/make_hostile_files.py; run by crates/gpt/tests/hostile_files.rs. "
-             "load: tokenizer.json | gpt2-files (a folder with encoder.json + vocab.bpe) | config.json; "
+             "load: tokenizer.json | gpt2-files (a folder with encoder.json + vocab.bpe) | config.json | "
+             "train.toml (a gpt train config); "
              "error: substrings the one-line error must contain.",
     "cases": cases}, indent=1) + "\n")
 print(f"{len(cases)} cases in {out}")

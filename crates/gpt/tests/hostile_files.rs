@@ -25,6 +25,9 @@ fn every_hostile_file_is_a_clear_error() {
                     .map(|e| e.to_string())
             }
             "config.json" => HfConfig::from_file(&path).err().map(|e| e.to_string()),
+            "train.toml" => gpt::train::trainer::TrainConfig::from_file(&path)
+                .err()
+                .map(|e| e.to_string()),
             other => panic!("unknown load kind {other}"),
         };
         let err = err.unwrap_or_else(|| panic!("{}: {} loaded", c["path"], c["why"]));

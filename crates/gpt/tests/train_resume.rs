@@ -2,7 +2,7 @@
 //! interrupted checkpoint write never damages the previous checkpoint.
 
 use gpt::train::checkpoint;
-use gpt::train::trainer::{self, TrainConfig, TrainObserver};
+use gpt::train::trainer::{self, Start, TrainConfig, TrainObserver};
 use std::path::{Path, PathBuf};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -59,7 +59,7 @@ impl TrainObserver for StopAfter {
 #[test]
 fn resumed_run_gives_bit_identical_losses() {
     let whole = temp_dir("whole");
-    let full = trainer::run(&config(&whole), false, &mut StopAfter(usize::MAX)).unwrap();
+    let full = trainer::run(&config(&whole), Start::New, &mut StopAfter(usize::MAX)).unwrap();
     assert_eq!(full.train_losses.len(), 12);
     assert!(
         full.train_losses[11].1 < full.train_losses[0].1,
@@ -69,10 +69,10 @@ fn resumed_run_gives_bit_identical_losses() {
 
     let parts = temp_dir("parts");
     let c = config(&parts);
-    let first = trainer::run(&c, false, &mut StopAfter(7)).unwrap();
+    let first = trainer::run(&c, Start::New, &mut StopAfter(7)).unwrap();
     assert_eq!(first.step, 7);
     // The newest checkpoint is step 5: resuming repeats steps 6 and 7, then goes on to 12.
-    let resumed = trainer::run(&c, true, &mut StopAfter(usize::MAX)).unwrap();
+    let resumed = trainer::run(&c, Start::Resume, &mut StopAfter(usize::MAX)).unwrap();
     let bits = |v: &[(usize, f32)]| v.iter().map(|(s, l)| (*s, l.to_bits())).collect::<Vec<_>>();
     assert_eq!(bits(&resumed.train_losses), bits(&full.train_losses));
     assert_eq!(bits(&resumed.val_losses), bits(&full.val_losses));
@@ -84,7 +84,7 @@ fn resumed_run_gives_bit_identical_losses() {
 fn interrupted_checkpoint_write_leaves_the_previous_one_intact() {
     let out = temp_dir("interrupted");
     let c = config(&out);
-    trainer::run(&c, false, &mut StopAfter(5)).unwrap();
+    trainer::run(&c, Start::New, &mut StopAfter(5)).unwrap();
     let before = checkpoint::load_latest(&out)
         .unwrap()
         .expect("a checkpoint");
@@ -101,9 +101,13 @@ fn interrupted_checkpoint_write_leaves_the_previous_one_intact() {
         .expect("a checkpoint");
     assert_eq!(after.state, before.state);
     assert_eq!(after.params.data, before.params.data);
-    // And training resumes from it.
-    let resumed = trainer::run(&c, true, &mut StopAfter(6)).unwrap();
-    assert_eq!(resumed.step, 6);
+    // And training resumes from it; its next checkpoint clears what the killed write left.
+    let resumed = trainer::run(&c, Start::Resume, &mut StopAfter(10)).unwrap();
+    assert_eq!(resumed.step, 10);
+    assert!(
+        !tmp.exists(),
+        "the .tmp folder of the killed write is still there"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -111,7 +115,7 @@ fn interrupted_checkpoint_write_leaves_the_previous_one_intact() {
 fn checkpoint_loads_as_a_model_folder() {
     let out = temp_dir("folder");
     let c = config(&out);
-    trainer::run(&c, false, &mut StopAfter(5)).unwrap();
+    trainer::run(&c, Start::New, &mut StopAfter(5)).unwrap();
     let dir = out.join(checkpoint::LATEST);
     let m = gpt::LoadedModel::open(&dir).unwrap();
     // The checkpoint's weights give the same loss through the inference model as in training.
@@ -141,5 +145,104 @@ fn checkpoint_loads_as_a_model_folder() {
         (nll - loss).abs() < 1e-4,
         "inference {nll} vs training {loss}"
     );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_new_run_never_mixes_with_an_earlier_runs_checkpoints() {
+    let out = temp_dir("two-runs");
+    let c = config(&out);
+    // Run A to the end: checkpoints 10 and 12 kept.
+    let full = trainer::run(&c, Start::New, &mut StopAfter(usize::MAX)).unwrap();
+    // A new run into the same folder is refused, naming the ways on.
+    let e = trainer::run(&c, Start::New, &mut StopAfter(usize::MAX))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--resume") && e.contains("--force"), "{e}");
+    // Run B with --force, stopped after step 7: its checkpoint at step 5 is older by name than
+    // A's, and must survive pruning (pruning by name once removed it and left `latest`
+    // dangling, so --resume silently started over).
+    trainer::run(&c, Start::Force, &mut StopAfter(7)).unwrap();
+    let latest = checkpoint::load_latest(&out)
+        .unwrap()
+        .expect("latest loads");
+    assert_eq!(latest.state.step, 5);
+    let steps = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d.join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(steps(&out), ["step-000005", "step-000010", "step-000012"]);
+    // Resuming continues run B (the same config, so the same losses as run A).
+    let resumed = trainer::run(&c, Start::Resume, &mut StopAfter(usize::MAX)).unwrap();
+    let bits = |v: &[(usize, f32)]| v.iter().map(|(s, l)| (*s, l.to_bits())).collect::<Vec<_>>();
+    assert_eq!(bits(&resumed.train_losses), bits(&full.train_losses));
+    // B's checkpoints 10 and 12 replaced A's of the same steps; B's 5 went by recency.
+    assert_eq!(steps(&out), ["step-000010", "step-000012"]);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn resume_with_a_dangling_latest_fails_loudly() {
+    let out = temp_dir("dangling");
+    let c = config(&out);
+    trainer::run(&c, Start::New, &mut StopAfter(5)).unwrap();
+    std::fs::remove_dir_all(out.join("checkpoints/step-000005")).unwrap();
+    let e = trainer::run(&c, Start::Resume, &mut StopAfter(6))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("latest") && e.contains("step-000005"), "{e}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_checkpoint_with_nan_weights_is_refused_on_resume() {
+    let out = temp_dir("nan-weights");
+    let c = config(&out);
+    trainer::run(&c, Start::New, &mut StopAfter(5)).unwrap();
+    let mut ck = checkpoint::load_latest(&out).unwrap().unwrap();
+    let name = ck.params.specs[3].name.clone();
+    let off = ck.params.specs[3].offset;
+    ck.params.data[off + 1] = f32::NAN;
+    let adamw = gpt::train::adamw::AdamWConfig {
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        decay_all: false,
+    };
+    let mut opt = gpt::train::adamw::AdamW::new(adamw, ck.params.len());
+    (opt.m, opt.v, opt.t) = (ck.m.clone(), ck.v.clone(), ck.t);
+    let tok = ck.dir.join("tokenizer.json");
+    let tok_copy = out.join("tokenizer-copy.json");
+    std::fs::copy(&tok, &tok_copy).unwrap();
+    checkpoint::save(&out, &ck.config, &ck.params, &opt, &ck.state, &tok_copy, 2).unwrap();
+    let e = trainer::run(&c, Start::Resume, &mut StopAfter(6))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&name) && e.contains("NaN"), "{e}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_diverging_run_stops_before_writing_nan() {
+    let out = temp_dir("diverge");
+    let mut c = config(&out);
+    c.train.learning_rate = 1e12;
+    c.train.min_lr = 0.0;
+    c.train.grad_clip = 0.0;
+    c.train.checkpoint_every = 1;
+    let e = trainer::run(&c, Start::New, &mut StopAfter(usize::MAX))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("diverged"), "{e}");
+    // Every checkpoint written before it holds finite weights.
+    let ck = checkpoint::load_latest(&out)
+        .unwrap()
+        .expect("a checkpoint before the NaN");
+    assert_eq!(ck.params.first_non_finite(), None);
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -11,8 +11,12 @@ use std::path::{Path, PathBuf};
 pub struct Args {
     pub config: PathBuf,
     /// Continue from the newest checkpoint (exactly: the same losses as an uninterrupted run).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "force")]
     pub resume: bool,
+    /// Start a new run in an output folder that holds an earlier run's checkpoints (they are
+    /// kept; only this run's own are pruned).
+    #[arg(long)]
+    pub force: bool,
     /// Threads (default: all cores).
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
@@ -78,7 +82,12 @@ pub fn run(a: Args) -> Result<()> {
         bar: None,
         tty: std::io::stderr().is_terminal(),
     };
-    let state = trainer::run(&config, a.resume, &mut p)?;
+    let start = match (a.resume, a.force) {
+        (true, _) => trainer::Start::Resume,
+        (false, true) => trainer::Start::Force,
+        (false, false) => trainer::Start::New,
+    };
+    let state = trainer::run(&config, start, &mut p)?;
     if let Some(b) = &p.bar {
         b.finish();
     }

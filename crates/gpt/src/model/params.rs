@@ -286,6 +286,18 @@ impl Parameters {
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
+
+    /// The name of the first tensor holding a NaN or an infinity, if any.
+    pub fn first_non_finite(&self) -> Option<&str> {
+        self.specs
+            .iter()
+            .find(|s| {
+                self.data[s.offset..s.offset + s.len()]
+                    .iter()
+                    .any(|x| !x.is_finite())
+            })
+            .map(|s| s.name.as_str())
+    }
 }
 
 /// x (rows, cols) -> (cols, rows)

@@ -26,6 +26,36 @@ pub struct TrainState {
     pub train_losses: Vec<(usize, f32)>,
     /// (step, validation loss).
     pub val_losses: Vec<(usize, f32)>,
+    /// Which run wrote the checkpoint (pruning keeps to its own run's); empty in checkpoints
+    /// written before runs had ids.
+    #[serde(default)]
+    pub run: String,
+}
+
+/// An id for a new run: the time and the process, distinct for every run on a machine.
+pub fn new_run_id() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{t:x}-{}", std::process::id())
+}
+
+/// What a new run in `out` would mix with: `Some("checkpoints")` when `out/checkpoints`
+/// holds a `step-*` folder, `Some("a 'latest' link")` when only the link is there.
+pub fn existing(out: &Path) -> Option<&'static str> {
+    let steps = std::fs::read_dir(out.join("checkpoints"))
+        .ok()
+        .is_some_and(|d| {
+            d.filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().starts_with("step-"))
+        });
+    if steps {
+        Some("checkpoints")
+    } else if std::fs::symlink_metadata(out.join(LATEST)).is_ok() {
+        Some("a 'latest' link")
+    } else {
+        None
+    }
 }
 
 /// Hugging Face's config.json for a GPT-2 of this shape.
@@ -158,7 +188,7 @@ pub fn save(
         .map_err(|e| Error::io(&link_tmp, e))?;
     std::fs::rename(&link_tmp, out.join(LATEST)).map_err(|e| Error::io(out.join(LATEST), e))?;
     sync_dir(out)?;
-    prune(&dir, keep)?;
+    prune(&dir, &name, &state.run, keep)?;
     Ok(final_dir)
 }
 
@@ -168,19 +198,35 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
-/// Removes all but the `keep` newest step-* folders, and leftovers of interrupted writes.
-fn prune(dir: &Path, keep: usize) -> Result<()> {
-    let mut steps: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
-        })
-        .collect();
-    steps.sort();
-    let drop = steps.len().saturating_sub(keep.max(1));
-    for p in &steps[..drop] {
+/// The run id a checkpoint folder records (None if it cannot be read).
+fn run_of(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("train_state.json")).ok()?;
+    serde_json::from_str::<TrainState>(&text)
+        .ok()
+        .map(|s| s.run)
+}
+
+/// Keeps the `keep` newest checkpoints of run `run` (by step; `latest`, the folder named
+/// `current`, always among them) and removes the rest of that run's; other runs' checkpoints
+/// are left alone. Also removes what interrupted writes left (`.tmp-*` folders).
+fn prune(dir: &Path, current: &str, run: &str, keep: usize) -> Result<()> {
+    let mut mine = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let Ok(e) = e else { continue };
+        let (path, name) = (e.path(), e.file_name().to_string_lossy().into_owned());
+        if name.starts_with(".tmp-") {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        } else if name.starts_with("step-")
+            && name != current
+            && run_of(&path).as_deref() == Some(run)
+        {
+            mine.push(path);
+        }
+    }
+    // Names are step-NNNNNN: sorted by name is sorted by step.
+    mine.sort();
+    let drop = mine.len().saturating_sub(keep.max(1) - 1);
+    for p in &mine[..drop] {
         std::fs::remove_dir_all(p).map_err(|e| Error::io(p, e))?;
     }
     Ok(())
@@ -198,13 +244,22 @@ pub struct Checkpoint {
     pub state: TrainState,
 }
 
-/// Loads the checkpoint `out/latest` points at, if there is one.
+/// Loads the checkpoint `out/latest` points at, if there is one. A link to nothing is an
+/// error naming its target, never a silent fresh start.
 pub fn load_latest(out: &Path) -> Result<Option<Checkpoint>> {
     let link = out.join(LATEST);
-    if !link.exists() {
+    if std::fs::symlink_metadata(&link).is_err() {
         return Ok(None);
     }
-    let dir = std::fs::canonicalize(&link).map_err(|e| Error::io(&link, e))?;
+    let dir = std::fs::canonicalize(&link).map_err(|e| {
+        let target = std::fs::read_link(&link).unwrap_or_default();
+        Error::Invalid(format!(
+            "{} points at {}, which is not there ({e}): point it at a checkpoint under {}/checkpoints, or remove it to start over",
+            link.display(),
+            target.display(),
+            out.display()
+        ))
+    })?;
     load(&dir).map(Some)
 }
 

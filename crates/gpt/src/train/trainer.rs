@@ -128,9 +128,18 @@ impl TrainConfig {
     /// Reads CONFIG.toml; relative paths in it become relative to its folder.
     pub fn from_file(path: &Path) -> Result<TrainConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut c: TrainConfig = toml::from_str(&text).map_err(|e| Error::Format {
-            file: path.display().to_string(),
-            msg: e.to_string(),
+        let mut c: TrainConfig = toml::from_str(&text).map_err(|e| {
+            // toml's own Display draws the line in several lines: one line is the rule here.
+            let at = e.span().map_or(String::new(), |r| {
+                let before = &text[..r.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line}, column {col}: ")
+            });
+            Error::Format {
+                file: path.display().to_string(),
+                msg: format!("{at}{}", e.message().trim().replace('\n', " ")),
+            }
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for f in &mut c.data.files {
@@ -173,6 +182,39 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.data.val_fraction) {
             return bad("data.val_fraction", "must be in [0, 1)");
+        }
+        let t = &self.train;
+        if t.max_steps == 0 {
+            return bad("train.max_steps", "must be positive");
+        }
+        // NaN fails every range check below: `contains` is false for it.
+        if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
+            return bad(
+                "train.learning_rate",
+                &format!("is {}; it must be a positive number", t.learning_rate),
+            );
+        }
+        if !(0.0..=t.learning_rate).contains(&t.min_lr) {
+            return bad(
+                "train.min_lr",
+                &format!("is {}; it must be in [0, learning_rate]", t.min_lr),
+            );
+        }
+        for (field, v) in [("train.beta1", t.beta1), ("train.beta2", t.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return bad(field, &format!("is {v}; it must be in [0, 1)"));
+            }
+        }
+        for (field, v) in [
+            ("train.weight_decay", t.weight_decay),
+            ("train.grad_clip", t.grad_clip),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(field, &format!("is {v}; it must be a number >= 0"));
+            }
+        }
+        if t.eval_every > 0 && t.eval_batches == 0 {
+            return bad("train.eval_batches", "must be positive when eval_every is");
         }
         Ok(())
     }
@@ -311,9 +353,30 @@ pub fn char_tokenizer_spec(files: &[PathBuf]) -> Result<TokenizerSpec> {
     })
 }
 
-/// Runs (or with `resume`, continues) the training described by `c`. Returns the final state.
-pub fn run(c: &TrainConfig, resume: bool, obs: &mut dyn TrainObserver) -> Result<TrainState> {
+/// How a run begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// A new run; refused if the output folder already holds checkpoints (or a `latest` link).
+    New,
+    /// A new run even so (`--force`): the earlier run's checkpoints stay, this run's go beside
+    /// them (a step of the same number replaces it), and pruning only touches this run's.
+    Force,
+    /// Continue from the checkpoint `latest` names (from scratch if there is none).
+    Resume,
+}
+
+/// Runs (or continues) the training described by `c`. Returns the final state.
+pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result<TrainState> {
     let t0 = c.train.clone();
+    let resume = start == Start::Resume;
+    if start == Start::New {
+        if let Some(what) = checkpoint::existing(&t0.out_dir) {
+            return Err(Error::Invalid(format!(
+                "{} already holds {what} of an earlier run: continue it with --resume, or start a new run beside it with --force",
+                t0.out_dir.display()
+            )));
+        }
+    }
     let (tok, tok_path, train_data, val_data) = prepare_data(c, obs)?;
     let m = &c.model;
     let config = Config {
@@ -350,6 +413,12 @@ pub fn run(c: &TrainConfig, resume: bool, obs: &mut dyn TrainObserver) -> Result
                     ck.dir.display()
                 )));
             }
+            if let Some(name) = ck.params.first_non_finite() {
+                return Err(Error::Invalid(format!(
+                    "{}: tensor {name} holds NaN or infinite weights; resume from an earlier checkpoint",
+                    ck.dir.display()
+                )));
+            }
             obs.message(&format!(
                 "resuming from {} (step {})",
                 ck.dir.display(),
@@ -372,6 +441,7 @@ pub fn run(c: &TrainConfig, resume: bool, obs: &mut dyn TrainObserver) -> Result
                     step: 0,
                     train_losses: vec![],
                     val_losses: vec![],
+                    run: checkpoint::new_run_id(),
                 },
             )
         }
@@ -401,6 +471,13 @@ pub fn run(c: &TrainConfig, resume: bool, obs: &mut dyn TrainObserver) -> Result
             loss += workers.forward_backward(&mut model, &x, &y, b, t)?;
         }
         loss /= t0.grad_accum as f32;
+        if !loss.is_finite() {
+            // Diverged: stop before a NaN reaches the weights or a checkpoint.
+            return Err(Error::Invalid(format!(
+                "step {}: the loss is {loss}: training diverged (lower train.learning_rate or set train.grad_clip); the last checkpoint is intact",
+                step + 1
+            )));
+        }
         if t0.grad_accum > 1 {
             let s = 1.0 / t0.grad_accum as f32;
             model.grads.data.iter_mut().for_each(|g| *g *= s);
