@@ -3,10 +3,11 @@
 //! Each generating request holds a slot: its own KV cache, taken from a pool of `parallel`
 //! caches (cleared, not freed, between requests, so memory stays bounded by
 //! `parallel` x the context per slot). Every iteration of the loop
-//! 1. admits waiting jobs while slots are free (embedding and attention jobs run to completion
-//!    at once; a generation takes a slot);
+//! 1. admits waiting jobs while slots are free (an inspect job runs at once; an embeddings
+//!    request joins the embedding queue; a generation takes a slot);
 //! 2. drops the requests whose client has gone (the receiver of their event channel was
-//!    dropped: a closed connection drops the response stream), which frees their slots at once;
+//!    dropped: a closed connection drops the response stream), which frees their slots at once,
+//!    and runs one chunk (at most [`PREFILL_CHUNK`] tokens) of the oldest embeddings request;
 //! 3. runs ONE forward pass over every request holding a slot
 //!    ([`Transformer::forward_segments`]): the prompts of newly admitted requests (prefill, in
 //!    chunks of at most [`PREFILL_CHUNK`] tokens per pass so that a long prompt does not stall
@@ -203,6 +204,7 @@ pub fn start(
         model,
         prompt_cache: PromptCache::new(prompt_cache_bytes),
         running: Vec::new(),
+        embeddings: std::collections::VecDeque::new(),
         stats: stats.clone(),
         metrics: metrics.clone(),
         abort: abort.clone(),
@@ -275,6 +277,8 @@ struct Scheduler {
     /// The caches of ended requests, for later prompts that start the same way.
     prompt_cache: PromptCache,
     running: Vec<Running>,
+    /// Embedding requests, first come first served: the front one runs one chunk per loop.
+    embeddings: std::collections::VecDeque<Embedding>,
     stats: Arc<Stats>,
     metrics: Arc<Metrics>,
     abort: Arc<AtomicBool>,
@@ -290,7 +294,7 @@ impl Scheduler {
                 self.abort_all(&rx);
             }
             // 1. Admit: block while idle, otherwise take what is waiting while slots are free.
-            if self.running.is_empty() {
+            if self.running.is_empty() && self.embeddings.is_empty() {
                 if !open {
                     return;
                 }
@@ -308,6 +312,8 @@ impl Scheduler {
             }
             // 2. Free the slots of clients that have gone.
             self.release_where(|r| r.req.events.is_closed(), true);
+            // 2b. One chunk of the oldest embedding request, between two decode steps.
+            self.embed_chunk();
             // 3. One forward pass: new prompts and one decode token per running request. A
             // panic fails the requests of that step, not the server.
             if !self.running.is_empty() {
@@ -378,10 +384,40 @@ impl Scheduler {
                 });
                 self.stats.processing.fetch_add(1, Ordering::SeqCst);
             }
-            Job::Embed { inputs, reply } => {
-                let _ = reply.send(embed(&self.model, &inputs));
-            }
+            Job::Embed { inputs, reply } => self.embeddings.push_back(Embedding {
+                cache: self.model.transformer.new_cache(),
+                sum: vec![0.0; self.model.transformer.config.d_model],
+                inputs,
+                reply,
+                done: Vec::new(),
+                fed: 0,
+            }),
             Job::Inspect(f) => f(&self.model),
+        }
+    }
+
+    /// Runs at most [`PREFILL_CHUNK`] tokens of the front embedding request (a panic fails
+    /// that request, not the server); replies when its last input is done or the client left.
+    fn embed_chunk(&mut self) {
+        let Some(e) = self.embeddings.front_mut() else {
+            return;
+        };
+        if e.reply.is_closed() {
+            self.embeddings.pop_front();
+            return;
+        }
+        let model = self.model.clone();
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| e.advance(&model)));
+        let outcome = match r {
+            Ok(Ok(true)) => Some(Ok(())),
+            Ok(Ok(false)) => None,
+            Ok(Err(msg)) => Some(Err(msg)),
+            Err(p) => Some(Err(self.fault(p))),
+        };
+        if let Some(outcome) = outcome {
+            if let Some(e) = self.embeddings.pop_front() {
+                let _ = e.reply.send(outcome.map(|()| e.done));
+            }
         }
     }
 
@@ -502,6 +538,9 @@ impl Scheduler {
                 .send(Event::Error("the server is shutting down".into()));
         }
         self.release_where(|_| true, false);
+        for e in self.embeddings.drain(..) {
+            let _ = e.reply.send(Err("the server is shutting down".into()));
+        }
         while let Ok(job) = rx.try_recv() {
             self.stats.queued.fetch_sub(1, Ordering::SeqCst);
             let msg = "the server is shutting down".to_string();
@@ -641,37 +680,60 @@ impl Capture for LastResidual {
     }
 }
 
-/// Document embeddings: for each input, the mean over its positions of the final-norm hidden
-/// states (the vectors the unembedding reads, after the model's final norm), scaled to unit
-/// length so that a dot product is the cosine similarity. Mean pooling because a causal model's
-/// last position alone weighs the end of the text most.
-pub fn embed(model: &LoadedModel, inputs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, String> {
-    let t = &model.transformer;
-    let c = t.config.d_model;
-    let mut out = Vec::with_capacity(inputs.len());
-    for ids in inputs {
-        let mut cache = t.new_cache();
+/// An embeddings request in progress. Document embeddings: for each input, the mean over its
+/// positions of the final-norm hidden states (the vectors the unembedding reads, after the
+/// model's final norm), scaled to unit length so that a dot product is the cosine similarity.
+/// Mean pooling because a causal model's last position alone weighs the end of the text most.
+/// An input runs in chunks of [`PREFILL_CHUNK`] tokens through a KV cache, one chunk per
+/// scheduler loop, so a long input delays the streams by one chunk per step, not by all of it.
+struct Embedding {
+    inputs: Vec<Vec<u32>>,
+    reply: oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
+    /// The finished vectors (C), one per input done.
+    done: Vec<Vec<f32>>,
+    /// The current input's cache, its tokens run so far, and the sum of their hidden states.
+    cache: KvCache,
+    fed: usize,
+    sum: Vec<f32>,
+}
+
+impl Embedding {
+    /// Runs the next chunk; true when every input is done.
+    fn advance(&mut self, model: &LoadedModel) -> Result<bool, String> {
+        let t = &model.transformer;
+        let Some(ids) = self.inputs.get(self.done.len()) else {
+            return Ok(true);
+        };
+        if ids.is_empty() {
+            return Err("an input of no tokens has no embedding".into());
+        }
+        let chunk = &ids[self.fed..ids.len().min(self.fed + PREFILL_CHUNK)];
         let mut cap = LastResidual {
             layer: t.config.n_layer - 1,
             x: Vec::new(),
         };
-        t.forward(ids, &mut cache, Logits::Last, Some(&mut cap))
+        t.forward(chunk, &mut self.cache, Logits::Last, Some(&mut cap))
             .map_err(|e| e.to_string())?;
-        let h = t.final_norm.forward(&cap.x); // (T, C)
-        let mut v = vec![0f32; c];
-        for row in h.chunks_exact(c) {
-            for (a, b) in v.iter_mut().zip(row) {
+        let h = t.final_norm.forward(&cap.x); // (chunk, C)
+        for row in h.chunks_exact(self.sum.len()) {
+            for (a, b) in self.sum.iter_mut().zip(row) {
                 *a += b;
             }
         }
-        let norm = v
-            .iter()
-            .map(|x| x * x)
-            .sum::<f32>()
-            .sqrt()
-            .max(f32::MIN_POSITIVE);
-        v.iter_mut().for_each(|x| *x /= norm);
-        out.push(v);
+        self.fed += chunk.len();
+        if self.fed == ids.len() {
+            let mut v = std::mem::replace(&mut self.sum, vec![0.0; t.config.d_model]);
+            let norm = v
+                .iter()
+                .map(|x| x * x)
+                .sum::<f32>()
+                .sqrt()
+                .max(f32::MIN_POSITIVE);
+            v.iter_mut().for_each(|x| *x /= norm);
+            self.done.push(v);
+            self.cache.clear();
+            self.fed = 0;
+        }
+        Ok(self.done.len() == self.inputs.len())
     }
-    Ok(out)
 }

@@ -1544,3 +1544,41 @@ fn pooled_attention_thumbnails_keep_rows_summing_to_one_and_causal() {
     )
     .error(400);
 }
+
+#[test]
+fn a_long_embedding_runs_between_decode_steps_not_instead_of_them() {
+    let addr = solo();
+    let mut stream = open_stream(addr, 400, &[]);
+    // ~1800 tokens (the slot context is 2048): seven chunks of the embedding run while the
+    // stream goes on.
+    let text = "The cat sat on the mat and looked at the birds outside. ".repeat(140);
+    let body = json!({"input": text}).to_string();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let r = post(addr, "/v1/embeddings", &body);
+        done_tx.send(()).unwrap();
+        r
+    });
+    let mut during = 0;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stream.read_line(&mut line).unwrap() == 0 || line.contains("[DONE]") {
+            break;
+        }
+        if line.starts_with("data:") {
+            if done_rx.try_recv().is_ok() {
+                break;
+            }
+            during += 1;
+        }
+    }
+    let r = t.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = floats(&r.json()["data"][0]["embedding"]);
+    assert!((v.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-4);
+    assert!(
+        during >= 4,
+        "only {during} tokens streamed while the embedding ran"
+    );
+}

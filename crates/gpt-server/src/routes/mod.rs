@@ -52,7 +52,8 @@ pub const MAX_STOPS: usize = 4;
 /// Inputs per embeddings request: each is a forward pass, run while generations wait.
 pub const MAX_EMBEDDING_INPUTS: usize = 256;
 /// Tokens per embeddings request, all inputs together: about a minute of prompt processing for
-/// a small model on 2 cores, during which the generations wait.
+/// a small model on 2 cores (run a chunk at a time between decode steps, so generations slow
+/// down meanwhile but do not stop).
 pub const MAX_EMBEDDING_TOKENS: usize = 16384;
 /// The legacy completions API's default `max_tokens`.
 pub const COMPLETIONS_DEFAULT_MAX_TOKENS: usize = 16;
