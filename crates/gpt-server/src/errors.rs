@@ -104,6 +104,7 @@ impl ApiError {
     pub fn from_status(status: StatusCode) -> ApiError {
         let (message, code) = match status {
             StatusCode::PAYLOAD_TOO_LARGE => ("The request body is too large.", None),
+            StatusCode::REQUEST_TIMEOUT => ("The request body did not arrive in time.", None),
             StatusCode::NOT_FOUND => ("Unknown route.", Some("unknown_url")),
             StatusCode::METHOD_NOT_ALLOWED => ("Method not allowed on this route.", None),
             _ => (status.canonical_reason().unwrap_or("error"), None),

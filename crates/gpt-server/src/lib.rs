@@ -63,6 +63,10 @@ pub struct Options {
     /// How long a connection may take to send a request's headers, and may stay idle between
     /// requests, before it is closed.
     pub header_timeout: Duration,
+    /// How long a client may take to send a request's body once its headers are in: beyond, a
+    /// 408 and the connection closes (so a half-sent body cannot hold a connection, nor delay a
+    /// shutdown, for longer).
+    pub body_timeout: Duration,
     /// Fault injection, for tests only (no command-line flag sets it): a model step that runs a
     /// prompt containing this text panics, as a bug in a kernel would.
     #[doc(hidden)]
@@ -84,6 +88,7 @@ impl Options {
             shutdown_grace: Duration::from_secs(30),
             max_connections: 512,
             header_timeout: Duration::from_secs(15),
+            body_timeout: Duration::from_secs(30),
             fault_marker: None,
         }
     }
@@ -112,7 +117,7 @@ pub struct Shared {
 pub type AppState = Arc<Shared>;
 
 /// The routes, with the body limit and OpenAI-shaped errors for everything below the handlers.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, max_body_bytes: usize, body_timeout: Duration) -> Router {
     let keyed = Router::new()
         .route("/v1/chat/completions", post(routes::chat_completions))
         .route("/v1/completions", post(routes::completions))
@@ -144,6 +149,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(keyed)
         .fallback(routes::not_found)
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(move |req, next| {
+            read_body_within(body_timeout, req, next)
+        }))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             max_body_bytes,
         ))
@@ -153,6 +161,46 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             routes::count_requests,
         ))
         .with_state(state)
+}
+
+/// Reads a request's whole body within `deadline` before the handler runs (the header timeout
+/// covers headers only): a 408 with `Connection: close` beyond it, a 413 when the body limit
+/// (the layer outside this one) cuts the body off.
+async fn read_body_within(
+    deadline: Duration,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, usize::MAX)).await {
+        Ok(Ok(bytes)) => {
+            next.run(axum::extract::Request::from_parts(parts, bytes.into()))
+                .await
+        }
+        Ok(Err(e)) => {
+            let limit =
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
+            let status = if limit {
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                axum::http::StatusCode::BAD_REQUEST
+            };
+            errors::ApiError::from_status(status).into_response()
+        }
+        Err(_) => {
+            let mut r = errors::ApiError::from_status(axum::http::StatusCode::REQUEST_TIMEOUT)
+                .into_response();
+            r.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            r
+        }
+    }
 }
 
 /// Serves `model` on `listener` until `shutdown` completes, then stops accepting connections,
@@ -192,7 +240,7 @@ pub async fn serve(
         started: routes::unix_now(),
         constraints: std::sync::OnceLock::new(),
     });
-    let app = router(state.clone(), opts.max_body_bytes);
+    let app = router(state.clone(), opts.max_body_bytes, opts.body_timeout);
     let on_signal = {
         let state = state.clone();
         let grace = opts.shutdown_grace;
@@ -265,6 +313,8 @@ async fn accept_connections(
             drop(permit);
         });
     }
+    // New connections are refused from now on, not left waiting in the backlog until exit.
+    drop(listener);
     on_signal();
     let limit = opts.shutdown_grace + Duration::from_secs(5);
     if tokio::time::timeout(limit, graceful.shutdown())

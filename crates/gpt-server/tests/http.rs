@@ -1582,3 +1582,28 @@ fn a_long_embedding_runs_between_decode_steps_not_instead_of_them() {
         "only {during} tokens streamed while the embedding ran"
     );
 }
+
+#[test]
+fn a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_closes() {
+    let mut opts = Options::new(MODEL);
+    opts.body_timeout = Duration::from_secs(1);
+    let server = Background::start(model(), opts).unwrap();
+    let mut s = connect(server.addr);
+    s.write_all(head("POST", "/v1/completions", &[], Some(100)).as_bytes())
+        .unwrap();
+    s.write_all(br#"{"prompt": "#).unwrap();
+    let t0 = Instant::now();
+    let mut r = BufReader::new(s);
+    let (status, headers) = read_head(&mut r);
+    assert_eq!(status, 408);
+    let body = read_body(&mut r, &headers);
+    assert!(body.contains("\"error\""), "{body}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    // Closed: nothing more comes.
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    // A whole request on a new connection is served as ever.
+    assert_eq!(get(server.addr, "/health").status, 200);
+    server.stop().unwrap();
+}

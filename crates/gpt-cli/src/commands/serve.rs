@@ -42,6 +42,10 @@ pub struct Args {
     /// before it is closed.
     #[arg(long, default_value_t = 15, value_name = "SECS")]
     pub header_timeout: u64,
+    /// Seconds a client may take to send a request's body once its headers are in (408 and
+    /// close beyond).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub body_timeout: u64,
     /// The largest request body in bytes (413 beyond).
     #[arg(long, default_value_t = 2 << 20)]
     pub max_body: usize,
@@ -70,6 +74,7 @@ pub fn run(a: Args) -> Result<()> {
         max_body_bytes: a.max_body,
         max_connections: a.max_connections.max(1),
         header_timeout: std::time::Duration::from_secs(a.header_timeout.max(1)),
+        body_timeout: std::time::Duration::from_secs(a.body_timeout.max(1)),
         threads: a.model.threads,
         ..gpt_server::Options::new(&model_id)
     };
