@@ -85,7 +85,12 @@ const TEXT: &str = "Hello, 세계! <bos> <|im_start|> 12345\n\tthe end";
 
 fn forward(m: &Transformer) {
     let v = m.config.vocab_size.max(1) as u32;
-    let _ = m.forward(&[1 % v, 2 % v, 3 % v], &mut m.new_cache(), Logits::All, None);
+    let _ = m.forward(
+        &[1 % v, 2 % v, 3 % v],
+        &mut m.new_cache(),
+        Logits::All,
+        None,
+    );
 }
 
 fn use_tokenizer(t: &Tokenizer) {
