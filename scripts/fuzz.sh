@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(gguf hf_folder tokenizer_json gpt2_files chat_template train_config token_file)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf hf_folder tokenizer_json gpt2_files chat_template train_config token_file http_bodies)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 fx="$root/crates/gpt/tests/fixtures"
@@ -55,6 +55,29 @@ for width, n in [(2, 64), (4, 16)]:
     ids = [(i * 37) % 300 for i in range(n)]
     body = b"".join(struct.pack("<H" if width == 2 else "<I", i) for i in ids)
     open(os.path.join(sys.argv[1], f"w{width}"), "wb").write(b"GPTRSTOK" + struct.pack("<IIQ", 1, width, n) + body)
+PY
+
+# Request bodies: the first byte picks the endpoint (fuzz/src/lib.rs ENDPOINTS, in order).
+python3 - "$seeds/http_bodies" <<'PY'
+import json, os, sys
+os.makedirs(sys.argv[1], exist_ok=True)
+chat = {"model": "m", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        "max_tokens": 4, "temperature": 0.7, "top_p": 0.9, "seed": 1, "stop": ["\n"], "logprobs": True, "top_logprobs": 2}
+bodies = [
+    (0, chat), (0, dict(chat, stream=True, stream_options={"include_usage": True})),
+    (0, dict(chat, response_format={"type": "json_object"})),
+    (0, dict(chat, tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}}], tool_choice="required")),
+    (1, {"prompt": "Once", "max_tokens": 4, "logprobs": 2, "echo": True}), (1, {"prompt": [1, 2, 3], "max_tokens": 3, "stream": True}),
+    (1, {"prompt": "a", "max_tokens": 3, "regex": "[0-9]+"}),
+    (2, {"input": ["a cat", "a dog"]}), (3, {"prompt": "Tokens are not words", "add_special_tokens": True}),
+    (4, {"tokens": [1, 2, 3]}), (5, {"text": "The fluffy creature", "layer": 0, "head": 0}),
+    (6, {"prompt": "Tokens"}), (7, {"prompt": "a cat"}), (8, {"a": "cat", "b": "#5"}),
+    (9, {"direction": "a - b", "words": ["c", "d"]}), (10, {"prompt": "The cat", "layer": 1, "pool": 2}),
+    (11, {"prompt": "The cat", "top": 2}), (12, {"prompt": "The cat", "top": 3}),
+    (13, {"prompt": "The cat", "temperatures": [0, 0.7], "top": 4}),
+]
+for i, (pick, b) in enumerate(bodies):
+    open(os.path.join(sys.argv[1], f"b{i}"), "wb").write(bytes([pick]) + json.dumps(b).encode())
 PY
 
 status=0

@@ -197,3 +197,72 @@ pub fn token_file(data: &[u8]) {
         let _ = f.batch(2, 4, &mut rng);
     }
 }
+
+/// The endpoints [`http_bodies`] posts to; the input's first byte picks one.
+pub const ENDPOINTS: &[&str] = &[
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/tokenize",
+    "/detokenize",
+    "/page/attention",
+    "/inspect/tokens",
+    "/inspect/embeddings",
+    "/inspect/similarity",
+    "/inspect/projection",
+    "/inspect/attention",
+    "/inspect/lens",
+    "/inspect/logits",
+    "/inspect/temperature",
+];
+
+/// A request body for every endpoint that takes one, posted to a real `gpt serve` (in this
+/// process, on loopback, serving a tiny Qwen2 fixture with small bounds so that every request
+/// is short). Only the documented answers pass: 200, or 400/404/408/413/503 in OpenAI's error
+/// shape; a 500 (a failed model step) or a dead server is a crash.
+pub fn http_bodies(data: &[u8]) {
+    use std::io::{Read, Write};
+    use std::sync::OnceLock;
+    static SERVER: OnceLock<gpt_server::Background> = OnceLock::new();
+    let server = SERVER.get_or_init(|| {
+        let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../crates/gpt/tests/fixtures/arch/qwen2/model-Q4_K_M.gguf");
+        let mut opts = gpt_server::Options::new("m");
+        (opts.ctx, opts.max_tokens, opts.parallel) = (128, 8, 2);
+        opts.body_timeout = std::time::Duration::from_secs(5);
+        let m = gpt::LoadedModel::open(&model).expect("the fixture model");
+        gpt_server::Background::start(m, opts).expect("starting the server")
+    });
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let path = ENDPOINTS[pick as usize % ENDPOINTS.len()];
+    let mut s = std::net::TcpStream::connect(server.addr).expect("the server is gone");
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    if s.write_all(head.as_bytes()).is_err() || s.write_all(body).is_err() {
+        return; // the server closed early (a 413 while we were still sending)
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let status: u16 = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        matches!(status, 200 | 400 | 404 | 408 | 413 | 503),
+        "{path}: status {status}: {}",
+        text.chars().take(400).collect::<String>()
+    );
+    if status != 200 {
+        assert!(
+            text.contains("\"error\""),
+            "{path}: {status} without an error object: {text}"
+        );
+    }
+}
