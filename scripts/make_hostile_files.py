@@ -48,6 +48,108 @@ write("config-llama-layers/config.json", json.dumps(llama))
 case("config-llama-layers/config.json", "config.json", ["num_hidden_layers", str(1 << 22)],
      "num_hidden_layers 4194304")
 
+# GGUF files, rewritten from the tiny Llama 3.1 fixture (tests/fixtures/arch/llama31/model-Q4_K_M.gguf) by a
+# minimal reader and writer of the format (version 3: header, key/values, tensor infos, aligned data).
+import struct
+
+FIXTURE = out.parent / "arch/llama31/model-Q4_K_M.gguf"
+SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+def read_gguf(path):
+    d = path.read_bytes()
+    o = 24
+    n_tensors, n_kv = struct.unpack_from("<QQ", d, 8)
+
+    def string(o):
+        n = struct.unpack_from("<Q", d, o)[0]
+        return d[o + 8:o + 8 + n].decode(), o + 8 + n
+
+    def skip_value(t, o):
+        if t == 8:
+            return string(o)[1]
+        if t == 9:
+            et, n = struct.unpack_from("<IQ", d, o)
+            o += 12
+            for _ in range(n):
+                o = skip_value(et, o)
+            return o
+        return o + SCALAR[t]
+
+    kvs = []
+    for _ in range(n_kv):
+        start = o
+        key, o = string(o)
+        t = struct.unpack_from("<I", d, o)[0]
+        o = skip_value(t, o + 4)
+        kvs.append((key, d[start:o]))
+    infos = []
+    for _ in range(n_tensors):
+        name, o = string(o)
+        nd = struct.unpack_from("<I", d, o)[0]
+        dims = list(struct.unpack_from(f"<{nd}Q", d, o + 4))
+        o += 4 + 8 * nd
+        ty, off = struct.unpack_from("<IQ", d, o)
+        o += 12
+        infos.append([name, dims, ty, off])
+    data_start = (o + 31) // 32 * 32
+    ends = sorted(i[3] for i in infos) + [len(d) - data_start]
+    tensors = []
+    for name, dims, ty, off in infos:
+        size = min(e for e in ends if e > off) - off
+        tensors.append([name, dims, ty, d[data_start + off:data_start + off + size], None])
+    return kvs, tensors
+
+
+def gguf_string(s):
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def write_gguf(name, kvs, tensors):
+    """tensors: [name, dims, type, data, forced offset or None]"""
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs)) + b"".join(raw for _, raw in kvs)
+    body, offsets = b"", []
+    for t in tensors:
+        body += b"\0" * (-len(body) % 32)
+        offsets.append(len(body) if t[4] is None else t[4])
+        body += t[3]
+    for t, off in zip(tensors, offsets):
+        head += gguf_string(t[0]) + struct.pack("<I", len(t[1])) + struct.pack(f"<{len(t[1])}Q", *t[1])
+        head += struct.pack("<IQ", t[2], off)
+    head += b"\0" * (-len(head) % 32)
+    (out / name).parent.mkdir(parents=True, exist_ok=True)
+    (out / name).write_bytes(head + body)
+
+
+kvs, tensors = read_gguf(FIXTURE)
+# A 0-dimensional bias: the loader once indexed dims[0] of it and panicked.
+write_gguf("gguf-zero-dim-bias.gguf", kvs, tensors + [["blk.0.ffn_gate.bias", [], 0, struct.pack("<f", 0.0), None]])
+case("gguf-zero-dim-bias.gguf", "gguf-model", ["blk.0.ffn_gate.bias"], "a 0-dimensional bias tensor")
+# Two tensors on the same bytes: once accepted, silently computing with the wrong weights.
+k = next(t for t in tensors if t[0] == "blk.0.attn_k.weight")
+overlap = [list(t) for t in tensors]
+for t in overlap:
+    if t[0] == "blk.0.attn_v.weight":
+        t[4] = sum(len(x[3]) + (-len(x[3]) % 32) for x in tensors[:tensors.index(k)])
+write_gguf("gguf-overlapping-tensors.gguf", kvs, overlap)
+case("gguf-overlapping-tensors.gguf", "gguf-model", ["overlap", "attn_k", "attn_v", "gguf-overlapping-tensors.gguf"],
+     "two tensors sharing their data")
+# A metadata array of 2^24 u8 (the file ends after its header): once decoded at 32 bytes per
+# element before any check (a 40 MB file took 1.27 GB).
+huge_array = [("general.junk", gguf_string("general.junk") + struct.pack("<IIQ", 9, 0, 1 << 24))]
+(out / "gguf-huge-array.gguf").write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + huge_array[0][1] + b"\0" * 64)
+case("gguf-huge-array.gguf", "gguf-model", ["16777216", "gguf-huge-array.gguf"], "a u8 array of 2^24 elements")
+# The 0-dimensional bias row's other half: feed_forward_length 1 with ffn tensors of 256.
+kv1 = [(k, raw) if k != "llama.feed_forward_length" else (k, gguf_string(k) + struct.pack("<II", 4, 1)) for k, raw in kvs]
+write_gguf("gguf-ffn-length-mismatch.gguf", kv1, tensors)
+case("gguf-ffn-length-mismatch.gguf", "gguf-model", ["ffn"], "feed_forward_length 1 against 256-wide MLP tensors")
+
+# Chat templates that once hung the server (no fuel) or built gigabytes.
+write("template-nested-loops.jinja",
+      "{% for a in range(100000) %}{% for b in range(100000) %}{{ a }}{% endfor %}{% endfor %}")
+case("template-nested-loops.jinja", "chat-template", ["template"], "nested range(100000) loops")
+
 # Training configs with hyperparameters that once trained on to NaN losses and NaN checkpoints.
 def train_toml(train_extra):
     return ("[model]\nn_layer = 1\nn_head = 1\nn_embd = 8\nblock_size = 8\n"
@@ -76,7 +178,8 @@ for name, extra, field, shown in [
 (out / "cases.json").write_text(json.dumps({
     "about": "Made by scripts/make_hostile_files.py; run by crates/gpt/tests/hostile_files.rs. "
              "load: tokenizer.json | gpt2-files (a folder with encoder.json + vocab.bpe) | config.json | "
-             "train.toml (a gpt train config); "
+             "train.toml (a gpt train config) | gguf-model (GgufFile::open, then the model) | chat-template (render a "
+             "short conversation); "
              "error: substrings the one-line error must contain.",
     "cases": cases}, indent=1) + "\n")
 print(f"{len(cases)} cases in {out}")

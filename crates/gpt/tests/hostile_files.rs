@@ -28,6 +28,16 @@ fn every_hostile_file_is_a_clear_error() {
             "train.toml" => gpt::train::trainer::TrainConfig::from_file(&path)
                 .err()
                 .map(|e| e.to_string()),
+            "gguf-model" => gpt::formats::gguf::GgufFile::open(&path)
+                .and_then(|g| gpt::model::Transformer::from_gguf(&g))
+                .err()
+                .map(|e| e.to_string()),
+            "chat-template" => {
+                let source = std::fs::read_to_string(&path).unwrap();
+                let t = gpt::infer::chat_template::ChatTemplate::new(&source, "<s>", "</s>");
+                let m = [gpt::infer::chat_template::Message::new("user", "Hi")];
+                t.render(&m, true).err().map(|e| e.to_string())
+            }
             other => panic!("unknown load kind {other}"),
         };
         let err = err.unwrap_or_else(|| panic!("{}: {} loaded", c["path"], c["why"]));

@@ -805,6 +805,19 @@ impl Parser<'_> {
             }
             tensors.push(info);
         }
+        // Two tensors sharing bytes: a damaged or hostile file (a writer lays them end to end).
+        let mut spans: Vec<(u64, u64, &str)> = tensors
+            .iter()
+            .filter(|t| t.size > 0)
+            .map(|t| (t.offset, t.offset + t.size, t.name.as_str()))
+            .collect();
+        spans.sort_unstable();
+        if let Some(w) = spans.windows(2).find(|w| w[1].0 < w[0].1) {
+            return Err(self.err(format!(
+                "tensors '{}' and '{}' overlap in the file (bytes {}..{} and {}..{})",
+                w[0].2, w[1].2, w[0].0, w[0].1, w[1].0, w[1].1
+            )));
+        }
 
         Ok(GgufFile {
             name: self.file.to_string(),
