@@ -137,6 +137,10 @@ pub fn router(state: AppState, max_body_bytes: usize, body_timeout: Duration) ->
         .route("/inspect/temperature", post(routes::inspect::temperature))
         .route("/inspect/params", get(routes::inspect::params))
         .route("/metrics", get(routes::metrics))
+        // Inside the key check: a client without the key never gets its body read.
+        .route_layer(axum::middleware::from_fn(move |req, next| {
+            read_body_within(body_timeout, req, next)
+        }))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
@@ -149,9 +153,6 @@ pub fn router(state: AppState, max_body_bytes: usize, body_timeout: Duration) ->
         .merge(keyed)
         .fallback(routes::not_found)
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(axum::middleware::from_fn(move |req, next| {
-            read_body_within(body_timeout, req, next)
-        }))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             max_body_bytes,
         ))

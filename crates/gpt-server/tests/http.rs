@@ -1607,3 +1607,52 @@ fn a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_closes() {
     assert_eq!(get(server.addr, "/health").status, 200);
     server.stop().unwrap();
 }
+
+#[test]
+fn inspect_prompts_beyond_a_small_models_context_are_400_and_heads_count_once() {
+    // The tiny Qwen2 fixture has a 128-token context: below the 512 the views take.
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../gpt/tests/fixtures/arch/qwen2/model-Q4_K_M.gguf");
+    let m = LoadedModel::open(&fixture).unwrap();
+    let ctx = m.transformer.config.context_length;
+    assert!(ctx < 512, "{ctx}");
+    let server = Background::start(m, Options::new("q")).unwrap();
+    let long = "1 2 3 4 5 6 7 8 9 10 ".repeat(40);
+    for path in ["/inspect/lens", "/inspect/logits", "/inspect/attention"] {
+        let body = json!({"prompt": long, "layer": 0}).to_string();
+        let e = post(server.addr, path, &body).error(400);
+        let msg = e["message"].as_str().unwrap();
+        assert!(msg.contains("context window"), "{path}: {msg}");
+    }
+    let heads = post(
+        server.addr,
+        "/inspect/attention",
+        &json!({"prompt": "1 2 3", "layer": 0, "heads": [1, 0, 1, 1, 0]}).to_string(),
+    )
+    .json();
+    let got: Vec<u64> = heads
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["head"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, [0, 1]);
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_request_without_the_key_is_refused_before_its_body_is_read() {
+    let mut opts = Options::new(MODEL);
+    opts.api_key = Some("k".into());
+    let server = Background::start(model(), opts).unwrap();
+    let mut s = connect(server.addr);
+    // Headers promising a large body, and no body: the 401 must not wait for it.
+    s.write_all(head("POST", "/v1/completions", &[], Some(1 << 20)).as_bytes())
+        .unwrap();
+    let t0 = Instant::now();
+    let mut r = BufReader::new(s);
+    let (status, _) = read_head(&mut r);
+    assert_eq!(status, 401);
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    server.stop().unwrap();
+}

@@ -51,10 +51,13 @@ fn answer(r: Result<Value, ApiError>) -> Response {
     }
 }
 
-/// A library error as the API's: bad input is a 400, anything else a 500.
+/// A library error as the API's: what the request asked for that cannot be (bad input, a
+/// prompt beyond the context window, a word the tokenizer refuses) is a 400; anything else a 500.
 fn api_error(e: gpt::Error) -> ApiError {
     match e {
         gpt::Error::Invalid(m) => ApiError::invalid(m, None),
+        e @ gpt::Error::ContextOverflow { .. } => ApiError::context_exceeded(e.to_string()),
+        e @ gpt::Error::Tokenizer(_) => ApiError::invalid(e.to_string(), None),
         e => ApiError::internal(e.to_string()),
     }
 }
@@ -88,11 +91,13 @@ async fn prompt_ids(state: &AppState, prompt: String) -> Result<Vec<u32>, ApiErr
     let state = state.clone();
     blocking(move || {
         let ids = report::encode(&state.model, &prompt).map_err(api_error)?;
-        if ids.len() > MAX_INSPECT_TOKENS {
+        let most = MAX_INSPECT_TOKENS.min(state.model.transformer.config.context_length);
+        if ids.len() > most {
             return Err(ApiError::invalid(
                 format!(
-                    "the prompt is {} tokens; these views take at most {MAX_INSPECT_TOKENS}",
-                    ids.len()
+                    "the prompt is {} tokens; these views take at most {most} (this model's context window is {})",
+                    ids.len(),
+                    state.model.transformer.config.context_length
                 ),
                 Some("prompt"),
             ));
@@ -254,6 +259,10 @@ pub async fn attention(State(state): State<AppState>, body: Bytes) -> Response {
                     Some("heads"),
                 ));
             }
+            // Each head listed is a (T, T) pattern in the answer: each at most once.
+            let mut heads = req.heads.clone();
+            heads.sort_unstable();
+            heads.dedup();
             if req
                 .pool
                 .is_some_and(|n| !(1..=MAX_INSPECT_TOKENS).contains(&n))
@@ -265,7 +274,7 @@ pub async fn attention(State(state): State<AppState>, body: Bytes) -> Response {
             }
             let ids = prompt_ids(&state, req.prompt).await?;
             let mut v = on_model(&state, move |m| {
-                report::attention(m, &ids, req.layer, &req.heads)
+                report::attention(m, &ids, req.layer, &heads)
             })
             .await?;
             if let Some(n) = req.pool {

@@ -223,8 +223,12 @@ fn prune(dir: &Path, current: &str, run: &str, keep: usize) -> Result<()> {
             mine.push(path);
         }
     }
-    // Names are step-NNNNNN: sorted by name is sorted by step.
-    mine.sort();
+    // By step number (names are step-NNNNNN, seven digits and more past a million).
+    mine.sort_by_key(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str()?.strip_prefix("step-")?.parse::<u64>().ok())
+            .unwrap_or(0)
+    });
     let drop = mine.len().saturating_sub(keep.max(1) - 1);
     for p in &mine[..drop] {
         std::fs::remove_dir_all(p).map_err(|e| Error::io(p, e))?;
