@@ -145,10 +145,26 @@ kv1 = [(k, raw) if k != "llama.feed_forward_length" else (k, gguf_string(k) + st
 write_gguf("gguf-ffn-length-mismatch.gguf", kv1, tensors)
 case("gguf-ffn-length-mismatch.gguf", "gguf-model", ["ffn"], "feed_forward_length 1 against 256-wide MLP tensors")
 
+# NaN weights: once run to NaN logits, sampled as if they were scores (garbage text, no error).
+# A norm's f32 gain, and the f16 scale of a quantized block of the query projection.
+def with_data(name, edit):
+    return [t[:3] + [edit(t) if t[0] == name else t[3]] + t[4:] for t in tensors]
+nan_norm = with_data("blk.0.attn_norm.weight", lambda t: struct.pack("<f", float("nan")) * (len(t[3]) // 4))
+write_gguf("gguf-nan-norm.gguf", kvs, nan_norm)
+case("gguf-nan-norm.gguf", "gguf-forward", ["not finite", "norm", "block 0"], "NaN in blk.0.attn_norm.weight")
+q = next(t for t in tensors if t[0] == "blk.0.attn_q.weight")
+assert q[2] in (2, 3, 6, 7, 8, 12, 13, 14), "the query projection is quantized with an f16 scale first"
+nan_scale = with_data("blk.0.attn_q.weight", lambda t: b"\x00\x7e" + t[3][2:])
+write_gguf("gguf-nan-scale.gguf", kvs, nan_scale)
+case("gguf-nan-scale.gguf", "gguf-forward", ["not finite", "blk.0.attn_q.weight"], "an f16 NaN as a block's scale")
+
 # Chat templates that once hung the server (no fuel) or built gigabytes.
 write("template-nested-loops.jinja",
       "{% for a in range(100000) %}{% for b in range(100000) %}{{ a }}{% endfor %}{% endfor %}")
 case("template-nested-loops.jinja", "chat-template", ["template"], "nested range(100000) loops")
+write("template-huge-output.jinja",
+      "{% for a in range(100000) %}{{ 'x' * 100000000 }}{% endfor %}")
+case("template-huge-output.jinja", "chat-template", ["template", "MiB"], "writes 10 TB within its fuel")
 
 # Training configs with hyperparameters that once trained on to NaN losses and NaN checkpoints.
 def train_toml(train_extra):
@@ -178,7 +194,8 @@ for name, extra, field, shown in [
 (out / "cases.json").write_text(json.dumps({
     "about": "Made by scripts/make_hostile_files.py; run by crates/gpt/tests/hostile_files.rs. "
              "load: tokenizer.json | gpt2-files (a folder with encoder.json + vocab.bpe) | config.json | "
-             "train.toml (a gpt train config) | gguf-model (GgufFile::open, then the model) | chat-template (render a "
+             "train.toml (a gpt train config) | gguf-model (GgufFile::open, then the model) | "
+             "gguf-forward (gguf-model, then one forward pass of 3 tokens) | chat-template (render a "
              "short conversation); "
              "error: substrings the one-line error must contain.",
     "cases": cases}, indent=1) + "\n")

@@ -1,10 +1,40 @@
 //! Hostile input files (tests/fixtures/hostile, made by scripts/make_hostile_files.py): each case
 //! of cases.json must load to one clear error that names the file and the field, never a panic,
 //! an abort or an allocation sized by the hostile value. New cases need no code here.
+//!
+//! The cases run under a memory cap: this test binary's allocator refuses to hold more than
+//! [`CAP`] bytes at once, so a loader that sizes an allocation by a hostile count aborts the
+//! test ("memory allocation of N bytes failed") instead of passing on a big machine.
 
 use gpt::formats::hf_config::HfConfig;
 use gpt::tokenizer::Tokenizer;
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Live heap bytes a case may hold: the largest hostile file is 40 MB, the output cap of a chat
+/// template 32 MiB, and a 100 MB repeated string is minijinja's own limit.
+const CAP: usize = 512 << 20;
+
+struct Capped;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Capped {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size() > CAP {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            return std::ptr::null_mut();
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Capped = Capped;
 
 #[test]
 fn every_hostile_file_is_a_clear_error() {
@@ -30,6 +60,14 @@ fn every_hostile_file_is_a_clear_error() {
                 .map(|e| e.to_string()),
             "gguf-model" => gpt::formats::gguf::GgufFile::open(&path)
                 .and_then(|g| gpt::model::Transformer::from_gguf(&g))
+                .err()
+                .map(|e| e.to_string()),
+            "gguf-forward" => gpt::formats::gguf::GgufFile::open(&path)
+                .and_then(|g| gpt::model::Transformer::from_gguf(&g))
+                .and_then(|m| {
+                    let mut cache = m.new_cache();
+                    m.forward(&[1, 2, 3], &mut cache, gpt::model::Logits::All, None)
+                })
                 .err()
                 .map(|e| e.to_string()),
             "chat-template" => {

@@ -34,6 +34,32 @@ impl Message {
 /// (SmolLM2's ChatML: ~40), so this is ample for conversations of thousands of turns.
 pub const TEMPLATE_FUEL: u64 = 5_000_000;
 
+/// Bytes a rendered conversation may take. A prompt must fit the context window (at most a few
+/// MiB of text for any model people run), so a template that writes more is looping on purpose.
+pub const TEMPLATE_OUTPUT_CAP: usize = 32 << 20;
+
+/// A writer that refuses to grow past [`TEMPLATE_OUTPUT_CAP`], so a template that writes
+/// gigabytes (`{{ 'x' * 100000000 }}` in a loop, within its fuel) fails instead of exhausting
+/// memory.
+struct CappedOutput {
+    text: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.text.len() + buf.len() > TEMPLATE_OUTPUT_CAP {
+            self.overflowed = true;
+            return Err(std::io::Error::other("chat template output cap"));
+        }
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ChatTemplate {
     source: String,
@@ -92,14 +118,29 @@ impl ChatTemplate {
         let tmpl = env
             .get_template("chat")
             .map_err(|e| Error::Template(e.to_string()))?;
-        tmpl.render(minijinja::context! {
-            messages => messages,
-            tools => tools,
-            add_generation_prompt => add_generation_prompt,
-            bos_token => &self.bos_token,
-            eos_token => &self.eos_token,
-        })
-        .map_err(|e| Error::Template(e.to_string()))
+        let mut out = CappedOutput {
+            text: Vec::new(),
+            overflowed: false,
+        };
+        let rendered = tmpl.render_captured_to(
+            minijinja::context! {
+                messages => messages,
+                tools => tools,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => &self.bos_token,
+                eos_token => &self.eos_token,
+            },
+            &mut out,
+        );
+        if out.overflowed {
+            return Err(Error::Template(format!(
+                "the chat template writes more than {} MiB for this conversation",
+                TEMPLATE_OUTPUT_CAP >> 20
+            )));
+        }
+        rendered.map_err(|e| Error::Template(e.to_string()))?;
+        // Every piece written is a str the template produced.
+        String::from_utf8(out.text).map_err(|e| Error::Template(e.to_string()))
     }
 }
 
@@ -196,6 +237,18 @@ mod tests {
         assert!(ChatTemplate::new(CHATML, "", "")
             .render(&long, true)
             .is_ok());
+    }
+
+    #[test]
+    fn a_template_that_writes_gigabytes_stops_at_the_output_cap() {
+        // 100,000 x 100 MB within the fuel: minijinja caps one repeated string, not the output.
+        let t = ChatTemplate::new(
+            "{% for i in range(100000) %}{{ 'x' * 100000000 }}{% endfor %}",
+            "",
+            "",
+        );
+        let err = t.render(&[Message::new("user", "Hi")], true).unwrap_err();
+        assert!(err.to_string().contains("MiB"), "{err}");
     }
 
     /// A template that reads `tools` and `tool_calls` (the shape of Qwen2.5's) sees OpenAI's

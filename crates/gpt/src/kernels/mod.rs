@@ -205,6 +205,8 @@ pub struct Activations<'a> {
     q8x2_sums: OnceLock<Vec<x86_64::ActSum>>,
     #[cfg(target_arch = "x86_64")]
     q8_0_sums: OnceLock<Vec<x86_64::ActSum>>,
+    /// Whether every value of x is finite.
+    finite: OnceLock<bool>,
 }
 
 impl<'a> Activations<'a> {
@@ -220,6 +222,14 @@ impl<'a> Activations<'a> {
 
     pub fn tokens(&self) -> usize {
         self.t
+    }
+
+    /// Whether x holds no NaN or infinity (checked once, O(T * K) against the matmul's
+    /// O(T * K * N)).
+    fn finite(&self) -> bool {
+        *self
+            .finite
+            .get_or_init(|| self.x.iter().all(|v| v.is_finite()))
     }
 
     /// The form kept in `cell`: x quantized by `quantize` into blocks of `block` elements.
@@ -446,6 +456,7 @@ impl Isa {
             q8x2_sums: OnceLock::new(),
             #[cfg(target_arch = "x86_64")]
             q8_0_sums: OnceLock::new(),
+            finite: OnceLock::new(),
         }
     }
 
@@ -510,6 +521,14 @@ impl Isa {
         if t == 0 || n == 0 {
             return;
         }
+        // Quantizing activations turns a NaN into 0 (the cast to i8), which would hide a model's
+        // NaN weights behind finite garbage: such activations take the f32 path, where NaN and
+        // infinity reach the logits and the forward pass reports them.
+        let precision = if acts.finite() {
+            precision
+        } else {
+            Precision::F32
+        };
         let isa = self.usable();
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Avx512Vnni && (t >= PANEL_MIN_TOKENS || w.packed.is_some()) {

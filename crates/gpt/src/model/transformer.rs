@@ -213,7 +213,67 @@ impl Transformer {
         };
         let rows = x.len() / c.d_model;
         let h = self.final_norm.forward(&x);
-        Ok(self.unembedding.forward(&h, rows, self.precision))
+        let out = self.unembedding.forward(&h, rows, self.precision);
+        // A NaN would be sampled like any logit (it sorts first) and the text would be garbage
+        // with no word why: a model file with NaN or infinite weights is an error.
+        if !out.iter().all(|v| v.is_finite()) {
+            return Err(Error::Invalid(match self.first_non_finite_tensor() {
+                Some(name) => format!(
+                    "the model's logits are not finite: tensor {name} holds NaN or infinite values"
+                ),
+                None => "the model's logits are not finite (NaN or infinity): its activations \
+                         overflowed"
+                    .into(),
+            }));
+        }
+        Ok(out)
+    }
+
+    /// The name of the first weight (in file order: embeddings, blocks, final norm, unembedding)
+    /// holding a NaN or infinity, dequantized as the kernels read it. Scans every weight: for
+    /// the error path only.
+    pub fn first_non_finite_tensor(&self) -> Option<String> {
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        let matrix = |m: &crate::tensor::Matrix| {
+            let mut row = vec![0f32; m.cols];
+            (0..m.rows).any(|r| {
+                m.row_f32(r, &mut row);
+                !finite(&row)
+            })
+        };
+        let norm = |n: &Norm| match n {
+            Norm::Rms { weight, .. } => !finite(weight),
+            Norm::Layer { weight, bias, .. } => !finite(weight) || !finite(bias),
+        };
+        let linear =
+            |l: &Linear| matrix(&l.weight) || l.bias.as_deref().is_some_and(|b| !finite(b));
+        if matrix(&self.token_embedding.table) {
+            return Some(self.token_embedding.table.name.clone());
+        }
+        if let Some(pe) = self
+            .position_embedding
+            .as_ref()
+            .filter(|pe| matrix(&pe.table))
+        {
+            return Some(pe.table.name.clone());
+        }
+        for (l, b) in self.blocks.iter().enumerate() {
+            let norms = [
+                ("attention's input norm", Some(&b.attn_norm)),
+                ("attention's output norm", b.post_attn_norm.as_ref()),
+                ("query norm", b.attn.q_norm.as_ref()),
+                ("key norm", b.attn.k_norm.as_ref()),
+                ("MLP's input norm", Some(&b.mlp_norm)),
+                ("MLP's output norm", b.post_mlp_norm.as_ref()),
+            ];
+            if let Some((what, _)) = norms.iter().find(|(_, n)| n.is_some_and(norm)) {
+                return Some(format!("the {what} of block {l}"));
+            }
+        }
+        if let Some(bad) = self.linears().into_iter().find(|l| linear(l)) {
+            return Some(bad.weight.name.clone());
+        }
+        norm(&self.final_norm).then(|| "the final norm".to_string())
     }
 
     /// Every matrix a forward pass multiplies by: each block's projections and MLP, then the
