@@ -165,6 +165,8 @@ case("template-nested-loops.jinja", "chat-template", ["template"], "nested range
 write("template-huge-output.jinja",
       "{% for a in range(100000) %}{{ 'x' * 100000000 }}{% endfor %}")
 case("template-huge-output.jinja", "chat-template", ["template", "MiB"], "writes 10 TB within its fuel")
+write("template-huge-string.jinja", "{{ 'x' * 6500000000 }}")
+case("template-huge-string.jinja", "chat-template", ["template", "too large"], "one 6.5 GB string")
 
 # Training configs with hyperparameters that once trained on to NaN losses and NaN checkpoints.
 def train_toml(train_extra):
