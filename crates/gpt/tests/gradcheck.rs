@@ -153,3 +153,116 @@ fn cross_entropy_backward_matches_finite_differences() {
     loss::cross_entropy_backward(&p, &targets, &mut d);
     check("dlogits", &logits, &d, &fwd);
 }
+
+#[test]
+fn rms_norm_backward_matches_finite_differences() {
+    let mut rng = Rng::new(7);
+    let (n, c) = (3, 7);
+    let (x, w, dout) = (
+        random(&mut rng, n * c),
+        random(&mut rng, c),
+        random(&mut rng, n * c),
+    );
+    let fwd = |x: &[f32], w: &[f32]| {
+        let norm = norm::Norm::Rms {
+            weight: w.to_vec(),
+            eps: 1e-5,
+        };
+        dot(&norm.forward(x), &dout)
+    };
+    let (mut dx, mut dw) = (vec![0f32; n * c], vec![0f32; c]);
+    norm::rms_norm_backward(&dout, &x, &w, 1e-5, &mut dx, &mut dw);
+    check("dx", &x, &dx, &|x| fwd(x, &w));
+    check("dw", &w, &dw, &|w| fwd(&x, w));
+}
+
+#[test]
+fn rope_backward_matches_finite_differences() {
+    use gpt::model::rope::{Rope, RopePairs};
+    let mut rng = Rng::new(8);
+    let (heads, hs) = (2, 8);
+    for pairs in [RopePairs::Halves, RopePairs::Adjacent] {
+        // Rotating 6 of the 8 dimensions (partial RoPE, as Phi and GPT-NeoX do).
+        let rope = Rope::new(6, 10000.0, pairs);
+        let (cos, sin) = rope.angles(5);
+        let (x, dout) = (random(&mut rng, heads * hs), random(&mut rng, heads * hs));
+        let mut dx = dout.clone();
+        rope.rotate_back(&mut dx, hs, &cos, &sin);
+        check("dx", &x, &dx, &|x| {
+            let mut y = x.to_vec();
+            rope.rotate(&mut y, hs, &cos, &sin);
+            dot(&y, &dout)
+        });
+    }
+}
+
+#[test]
+fn swiglu_backward_matches_finite_differences() {
+    let mut rng = Rng::new(9);
+    let n = 11;
+    let scaled = |rng: &mut Rng| random(rng, n).iter().map(|v| v * 4.0).collect::<Vec<_>>();
+    let (gate, up, dout) = (scaled(&mut rng), scaled(&mut rng), random(&mut rng, n));
+    let fwd = |g: &[f32], u: &[f32]| {
+        let h: Vec<f32> = g.iter().zip(u).map(|(&g, &u)| mlp::silu(g) * u).collect();
+        dot(&h, &dout)
+    };
+    let (mut dg, mut du) = (vec![0f32; n], vec![0f32; n]);
+    mlp::swiglu_backward(&dout, &gate, &up, &mut dg, &mut du);
+    check("dgate", &gate, &dg, &|g| fwd(g, &up));
+    check("dup", &up, &du, &|u| fwd(&gate, u));
+}
+
+/// Grouped-query attention (4 query heads on 2 key/value heads), its forward computed by the
+/// kernel inference runs (`kernels::attend_block`, one query at a time).
+#[test]
+fn grouped_query_attention_backward_matches_finite_differences() {
+    let mut rng = Rng::new(10);
+    let (t, nh, nkv, hs) = (5, 4, 2, 3);
+    let scale = 0.7;
+    let q = random(&mut rng, t * nh * hs);
+    let keys: Vec<Vec<f32>> = (0..nkv).map(|_| random(&mut rng, t * hs)).collect();
+    let values: Vec<Vec<f32>> = (0..nkv).map(|_| random(&mut rng, t * hs)).collect();
+    let dout = random(&mut rng, t * nh * hs);
+    let fwd = |q: &[f32], keys: &[Vec<f32>], values: &[Vec<f32>]| {
+        let mut out = vec![0f32; t * nh * hs];
+        for i in 0..t {
+            for h in 0..nh {
+                let kv = h / (nh / nkv);
+                let at = (i * nh + h) * hs;
+                let (mut probs, mut o) = (vec![0f32; i + 1], vec![0f32; hs]);
+                gpt::kernels::attend_block(
+                    &q[at..at + hs],
+                    hs,
+                    &keys[kv][..(i + 1) * hs],
+                    &values[kv][..(i + 1) * hs],
+                    &[0..i + 1],
+                    scale,
+                    &mut probs,
+                    &mut o,
+                );
+                out[at..at + hs].copy_from_slice(&o);
+            }
+        }
+        dot(&out, &dout)
+    };
+    let mut dq = vec![0f32; q.len()];
+    let mut dk = vec![vec![0f32; t * hs]; nkv];
+    let mut dv = vec![vec![0f32; t * hs]; nkv];
+    attention::causal_attention_backward(
+        &q, &keys, &values, nh, hs, scale, &dout, &mut dq, &mut dk, &mut dv,
+    );
+    check("dq", &q, &dq, &|q| fwd(q, &keys, &values));
+    for kv in 0..nkv {
+        let with = |x: &[f32], which: &[Vec<f32>]| {
+            let mut m = which.to_vec();
+            m[kv] = x.to_vec();
+            m
+        };
+        check("dk", &keys[kv], &dk[kv], &|k| {
+            fwd(&q, &with(k, &keys), &values)
+        });
+        check("dv", &values[kv], &dv[kv], &|v| {
+            fwd(&q, &keys, &with(v, &values))
+        });
+    }
+}

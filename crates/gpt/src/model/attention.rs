@@ -308,3 +308,90 @@ pub fn attention_backward(
             }
         });
 }
+
+/// The backward pass of causal attention over one sequence of T positions from position 0 (a
+/// training sequence), in the layout inference uses: q (T, NH * HS) after RoPE, keys and values
+/// per key/value head (NKV of (T, HS), as [`LayerCache`] holds them); query head h reads
+/// key/value head h / (NH / NKV). From dout (T, NH * HS), the gradient of the heads'
+/// concatenated outputs, accumulates dq (T, NH * HS) and dk, dv (NKV of (T, HS)).
+///
+/// The probabilities are recomputed rather than kept (T x T per head would dominate training
+/// memory): S = q_h K^T * scale under the causal mask, P = softmax(S); then dV += P^T dO,
+/// dP = dO V^T, dS = P ⊙ (dP - rowsum(P ⊙ dP)) * scale, dQ += dS K, dK += dS^T Q.
+#[allow(clippy::too_many_arguments)]
+pub fn causal_attention_backward(
+    q: &[f32],
+    keys: &[Vec<f32>],
+    values: &[Vec<f32>],
+    n_head: usize,
+    head_dim: usize,
+    scale: f32,
+    dout: &[f32],
+    dq: &mut [f32],
+    dk: &mut [Vec<f32>],
+    dv: &mut [Vec<f32>],
+) {
+    use kernels::gemm::{sgemm, sgemm_into, Operand};
+    let (nh, hs, nkv) = (n_head, head_dim, keys.len());
+    let t = q.len() / (nh * hs);
+    let group = nh / nkv;
+    let qw = nh * hs;
+    // One task per key/value head: it owns dk[kv], dv[kv] and its group's columns of dq.
+    let parts: Vec<Vec<f32>> = dk
+        .par_iter_mut()
+        .zip(dv.par_iter_mut())
+        .enumerate()
+        .map(|(kv, (dk, dv))| {
+            let (k, v) = (&keys[kv], &values[kv]);
+            let mut dq_group = vec![0f32; t * group * hs]; // (T, group * HS)
+            let (mut p, mut ds) = (vec![0f32; t * t], vec![0f32; t * t]);
+            for g in 0..group {
+                let h = kv * group + g;
+                let q_h = Operand::strided(&q[h * hs..], qw, 1); // (T, HS)
+                let d_o = Operand::strided(&dout[h * hs..], qw, 1); // (T, HS)
+                sgemm(t, t, hs, q_h, Operand::t(k), &mut p, false);
+                for (i, row) in p.chunks_exact_mut(t).enumerate() {
+                    for (j, s) in row.iter_mut().enumerate() {
+                        *s = if j <= i {
+                            *s * scale
+                        } else {
+                            f32::NEG_INFINITY
+                        };
+                    }
+                    kernels::softmax(row);
+                }
+                sgemm(t, hs, t, Operand::t(&p), d_o, dv, true); // dV += P^T dO
+                sgemm(t, t, hs, d_o, Operand::t(v), &mut ds, false); // dP = dO V^T
+                for (pr, dr) in p.chunks_exact(t).zip(ds.chunks_exact_mut(t)) {
+                    let dot: f32 = pr.iter().zip(dr.iter()).map(|(a, b)| a * b).sum();
+                    for (d, &pv) in dr.iter_mut().zip(pr) {
+                        *d = pv * (*d - dot) * scale;
+                    }
+                }
+                let dst = &mut dq_group[g * hs..];
+                sgemm_into(
+                    t,
+                    hs,
+                    t,
+                    Operand::new(&ds),
+                    Operand::new(k),
+                    dst,
+                    group * hs,
+                    true,
+                );
+                sgemm(t, hs, t, Operand::t(&ds), q_h, dk, true); // dK += dS^T Q
+            }
+            dq_group
+        })
+        .collect();
+    for (kv, part) in parts.iter().enumerate() {
+        for (dst, src) in dq.chunks_exact_mut(qw).zip(part.chunks_exact(group * hs)) {
+            for (d, s) in dst[kv * group * hs..(kv + 1) * group * hs]
+                .iter_mut()
+                .zip(src)
+            {
+                *d += s;
+            }
+        }
+    }
+}

@@ -87,6 +87,22 @@ pub fn gelu_backward(dout: &[f32], x: &[f32], dx: &mut [f32]) {
     crate::kernels::elementwise::chain(dout, x, dx, gelu_grad);
 }
 
+/// d silu(x) / dx = s(x) (1 + x (1 - s(x))), s the sigmoid (as [`silu`] computes it).
+#[inline(always)]
+pub fn silu_grad(x: f32) -> f32 {
+    let s = 0.5 * (1.0 + tanh(0.5 * x));
+    s * (1.0 + x * (1.0 - s))
+}
+
+/// The backward pass of SwiGLU's h = silu(gate) * up (all (N, F)): accumulates dgate and dup
+/// from dh.
+pub fn swiglu_backward(dh: &[f32], gate: &[f32], up: &[f32], dgate: &mut [f32], dup: &mut [f32]) {
+    for ((((d, &g), &u), dg), du) in dh.iter().zip(gate).zip(up).zip(dgate).zip(dup) {
+        *dg += d * u * silu_grad(g);
+        *du += d * silu(g);
+    }
+}
+
 impl Mlp {
     /// x: (T, C) -> (T, C)
     pub fn forward(&self, x: &[f32], t: usize, precision: Precision) -> Vec<f32> {

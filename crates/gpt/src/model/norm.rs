@@ -135,6 +135,45 @@ pub fn layer_norm_backward(
     }
 }
 
+/// The backward pass of RMSNorm (y = x * r * w, r = 1 / sqrt(mean(x^2) + eps) per row):
+/// accumulates dx (N, C) and dw (C) from dout (N, C). With g = dout * w:
+/// dx = r * g - x * r^3 * mean(g * x).
+pub fn rms_norm_backward(
+    dout: &[f32],
+    x: &[f32],
+    w: &[f32],
+    eps: f32,
+    dx: &mut [f32],
+    dw: &mut [f32],
+) {
+    use rayon::prelude::*;
+    let c = w.len();
+    // As in layer_norm_backward: fixed blocks of rows, their dw added in order.
+    let partial: Vec<Vec<f32>> = dx
+        .par_chunks_mut(ROWS_PER_TASK * c)
+        .enumerate()
+        .map(|(blk, dx_blk)| {
+            let mut dw_p = vec![0f32; c];
+            for (k, dxr) in dx_blk.chunks_exact_mut(c).enumerate() {
+                let i = blk * ROWS_PER_TASK + k;
+                let (dyr, xr) = (&dout[i * c..(i + 1) * c], &x[i * c..(i + 1) * c]);
+                let r = 1.0 / (xr.iter().map(|v| v * v).sum::<f32>() / c as f32 + eps).sqrt();
+                let gx_mean = (0..c).map(|j| dyr[j] * w[j] * xr[j]).sum::<f32>() / c as f32;
+                for j in 0..c {
+                    dw_p[j] += dyr[j] * xr[j] * r;
+                    dxr[j] += r * dyr[j] * w[j] - xr[j] * r * r * r * gx_mean;
+                }
+            }
+            dw_p
+        })
+        .collect();
+    for dw_p in partial {
+        for j in 0..c {
+            dw[j] += dw_p[j];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,6 +66,16 @@ impl Rope {
 
     /// Rotates each head of x: (n_heads * HS) in place, given the angles of its position.
     pub fn rotate(&self, x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+        self.rotate_by(x, head_dim, cos, sin, 1.0)
+    }
+
+    /// The backward pass of [`rotate`](Self::rotate): a rotation's gradient is the rotation
+    /// by the opposite angle (its transpose), applied in place to the gradient (n_heads * HS).
+    pub fn rotate_back(&self, dx: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+        self.rotate_by(dx, head_dim, cos, sin, -1.0)
+    }
+
+    fn rotate_by(&self, x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], sign: f32) {
         let half = self.dim / 2;
         for head in x.chunks_exact_mut(head_dim) {
             for i in 0..half {
@@ -73,9 +83,9 @@ impl Rope {
                     RopePairs::Adjacent => (2 * i, 2 * i + 1),
                     RopePairs::Halves => (i, i + half),
                 };
-                let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * cos[i] - x1 * sin[i];
-                head[b] = x0 * sin[i] + x1 * cos[i];
+                let (x0, x1, sin) = (head[a], head[b], sign * sin[i]);
+                head[a] = x0 * cos[i] - x1 * sin;
+                head[b] = x0 * sin + x1 * cos[i];
             }
         }
     }
