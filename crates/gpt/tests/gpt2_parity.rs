@@ -8,6 +8,9 @@ use gpt::kernels::Precision;
 use gpt::model::{Logits, Transformer};
 use std::path::{Path, PathBuf};
 
+mod common;
+use common::{assert_close, Expected};
+
 /// f32 forward against PyTorch's f32 forward (f32 vs f64 differ by 1.6e-7 on these fixtures).
 const LOGITS_ATOL: f32 = 1e-4;
 
@@ -28,66 +31,6 @@ fn fixture_dirs() -> Vec<PathBuf> {
     dirs.sort();
     assert!(!dirs.is_empty(), "no gpt2-* fixture folders");
     dirs
-}
-
-/// The fixture's expected tensors: floats through our reader, int64 ids through the crate's.
-struct Expected {
-    floats: SafetensorsModel,
-    raw: Vec<u8>,
-}
-
-impl Expected {
-    fn open(dir: &Path) -> Expected {
-        let path = dir.join("expected.safetensors");
-        let mut floats = SafetensorsModel::default();
-        floats.add_file(&path).unwrap();
-        Expected {
-            floats,
-            raw: std::fs::read(&path).unwrap(),
-        }
-    }
-
-    fn f32s(&self, name: &str) -> (Vec<usize>, Vec<f32>) {
-        let e = &self.floats.tensors[name];
-        (
-            e.shape.clone(),
-            e.data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-        )
-    }
-
-    fn ids(&self, name: &str) -> (Vec<usize>, Vec<u32>) {
-        let st = safetensors::SafeTensors::deserialize(&self.raw).unwrap();
-        let t = st.tensor(name).unwrap();
-        assert_eq!(t.dtype(), safetensors::Dtype::I64);
-        let v = t
-            .data()
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
-            .collect();
-        (t.shape().to_vec(), v)
-    }
-}
-
-fn assert_close(label: &str, got: &[f32], want: &[f32], atol: f32) {
-    assert_eq!(got.len(), want.len(), "{label}: length");
-    let (i, d) = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .enumerate()
-        .fold((0, 0f32), |m, (i, d)| if d > m.1 { (i, d) } else { m });
-    if d > atol {
-        panic!(
-            "{label}: max |diff| {d} at {i} (ours {}, PyTorch {}); first ours {:?}, PyTorch {:?}",
-            got[i],
-            want[i],
-            &got[..4.min(got.len())],
-            &want[..4.min(want.len())]
-        );
-    }
 }
 
 fn load(dir: &Path) -> Transformer {
@@ -286,127 +229,6 @@ fn gpt2_from_gguf_matches_pytorch() {
             &got,
             &logits[..tt * v],
             LOGITS_ATOL,
-        );
-    }
-}
-
-/// Loss against PyTorch's (float32 vs float64 differ by 2e-7 here).
-const LOSS_ATOL: f32 = 1e-5;
-/// Each gradient's max difference, relative to the tensor's largest magnitude.
-const GRAD_RTOL: f32 = 1e-4;
-/// The losses of the AdamW steps.
-const STEP_LOSSES_ATOL: f32 = 1e-4;
-
-fn training_model(
-    dir: &Path,
-) -> (
-    gpt::model::training::Gpt2Training,
-    Expected,
-    serde_json::Value,
-) {
-    use gpt::model::params::Parameters;
-    let hf = HfConfig::from_file(&dir.join("config.json")).unwrap();
-    let mut st = SafetensorsModel::default();
-    st.add_file(&dir.join("model.safetensors")).unwrap();
-    let params = Parameters::from_hf(&hf.config, &st, "transformer.").unwrap();
-    let fixture: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("fixture.json")).unwrap()).unwrap();
-    (
-        gpt::model::training::Gpt2Training::new(hf.config, params),
-        Expected::open(dir),
-        fixture,
-    )
-}
-
-fn batch(e: &Expected, fixture: &serde_json::Value) -> (Vec<u32>, Vec<u32>, usize, usize) {
-    let (xs, x) = e.ids(fixture["batch_tensors"]["inputs"].as_str().unwrap());
-    let (_, y) = e.ids(fixture["batch_tensors"]["targets"].as_str().unwrap());
-    (x, y, xs[0], xs[1])
-}
-
-#[test]
-fn loss_and_every_gradient_match_pytorch() {
-    for dir in fixture_dirs() {
-        let (mut m, e, fixture) = training_model(&dir);
-        let (x, y, b, t) = batch(&e, &fixture);
-        let loss = m.forward(&x, &y, b, t).unwrap();
-        let (_, want) = e.f32s("loss");
-        assert!(
-            (loss - want[0]).abs() < LOSS_ATOL,
-            "{}: loss {loss} vs PyTorch {}",
-            dir.display(),
-            want[0]
-        );
-        m.zero_grad();
-        m.backward();
-        let mut checked = 0;
-        for spec in m.grads.specs.clone() {
-            let (shape, want) = e.f32s(&format!("grad.{}", spec.name));
-            assert_eq!(shape, spec.hf_shape(), "{}", spec.name);
-            let got = m.grads.get_hf(&spec.name).unwrap();
-            let scale = want
-                .iter()
-                .fold(0f32, |a, v| a.max(v.abs()))
-                .max(f32::MIN_POSITIVE);
-            let diff = got
-                .iter()
-                .zip(&want)
-                .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
-            assert!(
-                diff <= GRAD_RTOL * scale,
-                "{}: grad.{}: max diff {diff} > {GRAD_RTOL} x {scale}; first ours {:?}, PyTorch {:?}",
-                dir.display(),
-                spec.name,
-                &got[..4.min(got.len())],
-                &want[..4.min(want.len())]
-            );
-            checked += 1;
-        }
-        assert_eq!(
-            checked,
-            e.floats
-                .tensors
-                .keys()
-                .filter(|k| k.starts_with("grad."))
-                .count()
-        );
-    }
-}
-
-#[test]
-fn adamw_steps_follow_pytorchs_losses() {
-    use gpt::train::adamw::{AdamW, AdamWConfig};
-    for dir in fixture_dirs() {
-        let (mut m, e, fx) = training_model(&dir);
-        assert_eq!(fx["optimizer"], "adamw");
-        let (x, y, b, t) = batch(&e, &fx);
-        let f = |k: &str| fx[k].as_f64().unwrap() as f32;
-        let config = AdamWConfig {
-            beta1: f("beta1"),
-            beta2: f("beta2"),
-            eps: f("eps"),
-            weight_decay: f("weight_decay"),
-            decay_all: fx["weight_decay_applies_to"] == "all_parameters",
-        };
-        let mut opt = AdamW::new(config, m.params.len());
-        let (_, want) = e.f32s("losses");
-        for (step, &w) in want.iter().enumerate() {
-            let loss = m.forward(&x, &y, b, t).unwrap();
-            assert!(
-                (loss - w).abs() < STEP_LOSSES_ATOL,
-                "{}: step {step}: loss {loss} vs PyTorch {w}",
-                dir.display()
-            );
-            m.zero_grad();
-            m.backward();
-            opt.step(&mut m.params, &m.grads, f("lr"));
-        }
-        let (_, after) = e.f32s("loss_after_steps");
-        let loss = m.forward(&x, &y, b, t).unwrap();
-        assert!(
-            (loss - after[0]).abs() < STEP_LOSSES_ATOL,
-            "loss after the steps {loss} vs {}",
-            after[0]
         );
     }
 }

@@ -68,33 +68,17 @@ fn linear_backward_matches_finite_differences() {
         random(&mut rng, oc),
         random(&mut rng, n * oc),
     );
+    // The forward is the inference layer's, on f32 weights.
     let fwd = |x: &[f32], w: &[f32], b: &[f32]| {
-        let mut out = vec![0f32; n * oc];
-        linear::linear_forward(&mut out, x, w, Some(b), oc);
-        dot(&out, &dout)
+        let weight = gpt::tensor::Matrix::from_f32("w", oc, c, w).unwrap();
+        let layer = linear::Linear::new(weight, Some(b.to_vec()));
+        dot(&layer.forward(x, n, gpt::kernels::Precision::F32), &dout)
     };
     let (mut dx, mut dw, mut db) = (vec![0f32; n * c], vec![0f32; oc * c], vec![0f32; oc]);
     linear::linear_backward(&dout, &x, &w, oc, &mut dx, &mut dw, Some(&mut db));
     check("dx", &x, &dx, &|x| fwd(x, &w, &b));
     check("dw", &w, &dw, &|w| fwd(&x, w, &b));
     check("db", &b, &db, &|b| fwd(&x, &w, b));
-}
-
-#[test]
-fn attention_backward_matches_finite_differences() {
-    let mut rng = Rng::new(3);
-    let (b, t, nh, hs) = (2, 4, 2, 3);
-    let c = nh * hs;
-    let (qkv, dout) = (random(&mut rng, b * t * 3 * c), random(&mut rng, b * t * c));
-    let fwd = |qkv: &[f32]| {
-        let (mut out, mut probs) = (vec![0f32; b * t * c], vec![0f32; b * t * nh * t]);
-        attention::attention_forward(qkv, b, t, nh, &mut out, &mut probs);
-        (out, probs)
-    };
-    let (_, probs) = fwd(&qkv);
-    let mut dqkv = vec![0f32; qkv.len()];
-    attention::attention_backward(&dout, &qkv, &probs, b, t, nh, &mut dqkv);
-    check("dqkv", &qkv, &dqkv, &|q| dot(&fwd(q).0, &dout));
 }
 
 #[test]
@@ -119,22 +103,21 @@ fn gelu_backward_matches_finite_differences() {
 #[test]
 fn embedding_backward_matches_finite_differences() {
     let mut rng = Rng::new(5);
-    let (v, p, c, t) = (5, 4, 3, 4);
+    let (v, c) = (5, 3);
     let ids = [1u32, 3, 3, 0, 4, 1, 2, 2];
-    let (wte, wpe, dout) = (
-        random(&mut rng, v * c),
-        random(&mut rng, p * c),
-        random(&mut rng, ids.len() * c),
-    );
-    let fwd = |wte: &[f32], wpe: &[f32]| {
-        let mut out = vec![0f32; ids.len() * c];
-        embedding::embedding_forward(&ids, t, wte, wpe, &mut out);
-        dot(&out, &dout)
+    let (table, dout) = (random(&mut rng, v * c), random(&mut rng, ids.len() * c));
+    // The forward is the inference embedding's lookup.
+    let fwd = |w: &[f32]| {
+        let e = embedding::Embedding {
+            table: gpt::tensor::Matrix::from_f32("wte", v, c, w).unwrap(),
+            scale: None,
+        };
+        dot(&e.forward(&ids), &dout)
     };
-    let (mut dwte, mut dwpe) = (vec![0f32; v * c], vec![0f32; p * c]);
-    embedding::embedding_backward(&dout, &ids, t, &mut dwte, &mut dwpe);
-    check("dwte", &wte, &dwte, &|w| fwd(w, &wpe));
-    check("dwpe", &wpe, &dwpe, &|w| fwd(&wte, w));
+    let rows: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
+    let mut dtable = vec![0f32; v * c];
+    embedding::embedding_backward(&dout, &rows, &mut dtable);
+    check("dtable", &table, &dtable, &fwd);
 }
 
 #[test]
@@ -212,12 +195,19 @@ fn swiglu_backward_matches_finite_differences() {
     check("dup", &up, &du, &|u| fwd(&gate, u));
 }
 
-/// Grouped-query attention (4 query heads on 2 key/value heads), its forward computed by the
-/// kernel inference runs (`kernels::attend_block`, one query at a time).
+/// Grouped-query attention (4 query heads on 2 key/value heads) and multi-head attention (3 on
+/// 3, GPT-2's), the forward computed by the kernel inference runs (`kernels::attend_block`, one
+/// query at a time).
 #[test]
 fn grouped_query_attention_backward_matches_finite_differences() {
+    for (nh, nkv) in [(4, 2), (3, 3)] {
+        grouped_query_attention_case(nh, nkv);
+    }
+}
+
+fn grouped_query_attention_case(nh: usize, nkv: usize) {
     let mut rng = Rng::new(10);
-    let (t, nh, nkv, hs) = (5, 4, 2, 3);
+    let (t, hs) = (5, 3);
     let scale = 0.7;
     let q = random(&mut rng, t * nh * hs);
     let keys: Vec<Vec<f32>> = (0..nkv).map(|_| random(&mut rng, t * hs)).collect();
@@ -235,7 +225,7 @@ fn grouped_query_attention_backward_matches_finite_differences() {
                     hs,
                     &keys[kv][..(i + 1) * hs],
                     &values[kv][..(i + 1) * hs],
-                    &[0..i + 1],
+                    std::slice::from_ref(&(0..i + 1)),
                     scale,
                     &mut probs,
                     &mut o,

@@ -1311,7 +1311,7 @@ fn new_type_matmuls_match_reference_and_f32_math() {
                         Precision::Fast => (ACT_Q8X2_ERR_PER_D, QK),
                         Precision::Q8 if dtype.block_size() == QK_K => (ACT_QUANT_ERR_PER_D, QK_K),
                         Precision::Q8 => (ACT_QUANT_ERR_PER_D, QK),
-                        Precision::F32 => (0.0, QK),
+                        Precision::F32 | Precision::Dense => (0.0, QK),
                     };
                     let tol_exact: Vec<f32> = (0..t * n)
                         .map(|i| {

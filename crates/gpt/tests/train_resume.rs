@@ -120,7 +120,7 @@ fn checkpoint_loads_as_a_model_folder() {
     let m = gpt::LoadedModel::open(&dir).unwrap();
     // The checkpoint's weights give the same loss through the inference model as in training.
     let ck = checkpoint::load_latest(&out).unwrap().unwrap();
-    let mut train = gpt::model::training::Gpt2Training::new(ck.config.clone(), ck.params);
+    let mut train = gpt::model::training::Training::new(ck.config.clone(), ck.params);
     let ids = m.tokenizer.encode("ROMEO:\nWhat say", false);
     let (x, y) = (&ids[..ids.len() - 1], &ids[1..]);
     let loss = train.forward(x, y, 1, x.len()).unwrap();

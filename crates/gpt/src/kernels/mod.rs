@@ -84,6 +84,11 @@ pub enum Precision {
     /// Weights are dequantized to f32 and multiplied with f32 activations: the exact math of a
     /// reference implementation that dequantizes the whole model, at a cost in speed.
     F32,
+    /// [`F32`](Precision::F32), with f32 weights multiplied as one blocked product (the gemm
+    /// crate): training's choice. Inference's f32 kernels compute each row exactly as a single
+    /// token would (so that cached and recomputed positions agree bit for bit); a training batch
+    /// has no cache, so the fastest summation order wins.
+    Dense,
 }
 
 /// A weight matrix: `rows` rows of `cols` elements, each row `dtype.bytes_for(cols)` bytes.
@@ -166,7 +171,7 @@ impl PackedWeights {
         return match precision {
             Precision::Fast => true,
             Precision::Q8 => !self.ty.is_k(),
-            Precision::F32 => false,
+            Precision::F32 | Precision::Dense => false,
         };
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -529,6 +534,12 @@ impl Isa {
         } else {
             Precision::F32
         };
+        if precision == Precision::Dense && w.dtype == DType::F32 {
+            if let Ok(wf) = bytemuck::try_cast_slice::<u8, f32>(w.data) {
+                use gemm::{sgemm, Operand};
+                return sgemm(t, n, k, Operand::new(x), Operand::t(wf), out, false);
+            }
+        }
         let isa = self.usable();
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Avx512Vnni && (t >= PANEL_MIN_TOKENS || w.packed.is_some()) {
@@ -1415,7 +1426,7 @@ fn panel_acts(precision: Precision) -> Option<x86_64::PanelActs> {
     match precision {
         Precision::Fast => Some(x86_64::PanelActs::Q8x2),
         Precision::Q8 => Some(x86_64::PanelActs::Q8),
-        Precision::F32 => None,
+        Precision::F32 | Precision::Dense => None,
     }
 }
 

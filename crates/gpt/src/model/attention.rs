@@ -13,6 +13,7 @@
 use super::linear::Linear;
 use super::norm::Norm;
 use super::rope::Rope;
+use super::training::LayerTape;
 use crate::infer::kv_cache::LayerCache;
 use crate::inspect::capture::Capture;
 use crate::kernels::{self, Activations, Precision};
@@ -66,6 +67,7 @@ impl Attention {
         precision: Precision,
         layer: usize,
         capture: Option<&mut dyn Capture>,
+        tape: Option<&mut LayerTape>,
     ) -> Vec<f32> {
         let (nh, hs) = (self.n_head, self.head_dim);
         let kw = self.n_kv_head * hs;
@@ -178,7 +180,12 @@ impl Attention {
         for seq in seqs.iter_mut() {
             seq.cache.slide(hs);
         }
-        self.wo.forward(&out, n, precision)
+        let y = self.wo.forward(&out, n, precision);
+        if let Some(t) = tape {
+            t.q = q;
+            t.heads = out;
+        }
+        y
     }
 }
 
@@ -186,128 +193,6 @@ impl Attention {
 /// however long the prompt (the full (T, T) matrix is never built), and a prompt gives
 /// key/value heads x blocks tasks to share among the threads.
 const QUERY_BLOCK: usize = 32;
-
-/// Training forward over a batch, in matrix form per sequence and head: scores S = Q K^T * scale
-/// (T, T), the causal mask (-inf above the diagonal), P = softmax(S) row by row, O = P V (T, HS).
-/// qkv (B, T, 3C) holds each position's query, key and value (head h at columns h*HS.. of each
-/// third); writes out (B, T, C) and the probabilities probs (B, NH, T, T) for the backward pass.
-pub fn attention_forward(
-    qkv: &[f32],
-    b: usize,
-    t: usize,
-    nh: usize,
-    out: &mut [f32],
-    probs: &mut [f32],
-) {
-    use kernels::gemm::{sgemm, sgemm_into, Operand};
-    let c3 = qkv.len() / (b * t);
-    let c = c3 / 3;
-    let hs = c / nh;
-    let scale = 1.0 / (hs as f32).sqrt();
-    // One task per sequence: its rows of `out` and its (NH, T, T) block of `probs`.
-    out.par_chunks_mut(t * c)
-        .zip(probs.par_chunks_mut(nh * t * t))
-        .enumerate()
-        .for_each(|(bi, (o, pr))| {
-            let x = &qkv[bi * t * c3..(bi + 1) * t * c3];
-            for h in 0..nh {
-                let q = Operand::strided(&x[h * hs..], c3, 1); // (T, HS)
-                let k_t = Operand::strided(&x[c + h * hs..], 1, c3); // (HS, T)
-                let v = Operand::strided(&x[2 * c + h * hs..], c3, 1); // (T, HS)
-                let p = &mut pr[h * t * t..(h + 1) * t * t];
-                sgemm(t, t, hs, q, k_t, p, false);
-                for (i, row) in p.chunks_exact_mut(t).enumerate() {
-                    for (j, s) in row.iter_mut().enumerate() {
-                        *s = if j <= i {
-                            *s * scale
-                        } else {
-                            f32::NEG_INFINITY
-                        };
-                    }
-                    kernels::softmax(row);
-                }
-                sgemm_into(t, hs, t, Operand::new(p), v, &mut o[h * hs..], c, false);
-            }
-        });
-}
-
-/// The backward pass of [`attention_forward`]: accumulates dqkv (B, T, 3C) from dout (B, T, C).
-/// Per sequence and head: dV = P^T dO, dP = dO V^T, through the softmax
-/// dS_ij = P_ij (dP_ij - Σ_k P_ik dP_ik), then dQ = dS K * scale and dK = dS^T Q * scale.
-pub fn attention_backward(
-    dout: &[f32],
-    qkv: &[f32],
-    probs: &[f32],
-    b: usize,
-    t: usize,
-    nh: usize,
-    dqkv: &mut [f32],
-) {
-    use kernels::gemm::{sgemm, sgemm_into, Operand};
-    let c3 = qkv.len() / (b * t);
-    let c = c3 / 3;
-    let hs = c / nh;
-    let scale = 1.0 / (hs as f32).sqrt();
-    dqkv.par_chunks_mut(t * c3)
-        .enumerate()
-        .for_each(|(bi, dx)| {
-            let x = &qkv[bi * t * c3..(bi + 1) * t * c3];
-            let g = &dout[bi * t * c..(bi + 1) * t * c];
-            let mut ds = vec![0f32; t * t];
-            for h in 0..nh {
-                let p = &probs[(bi * nh + h) * t * t..(bi * nh + h + 1) * t * t];
-                let d_o = Operand::strided(&g[h * hs..], c, 1); // (T, HS)
-                                                                // dV += P^T dO
-                sgemm_into(
-                    t,
-                    hs,
-                    t,
-                    Operand::t(p),
-                    d_o,
-                    &mut dx[2 * c + h * hs..],
-                    c3,
-                    true,
-                );
-                // dP = dO V^T, then through the softmax (rows of P are 0 above the diagonal).
-                sgemm(
-                    t,
-                    t,
-                    hs,
-                    d_o,
-                    Operand::strided(&x[2 * c + h * hs..], 1, c3),
-                    &mut ds,
-                    false,
-                );
-                for (pr, dr) in p.chunks_exact(t).zip(ds.chunks_exact_mut(t)) {
-                    let dot: f32 = pr.iter().zip(dr.iter()).map(|(a, b)| a * b).sum();
-                    for (d, &pv) in dr.iter_mut().zip(pr) {
-                        *d = pv * (*d - dot) * scale;
-                    }
-                }
-                // dQ += dS K; dK += dS^T Q
-                sgemm_into(
-                    t,
-                    hs,
-                    t,
-                    Operand::new(&ds),
-                    Operand::strided(&x[c + h * hs..], c3, 1),
-                    &mut dx[h * hs..],
-                    c3,
-                    true,
-                );
-                sgemm_into(
-                    t,
-                    hs,
-                    t,
-                    Operand::t(&ds),
-                    Operand::strided(&x[h * hs..], c3, 1),
-                    &mut dx[c + h * hs..],
-                    c3,
-                    true,
-                );
-            }
-        });
-}
 
 /// The backward pass of causal attention over one sequence of T positions from position 0 (a
 /// training sequence), in the layout inference uses: q (T, NH * HS) after RoPE, keys and values

@@ -39,33 +39,13 @@ impl Embedding {
     }
 }
 
-/// Training forward: out (B*T, C) = wte[ids] + wpe[position], for sequences of length `t`;
-/// wte (V, C), wpe (maxT, C), f32.
-pub fn embedding_forward(ids: &[u32], t: usize, wte: &[f32], wpe: &[f32], out: &mut [f32]) {
-    let c = out.len() / ids.len();
-    for (i, (o, &id)) in out.chunks_exact_mut(c).zip(ids).enumerate() {
-        let (tok, pos) = (
-            &wte[id as usize * c..(id as usize + 1) * c],
-            &wpe[(i % t) * c..(i % t + 1) * c],
-        );
-        for ((y, a), b) in o.iter_mut().zip(tok).zip(pos) {
-            *y = a + b;
-        }
-    }
-}
-
-/// The backward pass of [`embedding_forward`]: each position's gradient flows into the row of
-/// its token (dwte) and of its position (dwpe).
-pub fn embedding_backward(dout: &[f32], ids: &[u32], t: usize, dwte: &mut [f32], dwpe: &mut [f32]) {
+/// The backward pass of [`Embedding::forward`] (unscaled): row i of dout (N, C) flows into the
+/// row of the table its id picked: dtable (rows, C) [ids[i]] += dout[i]. Positions are ids too
+/// (GPT-2's table of learned positions).
+pub fn embedding_backward(dout: &[f32], ids: &[usize], dtable: &mut [f32]) {
     let c = dout.len() / ids.len();
-    for (i, (g, &id)) in dout.chunks_exact(c).zip(ids).enumerate() {
-        for (d, x) in dwte[id as usize * c..(id as usize + 1) * c]
-            .iter_mut()
-            .zip(g)
-        {
-            *d += x;
-        }
-        for (d, x) in dwpe[(i % t) * c..(i % t + 1) * c].iter_mut().zip(g) {
+    for (g, &id) in dout.chunks_exact(c).zip(ids) {
+        for (d, x) in dtable[id * c..(id + 1) * c].iter_mut().zip(g) {
             *d += x;
         }
     }

@@ -46,24 +46,7 @@ impl Linear {
     }
 }
 
-/// out (N, OC) = inp (N, C) @ w^T + b, with w (OC, C) and b (OC) in f32: the training twin of
-/// [`Linear::forward`], as one dense product (a training batch has no KV cache to keep
-/// consistent with single tokens, so the fastest summation order wins).
-pub fn linear_forward(out: &mut [f32], inp: &[f32], w: &[f32], b: Option<&[f32]>, oc: usize) {
-    use kernels::gemm::{sgemm, Operand};
-    let c = w.len() / oc;
-    let n = inp.len() / c;
-    sgemm(n, oc, c, Operand::new(inp), Operand::t(w), out, false);
-    if let Some(b) = b {
-        for row in out.chunks_exact_mut(oc) {
-            for (y, bi) in row.iter_mut().zip(b) {
-                *y += bi;
-            }
-        }
-    }
-}
-
-/// The backward pass of [`linear_forward`]: accumulates dinp (N, C) += dout @ w,
+/// The backward pass of [`Linear::forward`] for f32 weights w (OC, C): accumulates dinp (N, C) += dout @ w,
 /// dw (OC, C) += dout^T @ inp and db (OC) += the column sums of dout (N, OC).
 pub fn linear_backward(
     dout: &[f32],

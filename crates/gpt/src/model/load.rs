@@ -168,52 +168,50 @@ impl Source for HfSource<'_> {
     }
 }
 
-/// A model in training: f32 parameters named as Hugging Face's GPT-2, weights already (out, in).
+/// A model in training: its f32 parameters, found by [`Parameters::locate`], weights already
+/// (out, in). The matrices are views of one copy of the buffer.
 struct ParamsSource<'a> {
+    c: &'a Config,
     p: &'a crate::model::params::Parameters,
-    names: &'static super::arch::HfNames,
+    /// The parameters as bytes (f32-aligned).
+    buf: Bytes,
 }
 
-impl ParamsSource<'_> {
-    fn get(&self, gguf: &str, len: usize) -> Result<&[f32]> {
-        let hf = self.names.translate(gguf).unwrap_or_default();
-        let name = format!("{}{hf}", self.names.optional_prefix);
-        match self.p.get(&name) {
-            Some(x) if x.len() == len => Ok(x),
-            Some(x) => Err(Error::Tensor {
-                name,
-                msg: format!("{} values where {len} were expected", x.len()),
-            }),
-            None => Err(Error::Tensor {
-                name,
-                msg: "not a parameter of this model".into(),
-            }),
-        }
+/// An f32 buffer seen as bytes, so that matrices can borrow from it.
+struct F32Buffer(Vec<f32>);
+
+impl AsRef<[u8]> for F32Buffer {
+    fn as_ref(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.0)
     }
 }
 
 impl Source for ParamsSource<'_> {
     fn has(&self, name: &str) -> bool {
-        self.names.translate(name).is_some_and(|hf| {
-            self.p
-                .spec(&format!("{}{hf}", self.names.optional_prefix))
-                .is_some()
-        })
+        // Q, K and V are asked for one by one (see `find`), so that each has its own gradient.
+        !name.contains(".attn_qkv.") && self.p.find(self.c, name).is_some()
     }
 
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
-        Matrix::from_f32(name, rows, cols, self.get(name, rows * cols)?)
+        let r = self.p.locate(self.c, name, rows * cols)?;
+        let bytes = self
+            .buf
+            .slice(r.start * 4, r.len() * 4)
+            .ok_or_else(|| Error::Tensor {
+                name: name.into(),
+                msg: "outside the parameter buffer".into(),
+            })?;
+        Matrix::new(name, crate::tensor::DType::F32, rows, cols, bytes)
     }
 
     fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
-        Ok(self.get(name, len)?.to_vec())
+        Ok(self.p.data[self.p.locate(self.c, name, len)?].to_vec())
     }
 
     fn rows(&self, name: &str) -> Option<usize> {
-        let hf = self.names.translate(name)?;
-        let s = self
-            .p
-            .spec(&format!("{}{hf}", self.names.optional_prefix))?;
+        let names = self.c.arch.spec().hf_names;
+        let hf = names.translate(name)?;
+        let s = self.p.spec(&format!("{}{hf}", names.optional_prefix))?;
         (s.shape.len() == 2).then(|| s.shape[0])
     }
 
@@ -463,18 +461,17 @@ impl Transformer {
         build(hf.config.clone(), &src, hf.tied)
     }
 
-    /// An inference model over a copy of training parameters (f32), for samples and
-    /// validation during training.
-    pub fn from_gpt2_params(
-        c: &Config,
-        p: &crate::model::params::Parameters,
-    ) -> Result<Transformer> {
+    /// The model of training parameters (f32), over one copy of them: what training runs
+    /// forward and backward, and what samples and validation use during training.
+    pub fn from_params(c: &Config, p: &crate::model::params::Parameters) -> Result<Transformer> {
         let src = ParamsSource {
+            c,
             p,
-            names: c.arch.spec().hf_names,
+            buf: Bytes::new(std::sync::Arc::new(F32Buffer(p.data.clone()))),
         };
-        let mut t = build(c.clone(), &src, true)?;
-        t.precision = Precision::F32;
+        let tied = p.find(c, "output.weight").is_none();
+        let mut t = build(c.clone(), &src, tied)?;
+        t.precision = Precision::Dense;
         Ok(t)
     }
 }

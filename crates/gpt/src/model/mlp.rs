@@ -1,6 +1,7 @@
 //! The MLP of each block: widen each position's vector to F, apply a nonlinearity, project back.
 
 use super::linear::Linear;
+use super::training::LayerTape;
 use crate::kernels::elementwise::combine;
 use crate::kernels::{Activations, Precision};
 
@@ -104,30 +105,51 @@ pub fn swiglu_backward(dh: &[f32], gate: &[f32], up: &[f32], dgate: &mut [f32], 
 }
 
 impl Mlp {
-    /// x: (T, C) -> (T, C)
-    pub fn forward(&self, x: &[f32], t: usize, precision: Precision) -> Vec<f32> {
-        match self {
+    /// x: (T, C) -> (T, C). With a `tape`, keeps the hidden activations (T, F) the backward
+    /// pass needs.
+    pub fn forward(
+        &self,
+        x: &[f32],
+        t: usize,
+        precision: Precision,
+        tape: Option<&mut LayerTape>,
+    ) -> Vec<f32> {
+        let keep = tape.is_some();
+        let (pre, up, h, out) = match self {
             Mlp::SwiGlu { gate, up, down } => {
                 let xa = Activations::new(x, t);
-                let mut h = gate.forward_acts(&xa, precision); // (T, F)
+                let mut g = gate.forward_acts(&xa, precision); // (T, F)
                 let u = up.forward_acts(&xa, precision); // (T, F)
+                                                         // The gate's values are kept for the backward pass only when it will run.
+                let mut h = if keep {
+                    g.clone()
+                } else {
+                    std::mem::take(&mut g)
+                };
                 combine(&mut h, &u, |g, u| silu(g) * u);
-                down.forward(&h, t, precision)
+                let out = down.forward(&h, t, precision);
+                (g, u, h, out)
             }
             Mlp::GeGlu { gate, up, down } => {
                 let xa = Activations::new(x, t);
                 let g = gate.forward_acts(&xa, precision); // (T, F)
                 let mut h = up.forward_acts(&xa, precision); // (T, F)
                 combine(&mut h, &g, |u, g| gelu(g) * u);
-                down.forward(&h, t, precision)
+                let out = down.forward(&h, t, precision);
+                (g, Vec::new(), h, out)
             }
             Mlp::Gelu { fc, proj } => {
-                let h = fc.forward(x, t, precision); // (T, F)
-                let mut g = vec![0f32; h.len()];
-                gelu_forward(&h, &mut g);
-                proj.forward(&g, t, precision)
+                let pre = fc.forward(x, t, precision); // (T, F)
+                let mut h = vec![0f32; pre.len()];
+                gelu_forward(&pre, &mut h);
+                let out = proj.forward(&h, t, precision);
+                (pre, Vec::new(), h, out)
             }
+        };
+        if let Some(tape) = tape {
+            (tape.mlp_pre, tape.mlp_up, tape.mlp_h) = (pre, up, h);
         }
+        out
     }
 }
 

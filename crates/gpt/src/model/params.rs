@@ -1,4 +1,4 @@
-//! GPT-2's parameters as one contiguous f32 buffer with named views (llm.c's
+//! GPT-2's parameters as one contiguous f32 buffer with named places (llm.c's
 //! ParameterTensors): the optimizer is one loop over one slice, gradients and optimizer moments
 //! mirror it, and a checkpoint is one pass over the names.
 //!
@@ -44,23 +44,78 @@ impl ParamSpec {
     }
 }
 
+/// Specs laid end to end in the order they are added.
+#[derive(Default)]
+struct Layout {
+    specs: Vec<ParamSpec>,
+    offset: usize,
+}
+
+impl Layout {
+    fn add(&mut self, name: String, shape: Vec<usize>, hf_transposed: bool) {
+        let len: usize = shape.iter().product();
+        self.specs.push(ParamSpec {
+            name,
+            decay: shape.len() >= 2,
+            shape,
+            offset: self.offset,
+            hf_transposed,
+        });
+        self.offset += len;
+    }
+}
+
+/// The tensors of a model of this architecture in Hugging Face's `named_parameters()` order:
+/// GPT-2's, or Llama's (also SmolLM2's; `tied`: no `lm_head`, the embedding unembeds).
+pub fn layout(c: &Config, tied: bool) -> Result<Vec<ParamSpec>> {
+    use super::arch::{MlpKind, NormKind, Positions};
+    let spec = c.arch.spec();
+    match (spec.norm, spec.mlp, spec.positions) {
+        (NormKind::Layer, MlpKind::Gelu, Positions::Learned) => Ok(gpt2_layout(c)),
+        (NormKind::Rms, MlpKind::SwiGlu, Positions::Rope { .. })
+            if !spec.qk_norm && !spec.post_norms && !spec.fused_gate_up =>
+        {
+            Ok(llama_layout(c, tied))
+        }
+        _ => Err(Error::Invalid(format!(
+            "training {:?} models is not supported (GPT-2 and Llama-style blocks are)",
+            c.arch
+        ))),
+    }
+}
+
+/// Llama's tensors (HF `LlamaForCausalLM`), all stored (out, in) as here.
+pub fn llama_layout(c: &Config, tied: bool) -> Vec<ParamSpec> {
+    let (v, d, f) = (c.vocab_size, c.d_model, c.d_ff);
+    let (qd, kvd) = (c.n_head * c.head_dim, c.kv_dim());
+    let mut out = Layout::default();
+    let mut add = |name: String, shape: Vec<usize>| out.add(name, shape, false);
+    add("model.embed_tokens.weight".into(), vec![v, d]);
+    for l in 0..c.n_layer {
+        let n = |s: &str| format!("model.layers.{l}.{s}");
+        add(n("self_attn.q_proj.weight"), vec![qd, d]);
+        add(n("self_attn.k_proj.weight"), vec![kvd, d]);
+        add(n("self_attn.v_proj.weight"), vec![kvd, d]);
+        add(n("self_attn.o_proj.weight"), vec![d, qd]);
+        add(n("mlp.gate_proj.weight"), vec![f, d]);
+        add(n("mlp.up_proj.weight"), vec![f, d]);
+        add(n("mlp.down_proj.weight"), vec![d, f]);
+        add(n("input_layernorm.weight"), vec![d]);
+        add(n("post_attention_layernorm.weight"), vec![d]);
+    }
+    add("model.norm.weight".into(), vec![d]);
+    if !tied {
+        add("lm_head.weight".into(), vec![v, d]);
+    }
+    out.specs
+}
+
 /// GPT-2's tensors in Hugging Face's `named_parameters()` order.
 pub fn gpt2_layout(c: &Config) -> Vec<ParamSpec> {
     let (v, p, d, f) = (c.vocab_size, c.context_length, c.d_model, c.d_ff);
-    let mut specs = Vec::new();
-    let mut offset = 0;
-    let mut add = |name: String, shape: Vec<usize>, hf_transposed: bool| {
-        let decay = shape.len() >= 2;
-        let len: usize = shape.iter().product();
-        specs.push(ParamSpec {
-            name,
-            shape,
-            offset,
-            hf_transposed,
-            decay,
-        });
-        offset += len;
-    };
+    let mut out = Layout::default();
+    let mut add =
+        |name: String, shape: Vec<usize>, hf_transposed: bool| out.add(name, shape, hf_transposed);
     add("transformer.wte.weight".into(), vec![v, d], false);
     add("transformer.wpe.weight".into(), vec![p, d], false);
     for l in 0..c.n_layer {
@@ -80,118 +135,54 @@ pub fn gpt2_layout(c: &Config) -> Vec<ParamSpec> {
     }
     add("transformer.ln_f.weight".into(), vec![d], false);
     add("transformer.ln_f.bias".into(), vec![d], false);
-    specs
+    out.specs
 }
-
-/// The tensors of one block, in forward order.
-#[derive(Debug)]
-pub struct LayerParams<T> {
-    pub ln_1_w: T,
-    pub ln_1_b: T,
-    /// (3C, C)
-    pub c_attn_w: T,
-    pub c_attn_b: T,
-    /// (C, C)
-    pub c_proj_w: T,
-    pub c_proj_b: T,
-    pub ln_2_w: T,
-    pub ln_2_b: T,
-    /// (F, C)
-    pub c_fc_w: T,
-    pub c_fc_b: T,
-    /// (C, F)
-    pub mlp_proj_w: T,
-    pub mlp_proj_b: T,
-}
-
-/// Named views of a GPT-2 buffer; `T` is `&[f32]` or `&mut [f32]`.
-#[derive(Debug)]
-pub struct Gpt2Params<T> {
-    /// (V, C), also the unembedding (tied).
-    pub wte: T,
-    /// (maxT, C)
-    pub wpe: T,
-    pub layers: Vec<LayerParams<T>>,
-    pub ln_f_w: T,
-    pub ln_f_b: T,
-}
-
-macro_rules! views {
-    ($name:ident, $t:ty, $split:ident) => {
-        /// Cuts `buf` into the named tensors of `specs` (from [`gpt2_layout`]).
-        pub fn $name<'a>(specs: &[ParamSpec], n_layer: usize, buf: $t) -> Gpt2Params<$t> {
-            let mut rest = buf;
-            let mut it = specs.iter();
-            let mut next = move || {
-                let s = it.next().expect("layout has every tensor");
-                let (head, tail) = std::mem::take(&mut rest).$split(s.len());
-                rest = tail;
-                head
-            };
-            let wte = next();
-            let wpe = next();
-            let layers = (0..n_layer)
-                .map(|_| LayerParams {
-                    ln_1_w: next(),
-                    ln_1_b: next(),
-                    c_attn_w: next(),
-                    c_attn_b: next(),
-                    c_proj_w: next(),
-                    c_proj_b: next(),
-                    ln_2_w: next(),
-                    ln_2_b: next(),
-                    c_fc_w: next(),
-                    c_fc_b: next(),
-                    mlp_proj_w: next(),
-                    mlp_proj_b: next(),
-                })
-                .collect();
-            let ln_f_w = next();
-            let ln_f_b = next();
-            Gpt2Params {
-                wte,
-                wpe,
-                layers,
-                ln_f_w,
-                ln_f_b,
-            }
-        }
-    };
-}
-views!(views, &'a [f32], split_at);
-views!(views_mut, &'a mut [f32], split_at_mut);
 
 /// All parameters (or gradients, or optimizer moments) of a GPT-2 in one buffer.
 #[derive(Debug, Clone)]
 pub struct Parameters {
     pub specs: Vec<ParamSpec>,
     pub data: Vec<f32>,
-    n_layer: usize,
 }
 
 impl Parameters {
     pub fn zeros(c: &Config) -> Parameters {
-        let specs = gpt2_layout(c);
+        Parameters::with_specs(gpt2_layout(c))
+    }
+
+    /// Zeros in `specs`' layout.
+    pub fn with_specs(specs: Vec<ParamSpec>) -> Parameters {
         let n = specs.last().map_or(0, |s| s.offset + s.len());
         Parameters {
             specs,
             data: vec![0.0; n],
-            n_layer: c.n_layer,
         }
+    }
+
+    /// Zeros in the layout of `other` (gradients, optimizer moments).
+    pub fn zeros_like(other: &Parameters) -> Parameters {
+        Parameters::with_specs(other.specs.clone())
     }
 
     /// GPT-2's initialization: N(0, 0.02) for weights and embeddings, N(0, 0.02 / sqrt(2 L)) for
     /// the projections into the residual stream (c_proj), zero biases, unit norm gains.
     pub fn init(c: &Config, seed: u64) -> Parameters {
-        let mut p = Parameters::zeros(c);
+        Parameters::init_specs(gpt2_layout(c), c, seed)
+    }
+
+    /// The initialization of [`init`](Self::init) for any layout: Llama's (Hugging Face's
+    /// `_init_weights`) is the same without GPT-2's scaled c_proj.
+    pub fn init_specs(specs: Vec<ParamSpec>, c: &Config, seed: u64) -> Parameters {
+        let mut p = Parameters::with_specs(specs);
         let mut rng = crate::infer::sampling::Rng::new(seed);
         let resid_std = 0.02 / (2.0 * c.n_layer as f32).sqrt();
         for s in p.specs.clone() {
             let x = &mut p.data[s.offset..s.offset + s.len()];
-            if s.name.ends_with("ln_1.weight")
-                || s.name.ends_with("ln_2.weight")
-                || s.name.ends_with("ln_f.weight")
-            {
+            let gain = s.name.ends_with("norm.weight")
+                || [".ln_1.weight", ".ln_2.weight", ".ln_f.weight"]
+                    .iter()
+                    .any(|n| s.name.ends_with(n));
+            if gain {
                 x.fill(1.0);
             } else if s.shape.len() >= 2 {
                 let std = if s.name.ends_with("c_proj.weight") {
@@ -205,14 +196,6 @@ impl Parameters {
             }
         }
         p
-    }
-
-    pub fn views(&self) -> Gpt2Params<&[f32]> {
-        views(&self.specs, self.n_layer, &self.data)
-    }
-
-    pub fn views_mut(&mut self) -> Gpt2Params<&mut [f32]> {
-        views_mut(&self.specs, self.n_layer, &mut self.data)
     }
 
     pub fn spec(&self, name: &str) -> Option<&ParamSpec> {
@@ -240,7 +223,7 @@ impl Parameters {
     pub fn set_hf(&mut self, name: &str, values: &[f32]) -> Result<()> {
         let s = self.spec(name).cloned().ok_or_else(|| Error::Tensor {
             name: name.into(),
-            msg: "not a GPT-2 parameter".into(),
+            msg: "not a parameter of this model".into(),
         })?;
         if values.len() != s.len() {
             return Err(Error::Tensor {
@@ -272,11 +255,40 @@ impl Parameters {
         let mut p = Parameters::zeros(c);
         for s in p.specs.clone() {
             let hf_name = format!("{prefix}{}", s.name.trim_start_matches("transformer."));
-            let e = st.get(&hf_name, &s.hf_shape())?;
-            let v = crate::tensor::Matrix::vector_f32(&hf_name, e.dtype, s.len(), e.data.clone())?;
-            p.set_hf(&s.name, &v)?;
+            p.read_hf(st, &s, &hf_name)?;
         }
         Ok(p)
+    }
+
+    /// The parameters of a Hugging Face model of any trainable architecture: its layout
+    /// ([`layout`]; the unembedding tied as config.json says), every tensor read by its name
+    /// (GPT-2's with or without `transformer.`).
+    pub fn from_hf_model(
+        hf: &crate::formats::hf_config::HfConfig,
+        st: &crate::formats::safetensors::SafetensorsModel,
+    ) -> Result<Parameters> {
+        let mut p = Parameters::with_specs(layout(&hf.config, hf.tied)?);
+        for s in p.specs.clone() {
+            let short = s.name.trim_start_matches("transformer.");
+            let name = if st.tensors.contains_key(&s.name) {
+                &s.name
+            } else {
+                short
+            };
+            p.read_hf(st, &s, name)?;
+        }
+        Ok(p)
+    }
+
+    fn read_hf(
+        &mut self,
+        st: &crate::formats::safetensors::SafetensorsModel,
+        s: &ParamSpec,
+        hf_name: &str,
+    ) -> Result<()> {
+        let e = st.get(hf_name, &s.hf_shape())?;
+        let v = crate::tensor::Matrix::vector_f32(hf_name, e.dtype, s.len(), e.data.clone())?;
+        self.set_hf(&s.name, &v)
     }
 
     pub fn len(&self) -> usize {
@@ -285,6 +297,46 @@ impl Parameters {
 
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
+    }
+
+    /// Where the model's tensor `gguf` (named as the loader asks for it: `blk.0.attn_q.weight`)
+    /// lives in the buffer, if this layout has it. A projection that the layout stores fused
+    /// (GPT-2's `c_attn` holds Q, K and V) is its block of rows.
+    pub fn find(&self, c: &Config, gguf: &str) -> Option<std::ops::Range<usize>> {
+        let names = c.arch.spec().hf_names;
+        let spec = |g: &str| {
+            let hf = names.translate(g)?;
+            self.spec(&format!("{}{hf}", names.optional_prefix))
+        };
+        if let Some(s) = spec(gguf) {
+            return Some(s.offset..s.offset + s.len());
+        }
+        // blk.L.attn_{q,k,v}.{weight,bias}: rows q, then k, then v of blk.L.attn_qkv.
+        let (stem, suffix) = gguf.rsplit_once('.')?;
+        let (layer, role) = stem.rsplit_once('.')?;
+        let part = ["attn_q", "attn_k", "attn_v"]
+            .iter()
+            .position(|&p| p == role)?;
+        let s = spec(&format!("{layer}.attn_qkv.{suffix}"))?;
+        let per_row = if suffix == "weight" { c.d_model } else { 1 };
+        let (q, kv) = (c.n_head * c.head_dim * per_row, c.kv_dim() * per_row);
+        let start = s.offset + [0, q, q + kv][part];
+        Some(start..start + [q, kv, kv][part])
+    }
+
+    /// [`find`](Self::find), for a tensor of `len` values.
+    pub fn locate(&self, c: &Config, gguf: &str, len: usize) -> Result<std::ops::Range<usize>> {
+        let range = self.find(c, gguf).ok_or_else(|| Error::Tensor {
+            name: gguf.into(),
+            msg: "not a parameter of this model".into(),
+        })?;
+        if range.len() != len {
+            return Err(Error::Tensor {
+                name: gguf.into(),
+                msg: format!("{} values where {len} were expected", range.len()),
+            });
+        }
+        Ok(range)
     }
 
     /// The name of the first tensor holding a NaN or an infinity, if any.
@@ -358,15 +410,16 @@ mod tests {
     }
 
     #[test]
-    fn views_cover_the_buffer_in_order() {
-        let mut p = Parameters::zeros(&tiny());
-        for (i, v) in p.data.iter_mut().enumerate() {
-            *v = i as f32;
-        }
-        let v = p.views();
-        assert_eq!(v.wte[0], 0.0);
-        assert_eq!(v.wpe[0], (11 * 8) as f32);
-        assert_eq!(*v.ln_f_b.last().unwrap(), (p.len() - 1) as f32);
-        assert_eq!(v.layers[1].c_attn_w.len(), 24 * 8);
+    fn gpt2_splits_c_attn_into_q_k_and_v_rows() {
+        let (c, p) = (tiny(), Parameters::zeros(&tiny()));
+        let fused = p.spec("transformer.h.1.attn.c_attn.weight").unwrap().offset;
+        let q = p.locate(&c, "blk.1.attn_q.weight", 64).unwrap();
+        let v = p.locate(&c, "blk.1.attn_v.weight", 64).unwrap();
+        assert_eq!((q.start, v.start), (fused, fused + 128));
+        let kb = p.locate(&c, "blk.1.attn_k.bias", 8).unwrap();
+        let bias = p.spec("transformer.h.1.attn.c_attn.bias").unwrap().offset;
+        assert_eq!(kb, bias + 8..bias + 16);
+        assert!(p.locate(&c, "blk.1.attn_q.weight", 65).is_err());
+        assert!(p.find(&c, "blk.1.attn_x.weight").is_none());
     }
 }

@@ -1,241 +1,168 @@
-//! GPT-2 training: the forward pass over a batch, keeping every activation the backward pass
-//! needs, the loss, and the backward pass, which calls each op's backward in the reverse order
-//! of the forward (llm.c's gpt2_forward / gpt2_backward). The ops are the ones inference uses.
+//! Training runs the inference model: the forward pass over a batch is
+//! [`Transformer::forward_stacked`] with an activation [`Tape`], then the loss, then the backward
+//! pass, which calls each op's backward (beside its forward, in the op's own file) in the
+//! reverse order of the forward (llm.c's gpt2_forward / gpt2_backward). What exists only for
+//! training is the tape and this walk back through the blocks.
 
-use super::attention::{attention_backward, attention_forward};
 use super::config::Config;
-use super::embedding::{embedding_backward, embedding_forward};
-use super::linear::{linear_backward, linear_forward};
+use super::embedding::embedding_backward;
+use super::linear::{linear_backward, Linear};
 use super::loss::{cross_entropy_backward, cross_entropy_forward};
-use super::mlp::{gelu_backward, gelu_forward};
-use super::norm::{layer_norm_backward, layer_norm_forward};
+use super::mlp::{gelu_backward, swiglu_backward, Mlp};
+use super::norm::{layer_norm_backward, layer_norm_forward, rms_norm_backward, Norm};
 use super::params::Parameters;
+use super::transformer::{Logits, Transformer};
+use crate::infer::kv_cache::KvCache;
 use crate::{Error, Result};
+use std::collections::HashMap;
 
-/// What the forward pass keeps for the backward pass, for a batch of B sequences of T tokens.
-/// Per-layer tensors are (L, ...) with each layer's slice contiguous.
+/// What one block's forward pass keeps for the backward pass; rows are the N = B * T positions
+/// of the batch.
 #[derive(Debug, Default, Clone)]
-struct Activations {
-    /// (B, T, C): token + position embeddings.
-    encoded: Vec<f32>,
-    /// (L, B, T, C), with (L, B, T) means and rstds.
-    ln1: Vec<f32>,
-    ln1_mean: Vec<f32>,
-    ln1_rstd: Vec<f32>,
-    /// (L, B, T, 3C)
-    qkv: Vec<f32>,
-    /// (L, B, T, C): attention outputs before the projection.
-    atty: Vec<f32>,
-    /// (L, B, NH, T, T)
-    att: Vec<f32>,
-    /// (L, B, T, C): the residual stream after attention.
-    residual2: Vec<f32>,
-    ln2: Vec<f32>,
-    ln2_mean: Vec<f32>,
-    ln2_rstd: Vec<f32>,
-    /// (L, B, T, F) before and after GELU.
-    fch: Vec<f32>,
-    fch_gelu: Vec<f32>,
-    /// (L, B, T, C): the residual stream after the block.
-    residual3: Vec<f32>,
-    /// (B, T, C) and (B, T)
-    lnf: Vec<f32>,
-    lnf_mean: Vec<f32>,
-    lnf_rstd: Vec<f32>,
-    /// (B, T, V)
-    probs: Vec<f32>,
-    /// (B, T)
-    losses: Vec<f32>,
+pub struct LayerTape {
+    /// (N, C): the residual stream entering the block.
+    pub x: Vec<f32>,
+    /// (N, C): the attention norm's output, the input of Q, K and V.
+    pub h1: Vec<f32>,
+    /// (N, NH * HS): the queries after RoPE (keys and values are in the tape's caches).
+    pub q: Vec<f32>,
+    /// (N, NH * HS): the heads' outputs, the input of the output projection.
+    pub heads: Vec<f32>,
+    /// (N, C): the residual stream after attention.
+    pub x_mid: Vec<f32>,
+    /// (N, C): the MLP norm's output.
+    pub h2: Vec<f32>,
+    /// (N, F): the MLP's first product before its nonlinearity (GPT-2's fc, Llama's gate).
+    pub mlp_pre: Vec<f32>,
+    /// (N, F): Llama's up product (empty for GPT-2).
+    pub mlp_up: Vec<f32>,
+    /// (N, F): the input of the MLP's last product.
+    pub mlp_h: Vec<f32>,
 }
 
-/// A GPT-2 being trained: parameters, their gradients, and the activations of the last batch.
-pub struct Gpt2Training {
+/// The activations of a training forward pass.
+#[derive(Debug, Default, Clone)]
+pub struct Tape {
+    pub layers: Vec<LayerTape>,
+    /// (N, C): the residual stream after the last block, and the final norm's output.
+    pub x_final: Vec<f32>,
+    pub h_final: Vec<f32>,
+    /// One per sequence: the keys (after RoPE) and values of every layer.
+    pub caches: Vec<KvCache>,
+}
+
+impl Tape {
+    /// Starts the tape of the next block, whose input is `x` (N, C).
+    pub(crate) fn push_layer(&mut self, x: &[f32]) -> &mut LayerTape {
+        self.layers.push(LayerTape {
+            x: x.to_vec(),
+            ..LayerTape::default()
+        });
+        self.layers.last_mut().expect("just pushed")
+    }
+}
+
+/// Gradients by the name the model's tensor has (its GGUF name: `blk.0.attn_q.weight`), summed
+/// into the parameter buffer once the backward pass is done.
+#[derive(Debug, Default)]
+struct Grads {
+    by_name: HashMap<String, Vec<f32>>,
+}
+
+impl Grads {
+    fn entry(&mut self, name: &str, len: usize) -> &mut [f32] {
+        self.by_name
+            .entry(name.to_string())
+            .or_insert_with(|| vec![0.0; len])
+    }
+
+    fn add(&mut self, name: &str, g: &[f32]) {
+        for (a, b) in self.entry(name, g.len()).iter_mut().zip(g) {
+            *a += b;
+        }
+    }
+}
+
+/// A model being trained: parameters, their gradients, and the tape of the last batch.
+pub struct Training {
     pub config: Config,
     pub params: Parameters,
     /// Same layout as `params`.
     pub grads: Parameters,
-    acts: Activations,
-    /// The batch of the last forward pass.
-    inputs: Vec<u32>,
-    targets: Vec<u32>,
-    bt: (usize, usize),
+    last: Option<LastBatch>,
 }
 
-impl Gpt2Training {
-    pub fn new(config: Config, params: Parameters) -> Gpt2Training {
-        let grads = Parameters::zeros(&config);
-        Gpt2Training {
+/// The last forward pass: the model it ran (over a copy of the parameters), its tape, inputs,
+/// targets, probabilities (N, V) and per-position losses (N).
+struct LastBatch {
+    model: Transformer,
+    tape: Tape,
+    inputs: Vec<u32>,
+    targets: Vec<u32>,
+    t: usize,
+    probs: Vec<f32>,
+    losses: Vec<f32>,
+}
+
+impl Training {
+    pub fn new(config: Config, params: Parameters) -> Training {
+        let grads = Parameters::zeros_like(&params);
+        Training {
             config,
             params,
             grads,
-            acts: Activations::default(),
-            inputs: Vec::new(),
-            targets: Vec::new(),
-            bt: (0, 0),
+            last: None,
         }
-    }
-
-    fn size(&mut self, b: usize, t: usize) {
-        if self.bt == (b, t) {
-            return;
-        }
-        let c = &self.config;
-        let (l, n, d, f, v, nh) = (c.n_layer, b * t, c.d_model, c.d_ff, c.vocab_size, c.n_head);
-        self.acts = Activations {
-            encoded: vec![0.0; n * d],
-            ln1: vec![0.0; l * n * d],
-            ln1_mean: vec![0.0; l * n],
-            ln1_rstd: vec![0.0; l * n],
-            qkv: vec![0.0; l * n * 3 * d],
-            atty: vec![0.0; l * n * d],
-            att: vec![0.0; l * n * nh * t],
-            residual2: vec![0.0; l * n * d],
-            ln2: vec![0.0; l * n * d],
-            ln2_mean: vec![0.0; l * n],
-            ln2_rstd: vec![0.0; l * n],
-            fch: vec![0.0; l * n * f],
-            fch_gelu: vec![0.0; l * n * f],
-            residual3: vec![0.0; l * n * d],
-            lnf: vec![0.0; n * d],
-            lnf_mean: vec![0.0; n],
-            lnf_rstd: vec![0.0; n],
-            probs: vec![0.0; n * v],
-            losses: vec![0.0; n],
-        };
-        self.bt = (b, t);
     }
 
     /// Forward pass over inputs (B, T) with next-token targets (B, T); returns the mean loss.
     pub fn forward(&mut self, inputs: &[u32], targets: &[u32], b: usize, t: usize) -> Result<f32> {
-        let c = self.config.clone();
-        if inputs.len() != b * t || targets.len() != b * t {
+        let c = &self.config;
+        if inputs.len() != b * t || targets.len() != b * t || b == 0 || t == 0 {
             return Err(Error::Invalid(format!(
                 "a batch of {b} x {t} needs {} inputs and targets",
                 b * t
             )));
         }
-        if t > c.context_length {
-            return Err(Error::ContextOverflow {
-                needed: t,
-                context: c.context_length,
-            });
-        }
-        if let Some(bad) = inputs
-            .iter()
-            .chain(targets)
-            .find(|&&x| x as usize >= c.vocab_size)
-        {
+        if let Some(bad) = targets.iter().find(|&&x| x as usize >= c.vocab_size) {
             return Err(Error::Invalid(format!(
-                "token id {bad} is outside the vocabulary (size {})",
+                "target token id {bad} is outside the vocabulary (size {})",
                 c.vocab_size
             )));
         }
-        self.size(b, t);
-        self.inputs = inputs.to_vec();
-        self.targets = targets.to_vec();
-        let (n, d, f, nh, eps) = (b * t, c.d_model, c.d_ff, c.n_head, c.norm_eps);
-        let p = self.params.views();
-        let a = &mut self.acts;
-        embedding_forward(inputs, t, p.wte, p.wpe, &mut a.encoded);
-        for (l, w) in p.layers.iter().enumerate() {
-            let (cd, cf) = (l * n * d..(l + 1) * n * d, l * n * f..(l + 1) * n * f);
-            let (cn, c3) = (l * n..(l + 1) * n, l * n * 3 * d..(l + 1) * n * 3 * d);
-            let residual = if l == 0 {
-                &a.encoded[..]
-            } else {
-                &a.residual3[(l - 1) * n * d..l * n * d]
-            };
-            layer_norm_forward(
-                residual,
-                w.ln_1_w,
-                w.ln_1_b,
-                eps,
-                &mut a.ln1[cd.clone()],
-                &mut a.ln1_mean[cn.clone()],
-                &mut a.ln1_rstd[cn.clone()],
-            );
-            linear_forward(
-                &mut a.qkv[c3.clone()],
-                &a.ln1[cd.clone()],
-                w.c_attn_w,
-                Some(w.c_attn_b),
-                3 * d,
-            );
-            attention_forward(
-                &a.qkv[c3],
-                b,
-                t,
-                nh,
-                &mut a.atty[cd.clone()],
-                &mut a.att[l * n * nh * t..(l + 1) * n * nh * t],
-            );
-            let mut attproj = vec![0f32; n * d];
-            linear_forward(
-                &mut attproj,
-                &a.atty[cd.clone()],
-                w.c_proj_w,
-                Some(w.c_proj_b),
-                d,
-            );
-            let residual = if l == 0 {
-                &a.encoded[..]
-            } else {
-                &a.residual3[(l - 1) * n * d..l * n * d]
-            };
-            let r2: Vec<f32> = residual.iter().zip(&attproj).map(|(x, y)| x + y).collect();
-            a.residual2[cd.clone()].copy_from_slice(&r2);
-            layer_norm_forward(
-                &r2,
-                w.ln_2_w,
-                w.ln_2_b,
-                eps,
-                &mut a.ln2[cd.clone()],
-                &mut a.ln2_mean[cn.clone()],
-                &mut a.ln2_rstd[cn],
-            );
-            linear_forward(
-                &mut a.fch[cf.clone()],
-                &a.ln2[cd.clone()],
-                w.c_fc_w,
-                Some(w.c_fc_b),
-                f,
-            );
-            gelu_forward(&a.fch[cf.clone()], &mut a.fch_gelu[cf.clone()]);
-            let mut fcproj = vec![0f32; n * d];
-            linear_forward(
-                &mut fcproj,
-                &a.fch_gelu[cf],
-                w.mlp_proj_w,
-                Some(w.mlp_proj_b),
-                d,
-            );
-            for ((o, x), y) in a.residual3[cd].iter_mut().zip(&r2).zip(&fcproj) {
-                *o = x + y;
-            }
-        }
-        let last = &a.residual3[(c.n_layer - 1) * n * d..];
-        layer_norm_forward(
-            last,
-            p.ln_f_w,
-            p.ln_f_b,
-            eps,
-            &mut a.lnf,
-            &mut a.lnf_mean,
-            &mut a.lnf_rstd,
-        );
-        let mut logits = vec![0f32; n * c.vocab_size];
-        linear_forward(&mut logits, &a.lnf, p.wte, None, c.vocab_size);
-        Ok(cross_entropy_forward(
-            &logits,
-            targets,
-            &mut a.probs,
-            &mut a.losses,
-        ))
+        let model = Transformer::from_params(c, &self.params)?;
+        trainable(&model)?;
+        let mut caches: Vec<KvCache> = (0..b).map(|_| model.new_cache()).collect();
+        let mut tape = Tape::default();
+        let logits = {
+            let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
+            model.forward_stacked(
+                inputs,
+                &vec![t; b],
+                &mut refs,
+                Logits::All,
+                None,
+                Some(&mut tape),
+            )?
+        };
+        tape.caches = caches;
+        let (mut probs, mut losses) = (vec![0f32; logits.len()], vec![0f32; b * t]);
+        let loss = cross_entropy_forward(&logits, targets, &mut probs, &mut losses);
+        self.last = Some(LastBatch {
+            model,
+            tape,
+            inputs: inputs.to_vec(),
+            targets: targets.to_vec(),
+            t,
+            probs,
+            losses,
+        });
+        Ok(loss)
     }
 
     /// Per-position losses (B, T) of the last forward pass.
     pub fn losses(&self) -> &[f32] {
-        &self.acts.losses
+        self.last.as_ref().map_or(&[], |l| &l.losses)
     }
 
     pub fn zero_grad(&mut self) {
@@ -243,122 +170,223 @@ impl Gpt2Training {
     }
 
     /// Accumulates the gradient of the last forward pass's mean loss into `grads`.
-    pub fn backward(&mut self) {
-        let c = self.config.clone();
-        let (b, t) = self.bt;
-        let (n, d, f, nh, v) = (b * t, c.d_model, c.d_ff, c.n_head, c.vocab_size);
-        let p = self.params.views();
-        let mut g = self.grads.views_mut();
-        let a = &self.acts;
+    pub fn backward(&mut self) -> Result<()> {
+        let last = self.last.as_ref().ok_or_else(|| {
+            Error::Invalid("backward pass without a forward pass before it".into())
+        })?;
+        let mut dlogits = vec![0f32; last.probs.len()];
+        cross_entropy_backward(&last.probs, &last.targets, &mut dlogits);
+        let mut g = Grads::default();
+        backward(
+            &last.model,
+            &last.tape,
+            &dlogits,
+            &last.inputs,
+            last.t,
+            &mut g,
+        )?;
+        for (name, values) in g.by_name {
+            let range = self.params.locate(&self.config, &name, values.len())?;
+            for (a, b) in self.grads.data[range].iter_mut().zip(&values) {
+                *a += b;
+            }
+        }
+        Ok(())
+    }
+}
 
-        let mut dlogits = vec![0f32; n * v];
-        cross_entropy_backward(&a.probs, &self.targets, &mut dlogits);
-        let mut dlnf = vec![0f32; n * d];
-        linear_backward(&dlogits, &a.lnf, p.wte, v, &mut dlnf, g.wte, None);
-        drop(dlogits);
-        // dres: the gradient of the residual stream, carried down through the blocks.
-        let mut dres = vec![0f32; n * d];
-        let last = &a.residual3[(c.n_layer - 1) * n * d..];
-        layer_norm_backward(
-            &dlnf,
-            last,
-            p.ln_f_w,
-            &a.lnf_mean,
-            &a.lnf_rstd,
+/// The architectures whose backward pass exists: GPT-2's block and Llama's (RMSNorm, RoPE,
+/// grouped-query attention, SwiGLU). Gemma's post-norms, QK-norm, GeGLU, sliding windows and
+/// embedding scale are inference-only for now.
+fn trainable(m: &Transformer) -> Result<()> {
+    let unsupported = |what: &str| {
+        Err(Error::Invalid(format!(
+            "training {:?} models is not supported: they have {what}",
+            m.config.arch
+        )))
+    };
+    if m.token_embedding.scale.is_some() {
+        return unsupported("a scaled embedding");
+    }
+    for b in &m.blocks {
+        if b.post_attn_norm.is_some() || b.post_mlp_norm.is_some() {
+            return unsupported("post-norms");
+        }
+        if b.attn.q_norm.is_some() || b.attn.window.is_some() {
+            return unsupported("QK-norm or a sliding window");
+        }
+        if matches!(b.mlp, Mlp::GeGlu { .. }) {
+            return unsupported("a GeGLU MLP");
+        }
+    }
+    Ok(())
+}
+
+/// An f32 matrix's values (training models hold f32 weights).
+fn f32s(l: &Linear) -> Result<&[f32]> {
+    bytemuck::try_cast_slice(&l.weight.data).map_err(|_| Error::Tensor {
+        name: l.weight.name.clone(),
+        msg: "training needs f32 weights".into(),
+    })
+}
+
+/// y = x W^T + b backward: dx (N, in) += dy W; dW, db into `g` under the weight's name.
+fn linear_grad(l: &Linear, dy: &[f32], x: &[f32], dx: &mut [f32], g: &mut Grads) -> Result<()> {
+    let w = f32s(l)?;
+    let name = &l.weight.name;
+    let mut db = l.bias.as_ref().map(|b| vec![0f32; b.len()]);
+    let dw = g.entry(name, w.len());
+    linear_backward(dy, x, w, l.out_features(), dx, dw, db.as_deref_mut());
+    if let Some(db) = db {
+        g.add(&name.replace(".weight", ".bias"), &db);
+    }
+    Ok(())
+}
+
+/// A norm's backward: dx (N, C) += d norm(x) / dx · dy; the gain (and bias) gradients into `g`
+/// as `{name}.weight` (and `.bias`).
+fn norm_grad(norm: &Norm, name: &str, dy: &[f32], x: &[f32], dx: &mut [f32], g: &mut Grads) {
+    match norm {
+        Norm::Rms { weight, eps } => {
+            let dw = g.entry(&format!("{name}.weight"), weight.len());
+            rms_norm_backward(dy, x, weight, *eps, dx, dw);
+        }
+        Norm::Layer { weight, bias, eps } => {
+            let c = weight.len();
+            let rows = x.len() / c;
+            let (mut y, mut mean, mut rstd) =
+                (vec![0f32; x.len()], vec![0f32; rows], vec![0f32; rows]);
+            layer_norm_forward(x, weight, bias, *eps, &mut y, &mut mean, &mut rstd);
+            let (mut dw, mut db) = (vec![0f32; c], vec![0f32; c]);
+            layer_norm_backward(dy, x, weight, &mean, &rstd, dx, &mut dw, &mut db);
+            g.add(&format!("{name}.weight"), &dw);
+            g.add(&format!("{name}.bias"), &db);
+        }
+    }
+}
+
+/// The backward pass of a training forward pass over B sequences of `t` tokens (`ids`, N),
+/// from dlogits (N, V) to the gradient of every parameter, into `g`.
+fn backward(
+    m: &Transformer,
+    tape: &Tape,
+    dlogits: &[f32],
+    ids: &[u32],
+    t: usize,
+    g: &mut Grads,
+) -> Result<()> {
+    let c = &m.config;
+    let (n, d) = (ids.len(), c.d_model);
+    let mut dh = vec![0f32; n * d];
+    linear_grad(&m.unembedding.linear, dlogits, &tape.h_final, &mut dh, g)?;
+    // dres: the gradient of the residual stream, carried down through the blocks.
+    let mut dres = vec![0f32; n * d];
+    norm_grad(
+        &m.final_norm,
+        "output_norm",
+        &dh,
+        &tape.x_final,
+        &mut dres,
+        g,
+    );
+    for (l, (block, lt)) in m.blocks.iter().zip(&tape.layers).enumerate().rev() {
+        // x_out = x_mid + mlp(norm2(x_mid)): the MLP branch, then its norm.
+        let mut dh2 = vec![0f32; n * d];
+        let mut dhidden = vec![0f32; lt.mlp_h.len()];
+        match &block.mlp {
+            Mlp::Gelu { fc, proj } => {
+                linear_grad(proj, &dres, &lt.mlp_h, &mut dhidden, g)?;
+                let mut dpre = vec![0f32; dhidden.len()];
+                gelu_backward(&dhidden, &lt.mlp_pre, &mut dpre);
+                linear_grad(fc, &dpre, &lt.h2, &mut dh2, g)?;
+            }
+            Mlp::SwiGlu { gate, up, down } => {
+                linear_grad(down, &dres, &lt.mlp_h, &mut dhidden, g)?;
+                let (mut dgate, mut dup) = (vec![0f32; dhidden.len()], vec![0f32; dhidden.len()]);
+                swiglu_backward(&dhidden, &lt.mlp_pre, &lt.mlp_up, &mut dgate, &mut dup);
+                linear_grad(gate, &dgate, &lt.h2, &mut dh2, g)?;
+                linear_grad(up, &dup, &lt.h2, &mut dh2, g)?;
+            }
+            Mlp::GeGlu { .. } => unreachable!("refused by trainable()"),
+        }
+        norm_grad(
+            &block.mlp_norm,
+            &format!("blk.{l}.ffn_norm"),
+            &dh2,
+            &lt.x_mid,
             &mut dres,
-            g.ln_f_w,
-            g.ln_f_b,
+            g,
         );
 
-        let mut dfch_gelu = vec![0f32; n * f];
-        let mut dfch = vec![0f32; n * f];
-        let mut dln = vec![0f32; n * d];
-        let mut datty = vec![0f32; n * d];
-        let mut dqkv = vec![0f32; n * 3 * d];
-        for l in (0..c.n_layer).rev() {
-            let (w, gw) = (&p.layers[l], &mut g.layers[l]);
-            let (cd, cf) = (l * n * d..(l + 1) * n * d, l * n * f..(l + 1) * n * f);
-            let (cn, c3) = (l * n..(l + 1) * n, l * n * 3 * d..(l + 1) * n * 3 * d);
-            let residual = if l == 0 {
-                &a.encoded[..]
-            } else {
-                &a.residual3[(l - 1) * n * d..l * n * d]
-            };
-            // residual3 = residual2 + mlp(ln2(residual2)): the MLP branch, then the norm.
-            dfch_gelu.fill(0.0);
-            linear_backward(
-                &dres,
-                &a.fch_gelu[cf.clone()],
-                w.mlp_proj_w,
-                d,
-                &mut dfch_gelu,
-                gw.mlp_proj_w,
-                Some(&mut *gw.mlp_proj_b),
-            );
-            dfch.fill(0.0);
-            gelu_backward(&dfch_gelu, &a.fch[cf], &mut dfch);
-            dln.fill(0.0);
-            linear_backward(
-                &dfch,
-                &a.ln2[cd.clone()],
-                w.c_fc_w,
-                f,
-                &mut dln,
-                gw.c_fc_w,
-                Some(&mut *gw.c_fc_b),
-            );
-            layer_norm_backward(
-                &dln,
-                &a.residual2[cd.clone()],
-                w.ln_2_w,
-                &a.ln2_mean[cn.clone()],
-                &a.ln2_rstd[cn.clone()],
-                &mut dres,
-                gw.ln_2_w,
-                gw.ln_2_b,
-            );
-            // residual2 = residual + attn(ln1(residual)): the attention branch, then the norm.
-            datty.fill(0.0);
-            linear_backward(
-                &dres,
-                &a.atty[cd.clone()],
-                w.c_proj_w,
-                d,
-                &mut datty,
-                gw.c_proj_w,
-                Some(&mut *gw.c_proj_b),
-            );
-            dqkv.fill(0.0);
-            attention_backward(
-                &datty,
-                &a.qkv[c3.clone()],
-                &a.att[l * n * nh * t..(l + 1) * n * nh * t],
-                b,
-                t,
+        // x_mid = x + attn(norm1(x)): the attention branch, then its norm.
+        let a = &block.attn;
+        let (nh, nkv, hs) = (a.n_head, a.n_kv_head, a.head_dim);
+        let (qd, kvd) = (nh * hs, nkv * hs);
+        let mut dheads = vec![0f32; n * qd];
+        linear_grad(&a.wo, &dres, &lt.heads, &mut dheads, g)?;
+        let (mut dq, mut dk, mut dv) =
+            (vec![0f32; n * qd], vec![0f32; n * kvd], vec![0f32; n * kvd]);
+        for (s, cache) in tape.caches.iter().enumerate() {
+            let rows = s * t..(s + 1) * t;
+            let layer = &cache.layers[l];
+            let (mut dk_s, mut dv_s) =
+                (vec![vec![0f32; t * hs]; nkv], vec![vec![0f32; t * hs]; nkv]);
+            super::attention::causal_attention_backward(
+                &lt.q[rows.start * qd..rows.end * qd],
+                &layer.k,
+                &layer.v,
                 nh,
-                &mut dqkv,
+                hs,
+                a.scale,
+                &dheads[rows.start * qd..rows.end * qd],
+                &mut dq[rows.start * qd..rows.end * qd],
+                &mut dk_s,
+                &mut dv_s,
             );
-            dln.fill(0.0);
-            linear_backward(
-                &dqkv,
-                &a.ln1[cd],
-                w.c_attn_w,
-                3 * d,
-                &mut dln,
-                gw.c_attn_w,
-                Some(&mut *gw.c_attn_b),
-            );
-            layer_norm_backward(
-                &dln,
-                residual,
-                w.ln_1_w,
-                &a.ln1_mean[cn.clone()],
-                &a.ln1_rstd[cn],
-                &mut dres,
-                gw.ln_1_w,
-                gw.ln_1_b,
-            );
+            // Per-head (T, HS) back to rows (T, NKV * HS), as the projections produced them.
+            for kv in 0..nkv {
+                for i in 0..t {
+                    let at = (rows.start + i) * kvd + kv * hs;
+                    dk[at..at + hs].copy_from_slice(&dk_s[kv][i * hs..(i + 1) * hs]);
+                    dv[at..at + hs].copy_from_slice(&dv_s[kv][i * hs..(i + 1) * hs]);
+                }
+            }
         }
-        embedding_backward(&dres, &self.inputs, t, g.wte, g.wpe);
+        if let Some(rope) = &a.rope {
+            for (r, (q_row, k_row)) in dq
+                .chunks_exact_mut(qd)
+                .zip(dk.chunks_exact_mut(kvd))
+                .enumerate()
+            {
+                let (cos, sin) = rope.angles(r % t);
+                rope.rotate_back(q_row, hs, &cos, &sin);
+                rope.rotate_back(k_row, hs, &cos, &sin);
+            }
+        }
+        let mut dh1 = vec![0f32; n * d];
+        linear_grad(&a.wq, &dq, &lt.h1, &mut dh1, g)?;
+        linear_grad(&a.wk, &dk, &lt.h1, &mut dh1, g)?;
+        linear_grad(&a.wv, &dv, &lt.h1, &mut dh1, g)?;
+        norm_grad(
+            &block.attn_norm,
+            &format!("blk.{l}.attn_norm"),
+            &dh1,
+            &lt.x,
+            &mut dres,
+            g,
+        );
     }
+    // Each position's gradient flows into its token's row (and its position's).
+    let emb = &m.token_embedding.table;
+    let rows: Vec<usize> = ids.iter().map(|&id| id as usize).collect();
+    embedding_backward(&dres, &rows, g.entry(&emb.name, emb.rows * d));
+    if let Some(pe) = &m.position_embedding {
+        let positions: Vec<usize> = (0..n).map(|r| r % t).collect();
+        embedding_backward(
+            &dres,
+            &positions,
+            g.entry(&pe.table.name, pe.table.rows * d),
+        );
+    }
+    Ok(())
 }

@@ -7,6 +7,7 @@ use super::embedding::Embedding;
 use super::linear::Linear;
 use super::mlp::Mlp;
 use super::norm::Norm;
+use super::training::Tape;
 use super::unembedding::Unembedding;
 use crate::infer::kv_cache::KvCache;
 use crate::inspect::capture::Capture;
@@ -62,7 +63,7 @@ impl Transformer {
         logits: Logits,
         capture: Option<&mut dyn Capture>,
     ) -> Result<Vec<f32>> {
-        self.forward_stacked(ids, &[ids.len()], &mut [cache], logits, capture)
+        self.forward_stacked(ids, &[ids.len()], &mut [cache], logits, capture, None)
     }
 
     /// One decode step of B sequences at once: `ids` (B) holds one new token per sequence, each
@@ -96,7 +97,7 @@ impl Transformer {
         }
         let ids: Vec<u32> = segments.concat();
         let lens: Vec<usize> = segments.iter().map(|s| s.len()).collect();
-        let logits = self.forward_stacked(&ids, &lens, caches, Logits::Last, None)?;
+        let logits = self.forward_stacked(&ids, &lens, caches, Logits::Last, None, None)?;
         Ok(logits
             .chunks_exact(self.config.vocab_size)
             .map(<[f32]>::to_vec)
@@ -108,13 +109,15 @@ impl Transformer {
     /// `caches[s]`. Embedding, norms, MLP and every projection run on all N rows at once;
     /// attention keeps each sequence to its own cache. Returns the logits of each sequence's
     /// last position (S, V) for [`Logits::Last`], of every row (N, V) for [`Logits::All`].
-    fn forward_stacked(
+    /// With a `tape`, keeps what the backward pass needs (training; see [`Tape`]).
+    pub(crate) fn forward_stacked(
         &self,
         ids: &[u32],
         lens: &[usize],
         caches: &mut [&mut KvCache],
         logits: Logits,
         mut capture: Option<&mut dyn Capture>,
+        mut tape: Option<&mut Tape>,
     ) -> Result<Vec<f32>> {
         let c = &self.config;
         let n = ids.len();
@@ -168,6 +171,7 @@ impl Transformer {
                     cache: &mut cache.layers[l],
                 })
                 .collect();
+            let mut layer_tape = tape.as_mut().map(|t| t.push_layer(&x));
             let h = block.attn_norm.forward(&x);
             let a = block.attn.forward(
                 &h,
@@ -175,14 +179,24 @@ impl Transformer {
                 self.precision,
                 l,
                 capture.as_mut().map(|c| &mut **c as &mut dyn Capture),
+                layer_tape.as_deref_mut(),
             );
+            if let Some(lt) = layer_tape.as_deref_mut() {
+                lt.h1 = h;
+            }
             let a = match &block.post_attn_norm {
                 Some(post) => post.forward(&a),
                 None => a,
             };
             add(&mut x, &a);
             let h = block.mlp_norm.forward(&x);
-            let m = block.mlp.forward(&h, n, self.precision);
+            let m = block
+                .mlp
+                .forward(&h, n, self.precision, layer_tape.as_deref_mut());
+            if let Some(lt) = layer_tape {
+                lt.x_mid = x.clone();
+                lt.h2 = h;
+            }
             let m = match &block.post_mlp_norm {
                 Some(post) => post.forward(&m),
                 None => m,
@@ -214,9 +228,15 @@ impl Transformer {
         let rows = x.len() / c.d_model;
         let h = self.final_norm.forward(&x);
         let out = self.unembedding.forward(&h, rows, self.precision);
+        let training = tape.is_some();
+        if let Some(t) = tape {
+            t.x_final = x;
+            t.h_final = h;
+        }
         // A NaN would be sampled like any logit (it sorts first) and the text would be garbage
-        // with no word why: a model file with NaN or infinite weights is an error.
-        if !out.iter().all(|v| v.is_finite()) {
+        // with no word why: a model file with NaN or infinite weights is an error. (Training
+        // sees a NaN loss and says the run diverged.)
+        if !training && !out.iter().all(|v| v.is_finite()) {
             return Err(Error::Invalid(match self.first_non_finite_tensor() {
                 Some(name) => format!(
                     "the model's logits are not finite: tensor {name} holds NaN or infinite values"

@@ -9,7 +9,7 @@ use super::schedule::Schedule;
 use crate::infer::sampling::Rng;
 use crate::model::config::{Arch, Config};
 use crate::model::params::Parameters;
-use crate::model::training::Gpt2Training;
+use crate::model::training::Training;
 use crate::tokenizer::io::write_tokenizer_json;
 use crate::tokenizer::{Tokenizer, TokenizerSpec};
 use crate::{Error, Result};
@@ -426,7 +426,7 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
             ));
             let mut opt = AdamW::new(adamw, ck.params.len());
             (opt.m, opt.v, opt.t) = (ck.m, ck.v, ck.t);
-            (Gpt2Training::new(config.clone(), ck.params), opt, ck.state)
+            (Training::new(config.clone(), ck.params), opt, ck.state)
         }
         None => {
             if resume {
@@ -435,7 +435,7 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
             let params = Parameters::init(&config, t0.seed);
             let n = params.len();
             (
-                Gpt2Training::new(config.clone(), params),
+                Training::new(config.clone(), params),
                 AdamW::new(adamw, n),
                 TrainState {
                     step: 0,
@@ -525,7 +525,7 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
 
 /// The mean loss over `n` validation batches (the same batches at every evaluation).
 fn evaluate(
-    model: &mut Gpt2Training,
+    model: &mut Training,
     val: &TokenFile,
     b: usize,
     t: usize,
@@ -545,7 +545,7 @@ fn evaluate(
 /// newline (or token 0), at temperature 0.8.
 fn sample(c: &Config, params: &Parameters, tok: &Tokenizer, n: usize, seed: u64) -> Result<String> {
     use crate::infer::{GenerateOptions, Generator, SamplingParams};
-    let model = crate::model::Transformer::from_gpt2_params(c, params)?;
+    let model = crate::model::Transformer::from_params(c, params)?;
     let start = tok.encode("\n", false).first().copied().unwrap_or(0);
     let opts = GenerateOptions {
         max_tokens: n,
@@ -573,7 +573,7 @@ fn sample(c: &Config, params: &Parameters, tok: &Tokenizer, n: usize, seed: u64)
 /// of the sums are fixed by the thread count, so a run is bit-identical for the same count.
 struct DataParallel {
     /// One replica per thread (parameters copied in before each pass), with a one-thread pool.
-    replicas: Vec<(Gpt2Training, rayon::ThreadPool)>,
+    replicas: Vec<(Training, rayon::ThreadPool)>,
 }
 
 impl DataParallel {
@@ -586,7 +586,7 @@ impl DataParallel {
                     .build()
                     .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
                 Ok((
-                    Gpt2Training::new(config.clone(), Parameters::zeros(config)),
+                    Training::new(config.clone(), Parameters::zeros(config)),
                     pool,
                 ))
             })
@@ -597,7 +597,7 @@ impl DataParallel {
     /// Adds the gradient of the mean loss over inputs (B, T) to `model.grads`; returns the loss.
     fn forward_backward(
         &mut self,
-        model: &mut Gpt2Training,
+        model: &mut Training,
         x: &[u32],
         y: &[u32],
         b: usize,
@@ -606,7 +606,7 @@ impl DataParallel {
         use rayon::prelude::*;
         if self.replicas.is_empty() {
             let loss = model.forward(x, y, b, t)?;
-            model.backward();
+            model.backward()?;
             return Ok(loss);
         }
         let k = self.replicas.len();
@@ -622,7 +622,7 @@ impl DataParallel {
                     r.params.data.copy_from_slice(params);
                     r.zero_grad();
                     let loss = r.forward(&x[lo * t..hi * t], &y[lo * t..hi * t], hi - lo, t)?;
-                    r.backward();
+                    r.backward()?;
                     Ok(loss)
                 })
             })
