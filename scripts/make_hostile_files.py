@@ -193,6 +193,18 @@ for name, extra, field, shown in [
     write(f"train-{name}/train.toml", text)
     case(f"train-{name}/train.toml", "train.toml", [field, shown], f"{name}: {extra.strip()}")
 
+# Model tables gpt train cannot build: an unknown block, and key/value heads that do not divide
+# the query heads.
+for name, model_extra, field, shown in [
+    ("arch-unknown", "arch = \"mamba\"\n", "model.arch", "mamba"),
+    ("kv-heads", "arch = \"llama\"\nn_head = 1\nn_kv_head = 3\n", "model.n_kv_head", "divide"),
+]:
+    text = train_toml("learning_rate = 1e-3\n").replace("[model]\n", "[model]\n" + model_extra)
+    if "n_head = 1\n" in model_extra:
+        text = text.replace("n_head = 1\nn_embd", "n_embd", 1)
+    write(f"train-{name}/train.toml", text)
+    case(f"train-{name}/train.toml", "train.toml", [field, shown], f"{name}: {model_extra.strip()}")
+
 (out / "cases.json").write_text(json.dumps({
     "about": "Made by scripts/make_hostile_files.py; run by crates/gpt/tests/hostile_files.rs. "
              "load: tokenizer.json | gpt2-files (a folder with encoder.json + vocab.bpe) | config.json | "

@@ -14,6 +14,18 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// A 2-layer character-level model on Tiny Shakespeare (the fixture copy), 12 steps.
 fn config(out: &Path) -> TrainConfig {
+    config_with(out, "")
+}
+
+/// The architectures `gpt train` knows, as lines of the [model] table: GPT-2's block, and
+/// Llama's with grouped-query attention.
+const ARCHS: [(&str, &str); 2] = [
+    ("gpt2", ""),
+    ("llama", "arch = \"llama\"\nn_kv_head = 1\nd_ff = 48\n"),
+];
+
+/// [`config`] with more lines in its [model] table.
+fn config_with(out: &Path, model: &str) -> TrainConfig {
     let corpus =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tinyshakespeare/input.txt");
     let toml = format!(
@@ -23,7 +35,7 @@ n_layer = 2
 n_head = 2
 n_embd = 32
 block_size = 16
-[data]
+{}[data]
 files = ["{}"]
 tokenizer = "char"
 [train]
@@ -39,6 +51,7 @@ eval_batches = 2
 checkpoint_every = 5
 seed = 7
 "#,
+        model,
         corpus.display(),
         out.display()
     );
@@ -58,8 +71,19 @@ impl TrainObserver for StopAfter {
 
 #[test]
 fn resumed_run_gives_bit_identical_losses() {
-    let whole = temp_dir("whole");
-    let full = trainer::run(&config(&whole), Start::New, &mut StopAfter(usize::MAX)).unwrap();
+    for (arch, model) in ARCHS {
+        resumed_run_case(arch, model);
+    }
+}
+
+fn resumed_run_case(arch: &str, model: &str) {
+    let whole = temp_dir(&format!("whole-{arch}"));
+    let full = trainer::run(
+        &config_with(&whole, model),
+        Start::New,
+        &mut StopAfter(usize::MAX),
+    )
+    .unwrap();
     assert_eq!(full.train_losses.len(), 12);
     assert!(
         full.train_losses[11].1 < full.train_losses[0].1,
@@ -67,8 +91,8 @@ fn resumed_run_gives_bit_identical_losses() {
         full.train_losses
     );
 
-    let parts = temp_dir("parts");
-    let c = config(&parts);
+    let parts = temp_dir(&format!("parts-{arch}"));
+    let c = config_with(&parts, model);
     let first = trainer::run(&c, Start::New, &mut StopAfter(7)).unwrap();
     assert_eq!(first.step, 7);
     // The newest checkpoint is step 5: resuming repeats steps 6 and 7, then goes on to 12.
@@ -113,8 +137,14 @@ fn interrupted_checkpoint_write_leaves_the_previous_one_intact() {
 
 #[test]
 fn checkpoint_loads_as_a_model_folder() {
-    let out = temp_dir("folder");
-    let c = config(&out);
+    for (arch, model) in ARCHS {
+        checkpoint_folder_case(arch, model);
+    }
+}
+
+fn checkpoint_folder_case(arch: &str, model: &str) {
+    let out = temp_dir(&format!("folder-{arch}"));
+    let c = config_with(&out, model);
     trainer::run(&c, Start::New, &mut StopAfter(5)).unwrap();
     let dir = out.join(checkpoint::LATEST);
     let m = gpt::LoadedModel::open(&dir).unwrap();
@@ -143,7 +173,11 @@ fn checkpoint_loads_as_a_model_folder() {
         / y.len() as f32;
     assert!(
         (nll - loss).abs() < 1e-4,
-        "inference {nll} vs training {loss}"
+        "{arch}: inference {nll} vs training {loss}"
+    );
+    assert_eq!(
+        format!("{:?}", m.transformer.config.arch).to_lowercase(),
+        arch
     );
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -245,21 +245,6 @@ impl Parameters {
         Ok(())
     }
 
-    /// Reads every tensor named `{prefix}{name without "transformer."}`... from Hugging Face
-    /// tensors; `prefix` replaces the leading "transformer." (e.g. "transformer." itself).
-    pub fn from_hf(
-        c: &Config,
-        st: &crate::formats::safetensors::SafetensorsModel,
-        prefix: &str,
-    ) -> Result<Parameters> {
-        let mut p = Parameters::zeros(c);
-        for s in p.specs.clone() {
-            let hf_name = format!("{prefix}{}", s.name.trim_start_matches("transformer."));
-            p.read_hf(st, &s, &hf_name)?;
-        }
-        Ok(p)
-    }
-
     /// The parameters of a Hugging Face model of any trainable architecture: its layout
     /// ([`layout`]; the unembedding tied as config.json says), every tensor read by its name
     /// (GPT-2's with or without `transformer.`).

@@ -58,6 +58,33 @@ pub fn existing(out: &Path) -> Option<&'static str> {
     }
 }
 
+/// Hugging Face's config.json for a model of this shape: GPT-2's, or Llama's (`tied`: no
+/// lm_head of its own).
+pub fn hf_config(c: &Config, tied: bool) -> serde_json::Value {
+    if c.arch != crate::model::config::Arch::Llama {
+        return hf_gpt2_config(c);
+    }
+    serde_json::json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.d_model,
+        "intermediate_size": c.d_ff,
+        "num_hidden_layers": c.n_layer,
+        "num_attention_heads": c.n_head,
+        "num_key_value_heads": c.n_kv_head,
+        "head_dim": c.head_dim,
+        "max_position_embeddings": c.context_length,
+        "rms_norm_eps": c.norm_eps,
+        "rope_theta": c.rope_theta.unwrap_or(10000.0),
+        "hidden_act": "silu",
+        "attention_bias": false,
+        "mlp_bias": false,
+        "tie_word_embeddings": tied,
+        "torch_dtype": "float32",
+    })
+}
+
 /// Hugging Face's config.json for a GPT-2 of this shape.
 pub fn hf_gpt2_config(c: &Config) -> serde_json::Value {
     serde_json::json!({
@@ -144,9 +171,12 @@ pub fn save(
     )?;
     write_file(
         &tmp.join("config.json"),
-        serde_json::to_string_pretty(&hf_gpt2_config(config))
-            .unwrap_or_default()
-            .as_bytes(),
+        serde_json::to_string_pretty(&hf_config(
+            config,
+            params.find(config, "output.weight").is_none(),
+        ))
+        .unwrap_or_default()
+        .as_bytes(),
     )?;
     let tok = std::fs::read(tokenizer_json).map_err(|e| Error::io(tokenizer_json, e))?;
     write_file(&tmp.join("tokenizer.json"), &tok)?;
@@ -270,9 +300,10 @@ pub fn load_latest(out: &Path) -> Result<Option<Checkpoint>> {
 pub fn load(dir: &Path) -> Result<Checkpoint> {
     use crate::formats::hf_config::HfConfig;
     use crate::formats::safetensors::SafetensorsModel;
-    let config = HfConfig::from_file(&dir.join("config.json"))?.config;
+    let hf = HfConfig::from_file(&dir.join("config.json"))?;
     let st = SafetensorsModel::open_dir(dir)?;
-    let params = Parameters::from_hf(&config, &st, "transformer.")?;
+    let params = Parameters::from_hf_model(&hf, &st)?;
+    let config = hf.config;
     let mut opt = SafetensorsModel::default();
     let opt_path = dir.join("optimizer.safetensors");
     opt.add_file(&opt_path)?;

@@ -28,11 +28,61 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// `gpt2` (LayerNorm, learned positions, GELU; the default) or `llama` (RMSNorm, RoPE,
+    /// grouped-query attention, SwiGLU: SmolLM2's block).
+    #[serde(default = "gpt2")]
+    pub arch: String,
     pub n_layer: usize,
     pub n_head: usize,
     pub n_embd: usize,
     /// The context length T.
     pub block_size: usize,
+    /// Llama: key/value heads (default n_head); each serves n_head / n_kv_head query heads.
+    #[serde(default)]
+    pub n_kv_head: Option<usize>,
+    /// The MLP's hidden width (default 4 n_embd).
+    #[serde(default)]
+    pub d_ff: Option<usize>,
+    /// Llama: RoPE's base frequency (default 10000).
+    #[serde(default)]
+    pub rope_theta: Option<f32>,
+    /// Llama: the unembedding is the token embedding (default true; GPT-2 always ties).
+    #[serde(default = "yes")]
+    pub tie_embeddings: bool,
+}
+
+fn gpt2() -> String {
+    "gpt2".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ModelConfig {
+    /// The model's hyperparameters, for a vocabulary of `vocab_size`.
+    pub fn config(&self, vocab_size: usize) -> Config {
+        let llama = self.arch == "llama";
+        let head_dim = self.n_embd / self.n_head;
+        Config {
+            arch: if llama { Arch::Llama } else { Arch::Gpt2 },
+            n_layer: self.n_layer,
+            d_model: self.n_embd,
+            n_head: self.n_head,
+            n_kv_head: self.n_kv_head.unwrap_or(self.n_head),
+            head_dim,
+            d_ff: self.d_ff.unwrap_or(4 * self.n_embd),
+            vocab_size,
+            context_length: self.block_size,
+            norm_eps: 1e-5,
+            rope_theta: llama.then(|| self.rope_theta.unwrap_or(10000.0)),
+            rope_dim: if llama { head_dim } else { 0 },
+            // No RoPE scaling (GPT-2 has no RoPE: 0 there, as the config.json reader leaves it,
+            // so that a checkpoint's config compares equal).
+            rope_scale: if llama { 1.0 } else { 0.0 },
+            ..Config::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,6 +220,40 @@ impl TrainConfig {
         }
         if !m.n_embd.is_multiple_of(m.n_head) {
             return bad("model.n_head", "must divide n_embd");
+        }
+        match m.arch.as_str() {
+            "gpt2" => {
+                if m.n_kv_head.is_some_and(|k| k != m.n_head) || m.rope_theta.is_some() {
+                    return bad("model.arch", "gpt2 has neither n_kv_head nor rope_theta");
+                }
+                if !m.tie_embeddings {
+                    return bad("model.tie_embeddings", "GPT-2 ties its embeddings");
+                }
+            }
+            "llama" => {
+                let kv = m.n_kv_head.unwrap_or(m.n_head);
+                if kv == 0 || !m.n_head.is_multiple_of(kv) {
+                    return bad("model.n_kv_head", "must divide n_head");
+                }
+                if !(m.n_embd / m.n_head).is_multiple_of(2) {
+                    return bad(
+                        "model.n_head",
+                        "RoPE needs an even head size (n_embd / n_head)",
+                    );
+                }
+                if m.rope_theta.is_some_and(|t| !(t.is_finite() && t > 1.0)) {
+                    return bad("model.rope_theta", "must be a number above 1");
+                }
+            }
+            other => {
+                return bad(
+                    "model.arch",
+                    &format!("'{other}' is not one gpt train knows (gpt2, llama)"),
+                )
+            }
+        }
+        if m.d_ff == Some(0) {
+            return bad("model.d_ff", "must be positive");
         }
         if self.train.batch_size == 0 || self.train.grad_accum == 0 {
             return bad(
@@ -379,21 +463,8 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
     }
     let (tok, tok_path, train_data, val_data) = prepare_data(c, obs)?;
     let m = &c.model;
-    let config = Config {
-        arch: Arch::Gpt2,
-        n_layer: m.n_layer,
-        d_model: m.n_embd,
-        n_head: m.n_head,
-        n_kv_head: m.n_head,
-        head_dim: m.n_embd / m.n_head,
-        d_ff: 4 * m.n_embd,
-        vocab_size: tok.vocab_size(),
-        context_length: m.block_size,
-        norm_eps: 1e-5,
-        rope_theta: None,
-        rope_dim: 0,
-        ..Config::default()
-    };
+    let config = m.config(tok.vocab_size());
+    let layout = crate::model::params::layout(&config, m.tie_embeddings)?;
     let adamw = AdamWConfig {
         beta1: t0.beta1,
         beta2: t0.beta2,
@@ -407,7 +478,7 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
         .flatten()
     {
         Some(ck) => {
-            if ck.config != config {
+            if ck.config != config || ck.params.specs != layout {
                 return Err(Error::Invalid(format!(
                     "the checkpoint in {} has another model shape than the config",
                     ck.dir.display()
@@ -432,7 +503,7 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
             if resume {
                 obs.message("no checkpoint to resume from: starting from scratch");
             }
-            let params = Parameters::init(&config, t0.seed);
+            let params = Parameters::init_specs(layout, &config, t0.seed);
             let n = params.len();
             (
                 Training::new(config.clone(), params),
@@ -446,7 +517,7 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
             )
         }
     };
-    let mut workers = DataParallel::new(&config, t0.batch_size)?;
+    let mut workers = DataParallel::new(&model, t0.batch_size)?;
     let schedule = Schedule {
         max_lr: t0.learning_rate,
         min_lr: t0.min_lr,
@@ -577,7 +648,7 @@ struct DataParallel {
 }
 
 impl DataParallel {
-    fn new(config: &Config, batch: usize) -> Result<DataParallel> {
+    fn new(model: &Training, batch: usize) -> Result<DataParallel> {
         let n = rayon::current_num_threads().min(batch).max(1);
         let replicas = (0..if n > 1 { n } else { 0 })
             .map(|_| {
@@ -585,10 +656,8 @@ impl DataParallel {
                     .num_threads(1)
                     .build()
                     .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
-                Ok((
-                    Training::new(config.clone(), Parameters::zeros(config)),
-                    pool,
-                ))
+                let params = Parameters::zeros_like(&model.params);
+                Ok((Training::new(model.config.clone(), params), pool))
             })
             .collect::<Result<_>>()?;
         Ok(DataParallel { replicas })
