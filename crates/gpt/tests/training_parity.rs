@@ -162,3 +162,33 @@ fn adamw_steps_follow_pytorchs_losses_and_greedy_continuation() {
         );
     }
 }
+
+/// Evaluation and samples during training copy nothing: every matrix of the model built from
+/// the parameters lies inside the parameter buffer, and once the model is dropped the optimizer
+/// writes the same buffer in place.
+#[test]
+fn the_model_of_training_borrows_its_parameters() {
+    for dir in fixture_dirs() {
+        let (mut m, _, _) = training_model(&dir);
+        let buf = m.params.data.as_ptr_range();
+        let (lo, hi) = (buf.start as usize, buf.end as usize);
+        let model = Transformer::from_params(&m.config, &m.params).unwrap();
+        for l in model.linears() {
+            let w = l.weight.data.as_ptr_range();
+            assert!(
+                lo <= w.start as usize && w.end as usize <= hi,
+                "{}: {} is a copy",
+                dir.display(),
+                l.weight.name
+            );
+        }
+        drop(model);
+        m.params.data[0] += 1.0;
+        assert_eq!(
+            m.params.data.as_ptr() as usize,
+            lo,
+            "{}: written in place",
+            dir.display()
+        );
+    }
+}

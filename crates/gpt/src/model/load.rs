@@ -169,21 +169,12 @@ impl Source for HfSource<'_> {
 }
 
 /// A model in training: its f32 parameters, found by [`Parameters::locate`], weights already
-/// (out, in). The matrices are views of one copy of the buffer.
+/// (out, in). The matrices borrow from the buffer (no copy).
 struct ParamsSource<'a> {
     c: &'a Config,
     p: &'a crate::model::params::Parameters,
     /// The parameters as bytes (f32-aligned).
     buf: Bytes,
-}
-
-/// An f32 buffer seen as bytes, so that matrices can borrow from it.
-struct F32Buffer(Vec<f32>);
-
-impl AsRef<[u8]> for F32Buffer {
-    fn as_ref(&self) -> &[u8] {
-        bytemuck::cast_slice(&self.0)
-    }
 }
 
 impl Source for ParamsSource<'_> {
@@ -461,13 +452,13 @@ impl Transformer {
         build(hf.config.clone(), &src, hf.tied)
     }
 
-    /// The model of training parameters (f32), over one copy of them: what training runs
-    /// forward and backward, and what samples and validation use during training.
+    /// The model of training parameters (f32), its matrices borrowed from their buffer: what
+    /// training runs forward and backward, and what samples and validation use during training.
     pub fn from_params(c: &Config, p: &crate::model::params::Parameters) -> Result<Transformer> {
         let src = ParamsSource {
             c,
             p,
-            buf: Bytes::new(std::sync::Arc::new(F32Buffer(p.data.clone()))),
+            buf: p.data.bytes(),
         };
         let tied = p.find(c, "output.weight").is_none();
         let mut t = build(c.clone(), &src, tied)?;

@@ -9,6 +9,7 @@
 
 use super::config::Config;
 use crate::{Error, Result};
+use std::sync::Arc;
 
 /// One parameter tensor's place in the buffer.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,11 +139,61 @@ pub fn gpt2_layout(c: &Config) -> Vec<ParamSpec> {
     out.specs
 }
 
-/// All parameters (or gradients, or optimizer moments) of a GPT-2 in one buffer.
+/// All parameters (or gradients, or optimizer moments) of a model in one buffer.
 #[derive(Debug, Clone)]
 pub struct Parameters {
     pub specs: Vec<ParamSpec>,
-    pub data: Vec<f32>,
+    pub data: ParamData,
+}
+
+/// The values of a parameter buffer (a `Vec<f32>` to read and write), shared with the models
+/// built over it: [`Transformer::from_params`](crate::model::Transformer::from_params) borrows
+/// its matrices from here, so evaluation and samples during training copy nothing. Writing while
+/// such a model is alive would copy the buffer first (copy on write); training drops its model
+/// before the optimizer step.
+#[derive(Debug, Clone, Default)]
+pub struct ParamData(Arc<F32Buffer>);
+
+/// f32 values seen as bytes too, so that matrices can borrow from them.
+#[derive(Debug, Clone, Default)]
+struct F32Buffer(Vec<f32>);
+
+impl AsRef<[u8]> for F32Buffer {
+    fn as_ref(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.0)
+    }
+}
+
+impl ParamData {
+    /// The whole buffer as shared bytes (f32-aligned), for matrices that borrow from it.
+    pub fn bytes(&self) -> crate::tensor::Bytes {
+        crate::tensor::Bytes::new(self.0.clone())
+    }
+}
+
+impl From<Vec<f32>> for ParamData {
+    fn from(v: Vec<f32>) -> ParamData {
+        ParamData(Arc::new(F32Buffer(v)))
+    }
+}
+
+impl std::ops::Deref for ParamData {
+    type Target = Vec<f32>;
+    fn deref(&self) -> &Vec<f32> {
+        &self.0 .0
+    }
+}
+
+impl std::ops::DerefMut for ParamData {
+    fn deref_mut(&mut self) -> &mut Vec<f32> {
+        &mut Arc::make_mut(&mut self.0).0
+    }
+}
+
+impl PartialEq for ParamData {
+    fn eq(&self, other: &ParamData) -> bool {
+        self.0 .0 == other.0 .0
+    }
 }
 
 impl Parameters {
@@ -155,7 +206,7 @@ impl Parameters {
         let n = specs.last().map_or(0, |s| s.offset + s.len());
         Parameters {
             specs,
-            data: vec![0.0; n],
+            data: vec![0.0; n].into(),
         }
     }
 

@@ -92,10 +92,9 @@ pub struct Training {
     last: Option<LastBatch>,
 }
 
-/// The last forward pass: the model it ran (over a copy of the parameters), its tape, inputs,
-/// targets, probabilities (N, V) and per-position losses (N).
+/// The last forward pass: its tape, inputs, targets, probabilities (N, V) and per-position
+/// losses (N). (The model is not kept: it borrows the parameters, which the optimizer writes.)
 struct LastBatch {
-    model: Transformer,
     tape: Tape,
     inputs: Vec<u32>,
     targets: Vec<u32>,
@@ -148,8 +147,8 @@ impl Training {
         tape.caches = caches;
         let (mut probs, mut losses) = (vec![0f32; logits.len()], vec![0f32; b * t]);
         let loss = cross_entropy_forward(&logits, targets, &mut probs, &mut losses);
+        drop(model);
         self.last = Some(LastBatch {
-            model,
             tape,
             inputs: inputs.to_vec(),
             targets: targets.to_vec(),
@@ -177,14 +176,9 @@ impl Training {
         let mut dlogits = vec![0f32; last.probs.len()];
         cross_entropy_backward(&last.probs, &last.targets, &mut dlogits);
         let mut g = Grads::default();
-        backward(
-            &last.model,
-            &last.tape,
-            &dlogits,
-            &last.inputs,
-            last.t,
-            &mut g,
-        )?;
+        // The same model as the forward pass's, over the same (unchanged) parameters.
+        let model = Transformer::from_params(&self.config, &self.params)?;
+        backward(&model, &last.tape, &dlogits, &last.inputs, last.t, &mut g)?;
         for (name, values) in g.by_name {
             let range = self.params.locate(&self.config, &name, values.len())?;
             for (a, b) in self.grads.data[range].iter_mut().zip(&values) {

@@ -705,7 +705,7 @@ impl DataParallel {
                 .grads
                 .data
                 .par_iter_mut()
-                .zip(&r.grads.data)
+                .zip(&r.grads.data[..])
                 .for_each(|(g, rg)| *g += rg * share);
         }
         Ok(total)
