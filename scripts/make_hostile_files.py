@@ -205,6 +205,16 @@ for name, model_extra, field, shown in [
     write(f"train-{name}/train.toml", text)
     case(f"train-{name}/train.toml", "train.toml", [field, shown], f"{name}: {model_extra.strip()}")
 
+# Training from a model (model.init / --init): the shape and the tokenizer are the model's.
+write("train-init-with-shape/train.toml", train_toml("learning_rate = 1e-3\n").replace(
+    "[model]\n", "[model]\ninit = \"model.gguf\"\n"))
+case("train-init-with-shape/train.toml", "train.toml", ["model.n_layer", "leave it out"],
+     "init-with-shape: init and n_layer both given")
+write("train-init-with-tokenizer/train.toml", train_toml("learning_rate = 1e-3\n").replace(
+    "n_layer = 1\nn_head = 1\nn_embd = 8\n", "init = \"model.gguf\"\n"))
+case("train-init-with-tokenizer/train.toml", "train.toml", ["data.tokenizer", "leave it out"],
+     "init-with-tokenizer: init and a tokenizer both given")
+
 (out / "cases.json").write_text(json.dumps({
     "about": "Made by scripts/make_hostile_files.py; run by crates/gpt/tests/hostile_files.rs. "
              "load: tokenizer.json | gpt2-files (a folder with encoder.json + vocab.bpe) | config.json | "

@@ -91,7 +91,7 @@ pub fn hf_to_gguf(dir: &Path, dtype: DType) -> Result<GgufWriter> {
             } else {
                 c.n_kv_head
             };
-            x = permute_rows(&x, heads, n / e.shape[0]);
+            x = crate::model::rope::halves_to_adjacent(&x, heads, n / e.shape[0]);
         }
         if spec.hf_norm_plus_one && role.ends_with("norm") {
             // In the stored type, as the converter adds it.
@@ -148,25 +148,6 @@ fn gguf_tensor_names(c: &Config) -> Vec<String> {
         for &(role, _) in table.iter().filter(|(_, hf)| hf.contains("{l}")) {
             for suffix in ["weight", "bias"] {
                 out.push(format!("blk.{l}.{role}.{suffix}"));
-            }
-        }
-    }
-    out
-}
-
-/// llama.cpp's `LlamaModel.permute`: each head's rows (HS, cols) go from Hugging Face's halves
-/// order (first halves, then second halves of the rotated pairs) to adjacent pairs, row
-/// (h, i, j) of shape (heads, HS/2, 2) taking row (h, j, i) of (heads, 2, HS/2).
-fn permute_rows(x: &[f32], heads: usize, cols: usize) -> Vec<f32> {
-    let rows = x.len() / cols;
-    let half = rows / heads / 2;
-    let mut out = vec![0f32; x.len()];
-    for h in 0..heads {
-        for i in 0..half {
-            for j in 0..2 {
-                let dst = h * 2 * half + i * 2 + j;
-                let src = h * 2 * half + j * half + i;
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&x[src * cols..(src + 1) * cols]);
             }
         }
     }
@@ -259,19 +240,4 @@ fn tokenizer_metadata(dir: &Path) -> Result<Vec<(String, Value)>> {
         m.push(("tokenizer.chat_template".into(), Value::String(t.into())));
     }
     Ok(m)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn permutation_interleaves_each_heads_halves() {
-        // 2 heads of HS 4, one column: rows h0 [a b c d] -> [a c b d] (pairs (a, c), (b, d)).
-        let x: Vec<f32> = (0..8).map(|v| v as f32).collect();
-        assert_eq!(
-            permute_rows(&x, 2, 1),
-            vec![0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]
-        );
-    }
 }

@@ -250,10 +250,18 @@ fn a_checkpoint_with_nan_weights_is_refused_on_resume() {
     };
     let mut opt = gpt::train::adamw::AdamW::new(adamw, ck.params.len());
     (opt.m, opt.v, opt.t) = (ck.m.clone(), ck.v.clone(), ck.t);
-    let tok = ck.dir.join("tokenizer.json");
-    let tok_copy = out.join("tokenizer-copy.json");
-    std::fs::copy(&tok, &tok_copy).unwrap();
-    checkpoint::save(&out, &ck.config, &ck.params, &opt, &ck.state, &tok_copy, 2).unwrap();
+    let tok_copy = out.join("tokenizer-copy");
+    std::fs::create_dir_all(&tok_copy).unwrap();
+    std::fs::copy(
+        ck.dir.join("tokenizer.json"),
+        tok_copy.join("tokenizer.json"),
+    )
+    .unwrap();
+    let files = checkpoint::TokenizerFiles {
+        dir: tok_copy,
+        special_ids: Default::default(),
+    };
+    checkpoint::save(&out, &ck.config, &ck.params, &opt, &ck.state, &files, 2).unwrap();
     let e = trainer::run(&c, Start::Resume, &mut StopAfter(6))
         .unwrap_err()
         .to_string();

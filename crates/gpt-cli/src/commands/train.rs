@@ -17,6 +17,11 @@ pub struct Args {
     /// kept; only this run's own are pruned).
     #[arg(long)]
     pub force: bool,
+    /// Start from this model's weights and tokenizer (a GGUF file of any type, a Hugging Face
+    /// folder, or a known model name) to fine-tune it; the config then gives only block_size,
+    /// the data files and the loop. Checkpoints are folders of the model's architecture.
+    #[arg(long, value_name = "MODEL")]
+    pub init: Option<String>,
     /// Threads (default: all cores).
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
@@ -77,7 +82,7 @@ impl TrainObserver for Progress {
 
 pub fn run(a: Args) -> Result<()> {
     crate::common::init_threads(a.threads);
-    let config = TrainConfig::from_file(&a.config)?;
+    let config = TrainConfig::from_file_init(&a.config, a.init.as_deref())?;
     let mut p = Progress {
         bar: None,
         tty: std::io::stderr().is_terminal(),

@@ -69,18 +69,12 @@ impl Layout {
 /// The tensors of a model of this architecture in Hugging Face's `named_parameters()` order:
 /// GPT-2's, or Llama's (also SmolLM2's; `tied`: no `lm_head`, the embedding unembeds).
 pub fn layout(c: &Config, tied: bool) -> Result<Vec<ParamSpec>> {
-    use super::arch::{MlpKind, NormKind, Positions};
-    let spec = c.arch.spec();
-    match (spec.norm, spec.mlp, spec.positions) {
-        (NormKind::Layer, MlpKind::Gelu, Positions::Learned) => Ok(gpt2_layout(c)),
-        (NormKind::Rms, MlpKind::SwiGlu, Positions::Rope { .. })
-            if !spec.qk_norm && !spec.post_norms && !spec.fused_gate_up =>
-        {
-            Ok(llama_layout(c, tied))
-        }
-        _ => Err(Error::Invalid(format!(
-            "training {:?} models is not supported (GPT-2 and Llama-style blocks are)",
-            c.arch
+    use super::config::Arch;
+    match c.arch {
+        Arch::Gpt2 => Ok(gpt2_layout(c)),
+        Arch::Llama => Ok(llama_layout(c, tied)),
+        other => Err(Error::Invalid(format!(
+            "training {other:?} models is not supported (GPT-2 and Llama blocks are)"
         ))),
     }
 }
@@ -325,6 +319,88 @@ impl Parameters {
         let e = st.get(hf_name, &s.hf_shape())?;
         let v = crate::tensor::Matrix::vector_f32(hf_name, e.dtype, s.len(), e.data.clone())?;
         self.set_hf(&s.name, &v)
+    }
+
+    /// The f32 parameters of a GGUF file of a trainable architecture, with its config: every
+    /// tensor dequantized from whatever type the file stores, Llama's Q and K rows put back in
+    /// Hugging Face's order (the converter permuted them for llama.cpp's adjacent-pair RoPE).
+    /// Every parameter must come from the file; a tensor with no place here is an error.
+    pub fn from_gguf(g: &crate::formats::gguf::GgufFile) -> Result<(Config, Parameters)> {
+        use super::arch::Positions;
+        use super::config::Arch;
+        use super::rope::{adjacent_to_halves, RopePairs};
+        let mut c = Config::from_gguf(g)?;
+        let has_output = g.tensor_info("output.weight").is_some();
+        // GPT-2 ties its unembedding; llama.cpp's converter writes it out as output.weight too.
+        let tied = c.arch == Arch::Gpt2 || !has_output;
+        let mut p = Parameters::with_specs(layout(&c, tied)?);
+        let adjacent = matches!(
+            c.arch.spec().positions,
+            Positions::Rope {
+                gguf_pairs: RopePairs::Adjacent
+            }
+        );
+        let read = |name: &str| -> Result<Vec<f32>> {
+            let info = g.tensor_info(name).ok_or_else(|| Error::Tensor {
+                name: name.into(),
+                msg: format!("missing from {}", g.name),
+            })?;
+            let n = info
+                .dims
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(usize::try_from(d).ok()?));
+            let n = n.ok_or_else(|| Error::Tensor {
+                name: name.into(),
+                msg: format!("dimensions {:?} overflow", info.dims),
+            })?;
+            crate::tensor::Matrix::vector_f32(name, info.dtype, n, g.tensor_data(info))
+        };
+        let mut filled = Vec::new();
+        for info in &g.tensors {
+            let name = info.name.as_str();
+            let mut x = read(name)?;
+            if name == "rope_freqs.weight" {
+                c.rope_freq_factors = Some(x); // RoPE's scaling: the config's, not a parameter
+                continue;
+            }
+            if tied && has_output && name == "output.weight" {
+                if x[..] != read("token_embd.weight")?[..] {
+                    return Err(Error::Tensor {
+                        name: name.into(),
+                        msg: format!(
+                            "{}: GPT-2 ties its unembedding to token_embd.weight, but this file's differs",
+                            g.name
+                        ),
+                    });
+                }
+                continue;
+            }
+            let range = p.locate(&c, name, x.len())?;
+            let role = name.rsplit('.').nth(1).unwrap_or_default();
+            if adjacent && name.ends_with(".weight") && (role == "attn_q" || role == "attn_k") {
+                let heads = if role == "attn_q" {
+                    c.n_head
+                } else {
+                    c.n_kv_head
+                };
+                x = adjacent_to_halves(&x, heads, c.d_model);
+            }
+            p.data[range.clone()].copy_from_slice(&x);
+            filled.push(range);
+        }
+        filled.sort_by_key(|r| r.start);
+        let mut end = 0;
+        for r in filled.iter().chain(std::iter::once(&(p.len()..p.len()))) {
+            if r.start != end {
+                let gap = p.specs.iter().find(|s| s.offset + s.len() > end);
+                return Err(Error::Tensor {
+                    name: gap.map_or("?".into(), |s| s.name.clone()),
+                    msg: format!("{}: no tensor of the file holds this parameter", g.name),
+                });
+            }
+            end = r.end;
+        }
+        Ok((c, p))
     }
 
     pub fn len(&self) -> usize {

@@ -12,6 +12,41 @@ pub enum RopePairs {
     Halves,
 }
 
+/// llama.cpp's `LlamaModel.permute` of Q or K rows (heads x HS, cols): each head's rows go
+/// from Hugging Face's halves order (first halves, then second halves of the rotated pairs) to
+/// adjacent pairs, row (h, i, j) of shape (heads, HS/2, 2) taking row (h, j, i) of
+/// (heads, 2, HS/2). What `gpt export` writes for llama.cpp's "normal" RoPE.
+pub fn halves_to_adjacent(x: &[f32], heads: usize, cols: usize) -> Vec<f32> {
+    permute_pairs(x, heads, cols, true)
+}
+
+/// The inverse of [`halves_to_adjacent`]: a GGUF file's Q or K rows back in Hugging Face's
+/// order, as training's parameters keep them.
+pub fn adjacent_to_halves(x: &[f32], heads: usize, cols: usize) -> Vec<f32> {
+    permute_pairs(x, heads, cols, false)
+}
+
+fn permute_pairs(x: &[f32], heads: usize, cols: usize, to_adjacent: bool) -> Vec<f32> {
+    let rows = x.len() / cols.max(1);
+    let half = rows / heads.max(1) / 2;
+    let mut out = vec![0f32; x.len()];
+    for h in 0..heads {
+        for i in 0..half {
+            for j in 0..2 {
+                let adjacent = h * 2 * half + i * 2 + j;
+                let halves = h * 2 * half + j * half + i;
+                let (dst, src) = if to_adjacent {
+                    (adjacent, halves)
+                } else {
+                    (halves, adjacent)
+                };
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&x[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
 #[derive(Debug, Clone)]
 pub struct Rope {
     /// Rotated dimensions per head (the first `dim` of HS).
@@ -94,6 +129,16 @@ impl Rope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gguf_permutation_interleaves_each_heads_halves_and_inverts() {
+        // 2 heads of HS 4, one column: rows h0 [a b c d] -> [a c b d] (pairs (a, c), (b, d)).
+        let x: Vec<f32> = (0..8).map(|v| v as f32).collect();
+        let p = halves_to_adjacent(&x, 2, 1);
+        assert_eq!(p, vec![0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]);
+        let y: Vec<f32> = (0..24).map(|v| v as f32).collect(); // HS 6, 2 columns
+        assert_eq!(adjacent_to_halves(&halves_to_adjacent(&y, 2, 2), 2, 2), y);
+    }
 
     #[test]
     fn rotation_preserves_norm_and_relative_position() {

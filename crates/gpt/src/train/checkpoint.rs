@@ -75,7 +75,7 @@ pub fn hf_config(c: &Config, tied: bool) -> serde_json::Value {
         "num_key_value_heads": c.n_kv_head,
         "head_dim": c.head_dim,
         "max_position_embeddings": c.context_length,
-        "rms_norm_eps": c.norm_eps,
+        "rms_norm_eps": decimal(c.norm_eps),
         "rope_theta": c.rope_theta.unwrap_or(10000.0),
         "hidden_act": "silu",
         "attention_bias": false,
@@ -83,6 +83,11 @@ pub fn hf_config(c: &Config, tied: bool) -> serde_json::Value {
         "tie_word_embeddings": tied,
         "torch_dtype": "float32",
     })
+}
+
+/// An f32 as the shortest decimal that reads back as it (1e-5, not 9.999999747378752e-6).
+fn decimal(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
 }
 
 /// Hugging Face's config.json for a GPT-2 of this shape.
@@ -97,7 +102,7 @@ pub fn hf_gpt2_config(c: &Config) -> serde_json::Value {
         "n_head": c.n_head,
         "n_inner": c.d_ff,
         "activation_function": "gelu_new",
-        "layer_norm_epsilon": c.norm_eps,
+        "layer_norm_epsilon": decimal(c.norm_eps),
         "resid_pdrop": 0.0,
         "embd_pdrop": 0.0,
         "attn_pdrop": 0.0,
@@ -133,15 +138,51 @@ fn safetensors_bytes(
     safetensors::serialize(views, meta).map_err(|e| Error::Invalid(format!("serializing: {e}")))
 }
 
+/// The tokenizer files every checkpoint of a run carries: `tokenizer.json`, and
+/// `tokenizer_config.json` where the run has one (a run that began from a model: its special
+/// tokens and chat template), with the ids of its BOS and EOS tokens for config.json.
+pub struct TokenizerFiles {
+    pub dir: PathBuf,
+    /// `bos_token_id` and `eos_token_id`, where known.
+    pub special_ids: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TokenizerFiles {
+    /// The files in `dir`; the special ids are those of tokenizer_config.json's `bos_token`
+    /// and `eos_token` in `tok`.
+    pub fn new(dir: &Path, tok: &crate::tokenizer::Tokenizer) -> TokenizerFiles {
+        let config: serde_json::Value = std::fs::read_to_string(dir.join("tokenizer_config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let mut special_ids = serde_json::Map::new();
+        for (key, id_key) in [("bos_token", "bos_token_id"), ("eos_token", "eos_token_id")] {
+            // A special token in tokenizer_config.json is a string or {"content": ...}.
+            let v = &config[key];
+            if let Some(id) = v
+                .as_str()
+                .or_else(|| v["content"].as_str())
+                .and_then(|t| tok.token_to_id(t))
+            {
+                special_ids.insert(id_key.into(), id.into());
+            }
+        }
+        TokenizerFiles {
+            dir: dir.to_path_buf(),
+            special_ids,
+        }
+    }
+}
+
 /// Writes the checkpoint of `step` under `out/checkpoints/step-NNNNNN` and points `out/latest`
-/// at it; keeps the `keep` newest checkpoints. `tokenizer_json` is copied in.
+/// at it; keeps the `keep` newest checkpoints. The tokenizer's files are copied in.
 pub fn save(
     out: &Path,
     config: &Config,
     params: &Parameters,
     opt: &AdamW,
     state: &TrainState,
-    tokenizer_json: &Path,
+    tokenizer: &TokenizerFiles,
     keep: usize,
 ) -> Result<PathBuf> {
     let dir = out.join("checkpoints");
@@ -169,17 +210,23 @@ pub fn save(
         &tmp.join("model.safetensors"),
         &safetensors_bytes(model, Some(meta))?,
     )?;
+    let mut hf = hf_config(config, params.find(config, "output.weight").is_none());
+    if let Some(m) = hf.as_object_mut() {
+        m.extend(tokenizer.special_ids.clone());
+    }
     write_file(
         &tmp.join("config.json"),
-        serde_json::to_string_pretty(&hf_config(
-            config,
-            params.find(config, "output.weight").is_none(),
-        ))
-        .unwrap_or_default()
-        .as_bytes(),
+        serde_json::to_string_pretty(&hf)
+            .unwrap_or_default()
+            .as_bytes(),
     )?;
-    let tok = std::fs::read(tokenizer_json).map_err(|e| Error::io(tokenizer_json, e))?;
-    write_file(&tmp.join("tokenizer.json"), &tok)?;
+    for name in ["tokenizer.json", "tokenizer_config.json"] {
+        let from = tokenizer.dir.join(name);
+        if name == "tokenizer.json" || from.exists() {
+            let bytes = std::fs::read(&from).map_err(|e| Error::io(&from, e))?;
+            write_file(&tmp.join(name), &bytes)?;
+        }
+    }
     let mut moments = Vec::new();
     for s in &params.specs {
         let r = s.offset..s.offset + s.len();

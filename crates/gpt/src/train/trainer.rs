@@ -3,7 +3,7 @@
 //! AdamW step with the scheduled learning rate; evaluate, sample and checkpoint on schedule.
 
 use super::adamw::{clip_grad_norm, AdamW, AdamWConfig};
-use super::checkpoint::{self, TrainState};
+use super::checkpoint::{self, TokenizerFiles, TrainState};
 use super::data::{self, TokenFile};
 use super::schedule::Schedule;
 use crate::infer::sampling::Rng;
@@ -28,14 +28,22 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// Start from this model's weights, tokenizer and shape (a GGUF file, a Hugging Face
+    /// folder, or a known model name; `gpt train --init`) instead of random weights: then the
+    /// shape fields below are left out, and only `block_size` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
     /// `gpt2` (LayerNorm, learned positions, GELU; the default) or `llama` (RMSNorm, RoPE,
     /// grouped-query attention, SwiGLU: SmolLM2's block).
-    #[serde(default = "gpt2")]
-    pub arch: String,
+    #[serde(default)]
+    pub arch: Option<String>,
+    #[serde(default)]
     pub n_layer: usize,
+    #[serde(default)]
     pub n_head: usize,
+    #[serde(default)]
     pub n_embd: usize,
-    /// The context length T.
+    /// The context length T of training.
     pub block_size: usize,
     /// Llama: key/value heads (default n_head); each serves n_head / n_kv_head query heads.
     #[serde(default)]
@@ -47,22 +55,22 @@ pub struct ModelConfig {
     #[serde(default)]
     pub rope_theta: Option<f32>,
     /// Llama: the unembedding is the token embedding (default true; GPT-2 always ties).
-    #[serde(default = "yes")]
-    pub tie_embeddings: bool,
-}
-
-fn gpt2() -> String {
-    "gpt2".into()
-}
-
-fn yes() -> bool {
-    true
+    #[serde(default)]
+    pub tie_embeddings: Option<bool>,
 }
 
 impl ModelConfig {
-    /// The model's hyperparameters, for a vocabulary of `vocab_size`.
+    fn arch(&self) -> &str {
+        self.arch.as_deref().unwrap_or("gpt2")
+    }
+
+    fn tied(&self) -> bool {
+        self.tie_embeddings.unwrap_or(true)
+    }
+
+    /// The model's hyperparameters, for a vocabulary of `vocab_size` (a model without `init`).
     pub fn config(&self, vocab_size: usize) -> Config {
-        let llama = self.arch == "llama";
+        let llama = self.arch() == "llama";
         let head_dim = self.n_embd / self.n_head;
         Config {
             arch: if llama { Arch::Llama } else { Arch::Gpt2 },
@@ -92,7 +100,9 @@ pub struct DataConfig {
     pub files: Vec<PathBuf>,
     /// "char" (one token per distinct byte of the corpus: per character for ASCII text),
     /// "bpe:N" (a byte-level BPE of N tokens trained on the training files first), or a folder
-    /// with tokenizer.json or GPT-2's encoder.json + vocab.bpe (relative to the config).
+    /// with tokenizer.json or GPT-2's encoder.json + vocab.bpe (relative to the config). Left
+    /// out when training starts from a model (`model.init`): its tokenizer is the model's.
+    #[serde(default)]
     pub tokenizer: String,
     /// The share of each file (its end) held out for validation.
     #[serde(default = "default_val_fraction")]
@@ -177,6 +187,12 @@ fn default_seed() -> u64 {
 impl TrainConfig {
     /// Reads CONFIG.toml; relative paths in it become relative to its folder.
     pub fn from_file(path: &Path) -> Result<TrainConfig> {
+        Self::from_file_init(path, None)
+    }
+
+    /// [`from_file`](Self::from_file), the run starting from `init` (`gpt train --init`: a path
+    /// relative to the working folder or a known model name) whatever `model.init` says.
+    pub fn from_file_init(path: &Path, init: Option<&str>) -> Result<TrainConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut c: TrainConfig = toml::from_str(&text).map_err(|e| {
             // toml's own Display draws the line in several lines: one line is the rule here.
@@ -195,10 +211,21 @@ impl TrainConfig {
         for f in &mut c.data.files {
             *f = base.join(&*f);
         }
-        if c.data.tokenizer != "char" && !c.data.tokenizer.starts_with("bpe:") {
+        if !c.data.tokenizer.is_empty()
+            && c.data.tokenizer != "char"
+            && !c.data.tokenizer.starts_with("bpe:")
+        {
             c.data.tokenizer = base.join(&c.data.tokenizer).display().to_string();
         }
         c.train.out_dir = base.join(&c.train.out_dir);
+        if let Some(m) = &mut c.model.init {
+            if crate::hub::find(m).is_none() {
+                *m = base.join(&*m).display().to_string();
+            }
+        }
+        if let Some(m) = init {
+            c.model.init = Some(m.to_string());
+        }
         c.validate(&path.display().to_string())?;
         Ok(c)
     }
@@ -212,21 +239,61 @@ impl TrainConfig {
             })
         };
         let m = &self.model;
-        if m.n_layer == 0 || m.n_head == 0 || m.n_embd == 0 || m.block_size == 0 {
+        if m.block_size == 0 {
+            return bad("model.block_size", "must be positive");
+        }
+        if m.init.is_some() {
+            let given = [
+                ("arch", m.arch.is_some()),
+                ("n_layer", m.n_layer > 0),
+                ("n_head", m.n_head > 0),
+                ("n_embd", m.n_embd > 0),
+                ("n_kv_head", m.n_kv_head.is_some()),
+                ("d_ff", m.d_ff.is_some()),
+                ("rope_theta", m.rope_theta.is_some()),
+                ("tie_embeddings", m.tie_embeddings.is_some()),
+            ];
+            if let Some((field, _)) = given.iter().find(|(_, g)| *g) {
+                return bad(
+                    &format!("model.{field}"),
+                    "the shape comes from the model training starts from (model.init or --init): leave it out",
+                );
+            }
+            if !self.data.tokenizer.is_empty() {
+                return bad(
+                    "data.tokenizer",
+                    "training that starts from a model uses its tokenizer: leave it out",
+                );
+            }
+        } else {
+            if self.data.tokenizer.is_empty() {
+                return bad(
+                    "data.tokenizer",
+                    "name one: \"char\", \"bpe:N\" or a folder with tokenizer.json",
+                );
+            }
+            self.validate_shape(&bad)?;
+        }
+        self.validate_loop(&bad)
+    }
+
+    fn validate_shape(&self, bad: &dyn Fn(&str, &str) -> Result<()>) -> Result<()> {
+        let m = &self.model;
+        if m.n_layer == 0 || m.n_head == 0 || m.n_embd == 0 {
             return bad(
                 "model",
-                "n_layer, n_head, n_embd and block_size must be positive",
+                "n_layer, n_head and n_embd must be positive (or name a model to start from: model.init)",
             );
         }
         if !m.n_embd.is_multiple_of(m.n_head) {
             return bad("model.n_head", "must divide n_embd");
         }
-        match m.arch.as_str() {
+        match m.arch() {
             "gpt2" => {
                 if m.n_kv_head.is_some_and(|k| k != m.n_head) || m.rope_theta.is_some() {
                     return bad("model.arch", "gpt2 has neither n_kv_head nor rope_theta");
                 }
-                if !m.tie_embeddings {
+                if !m.tied() {
                     return bad("model.tie_embeddings", "GPT-2 ties its embeddings");
                 }
             }
@@ -255,6 +322,10 @@ impl TrainConfig {
         if m.d_ff == Some(0) {
             return bad("model.d_ff", "must be positive");
         }
+        Ok(())
+    }
+
+    fn validate_loop(&self, bad: &dyn Fn(&str, &str) -> Result<()>) -> Result<()> {
         if self.train.batch_size == 0 || self.train.grad_accum == 0 {
             return bad(
                 "train.batch_size",
@@ -333,15 +404,21 @@ fn batch_rng(seed: u64, step: usize, micro: usize) -> Rng {
 }
 
 /// Prepares (once) the tokenizer and token files under `out/data`.
+/// `init`: the model the run starts from, whose tokenizer it uses.
 fn prepare_data(
     c: &TrainConfig,
+    init: Option<&Path>,
     obs: &mut dyn TrainObserver,
-) -> Result<(Tokenizer, PathBuf, TokenFile, TokenFile)> {
+) -> Result<(Tokenizer, TokenizerFiles, TokenFile, TokenFile)> {
     let dir = c.train.out_dir.join("data");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let tok_path = dir.join("tokenizer.json");
     let stamp_path = dir.join("source.json");
-    let stamp = serde_json::to_string(&serde_json::json!({"files": c.data.files, "tokenizer": c.data.tokenizer, "val_fraction": c.data.val_fraction}))
+    let tokenizer = match init {
+        Some(p) => format!("the tokenizer of {}", p.display()),
+        None => c.data.tokenizer.clone(),
+    };
+    let stamp = serde_json::to_string(&serde_json::json!({"files": c.data.files, "tokenizer": tokenizer, "val_fraction": c.data.val_fraction}))
         .unwrap_or_default();
     let fresh = std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str())
         && dir.join("train.bin").exists()
@@ -349,7 +426,10 @@ fn prepare_data(
         && tok_path.exists();
     if !fresh {
         let given = Path::new(&c.data.tokenizer).join("tokenizer.json");
-        if c.data.tokenizer == "char" {
+        let _ = std::fs::remove_file(dir.join("tokenizer_config.json"));
+        if let Some(model) = init {
+            super::init::write_tokenizer(model, &dir)?;
+        } else if c.data.tokenizer == "char" {
             write_tokenizer_json(&char_tokenizer_spec(&c.data.files)?, &tok_path)?;
         } else if let Some(n) = c.data.tokenizer.strip_prefix("bpe:") {
             let n: usize = n.parse().map_err(|_| {
@@ -394,7 +474,8 @@ fn prepare_data(
     let tok = Tokenizer::from_tokenizer_json(&tok_path)?;
     let train = TokenFile::open(&dir.join("train.bin"))?;
     let val = TokenFile::open(&dir.join("val.bin"))?;
-    Ok((tok, tok_path, train, val))
+    let files = TokenizerFiles::new(&dir, &tok);
+    Ok((tok, files, train, val))
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -461,10 +542,39 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
             )));
         }
     }
-    let (tok, tok_path, train_data, val_data) = prepare_data(c, obs)?;
+    let init = c
+        .model
+        .init
+        .as_deref()
+        .map(|m| crate::hub::resolve(m, &mut |w, d, t| obs.progress(w, d, t)))
+        .transpose()?;
+    let (tok, tok_files, train_data, val_data) = prepare_data(c, init.as_deref(), obs)?;
     let m = &c.model;
-    let config = m.config(tok.vocab_size());
-    let layout = crate::model::params::layout(&config, m.tie_embeddings)?;
+    let (config, layout) = match &init {
+        Some(path) => super::init::shape(path)?,
+        None => {
+            let config = m.config(tok.vocab_size());
+            let layout = crate::model::params::layout(&config, m.tied())?;
+            (config, layout)
+        }
+    };
+    if tok.vocab_size() > config.vocab_size {
+        return Err(Error::Invalid(format!(
+            "the tokenizer has {} tokens but the model's vocabulary is {}",
+            tok.vocab_size(),
+            config.vocab_size
+        )));
+    }
+    if init.is_some() && m.block_size > config.context_length {
+        return Err(Error::Field {
+            file: "the training config".into(),
+            field: "model.block_size".into(),
+            msg: format!(
+                "{} is longer than the model's context ({} tokens)",
+                m.block_size, config.context_length
+            ),
+        });
+    }
     let adamw = AdamWConfig {
         beta1: t0.beta1,
         beta2: t0.beta2,
@@ -478,7 +588,9 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
         .flatten()
     {
         Some(ck) => {
-            if ck.config != config || ck.params.specs != layout {
+            // A run from a model keeps that model's config; its checkpoint's config.json, read
+            // back, may spell it otherwise (the shape is what must agree).
+            if (init.is_none() && ck.config != config) || ck.params.specs != layout {
                 return Err(Error::Invalid(format!(
                     "the checkpoint in {} has another model shape than the config",
                     ck.dir.display()
@@ -503,7 +615,16 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
             if resume {
                 obs.message("no checkpoint to resume from: starting from scratch");
             }
-            let params = Parameters::init_specs(layout, &config, t0.seed);
+            let params = match &init {
+                Some(path) => {
+                    obs.message(&format!(
+                        "starting from the weights of {} (as f32)",
+                        path.display()
+                    ));
+                    super::init::load(path)?.1
+                }
+                None => Parameters::init_specs(layout, &config, t0.seed),
+            };
             let n = params.len();
             (
                 Training::new(config.clone(), params),
@@ -530,6 +651,12 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
         model.params.len(),
         b * t * t0.grad_accum
     ));
+    if init.is_some() && state.step == 0 && t0.eval_every > 0 {
+        // Where fine-tuning starts from: the model's own validation loss.
+        let v = evaluate(&mut model, &val_data, b, t, t0.eval_batches, t0.seed)?;
+        state.val_losses.push((0, v));
+        obs.eval(0, v);
+    }
     obs.start(state.step, t0.max_steps);
     while state.step < t0.max_steps {
         let step = state.step;
@@ -580,7 +707,7 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
                 &model.params,
                 &opt,
                 &state,
-                &tok_path,
+                &tok_files,
                 t0.keep_checkpoints,
             )?;
             super::loss_curve::write(&t0.out_dir.join("loss.svg"), &state)?;
