@@ -2,9 +2,10 @@
 # What `gpt export` writes, run by llama.cpp itself: `llama-simple` (greedy) on the exported file
 # against `gpt generate --temperature 0` on the same file and on the folder it came from.
 #
-# Models: a character-level GPT-2 and a byte-level BPE GPT-2, each trained here for STEPS steps
-# with `gpt train` (configs/shakespeare-char.toml; a small copy of configs/gutenberg-bpe.toml on
-# Tiny Shakespeare with a 512-token BPE), and the Hugging Face folders of the tiny Llama-family
+# Models: a character-level GPT-2, a byte-level BPE GPT-2 and a character-level Llama (grouped-query
+# attention, untied unembedding), each trained here for STEPS steps with `gpt train`
+# (configs/shakespeare-char.toml; a small copy of configs/gutenberg-bpe.toml on Tiny Shakespeare
+# with a 512-token BPE; configs/shakespeare-char-llama.toml's block), and the Hugging Face folders of the tiny Llama-family
 # fixtures (crates/gpt/tests/fixtures/arch/{llama,llama31,qwen2,qwen3}/hf, made by transformers).
 # llama-simple comes from bench/llama_cpp_build.sh. Never in CI.
 #
@@ -21,9 +22,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 shakespeare="$root/crates/gpt/tests/fixtures/tinyshakespeare/input.txt"
 
-train() { # name tokenizer
+train() { # name tokenizer [extra model keys]
   cat > "$work/$1.toml" <<TOML
 [model]
+${3:-}
 n_layer = 4
 n_head = 4
 n_embd = 128
@@ -48,7 +50,12 @@ TOML
   echo "$work/$1/latest"
 }
 
-folders=("char:$(train char char):ROMEO:" "bpe:$(train bpe bpe:512):ROMEO:")
+llama_keys='arch = "llama"
+n_kv_head = 2
+d_ff = 352
+tie_embeddings = false'
+folders=("char:$(train char char):ROMEO:" "bpe:$(train bpe bpe:512):ROMEO:"
+  "llama-char:$(train llama-char char "$llama_keys"):ROMEO:")
 for a in llama llama31 qwen2 qwen3; do
   folders+=("$a:$root/crates/gpt/tests/fixtures/arch/$a/hf:The")
 done

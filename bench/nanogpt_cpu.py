@@ -4,9 +4,12 @@ The same architecture as gpt-rs's GPT-2 (learned positions, LayerNorm, GELU tanh
 unembedding, no dropout), AdamW, character-level Tiny Shakespeare batches drawn at random.
 Usage: python nanogpt_cpu.py CORPUS --steps N --threads T [--n-layer 4 --n-head 4 --n-embd 128
 --block-size 64 --batch-size 12]. Prints one JSON line with tokens/s (after 5 warm-up steps).
+Under `torchrun --nproc_per_node N` it is PyTorch's DistributedDataParallel over gloo: each rank
+takes batch-size / N sequences of every global batch (rank 0 prints the global tokens/s).
 """
-import argparse, json, math, time
+import argparse, json, math, os, time
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -61,12 +64,18 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.view(-1, V), targets.view(-1))
 
 
+world = int(os.environ.get("WORLD_SIZE", "1"))
+rank = int(os.environ.get("RANK", "0"))
 model = GPT()
+if world > 1:
+    dist.init_process_group("gloo")
+    model = torch.nn.parallel.DistributedDataParallel(model)
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+local_b = B // world
 
 
 def step():
-    ix = torch.randint(len(data) - T, (B,))
+    ix = torch.randint(len(data) - T, (local_b,))
     x = torch.stack([data[i : i + T] for i in ix])
     y = torch.stack([data[i + 1 : i + 1 + T] for i in ix])
     loss = model(x, y)
@@ -83,5 +92,9 @@ t0 = time.perf_counter()
 for _ in range(a.steps):
     loss = step()
 dt = time.perf_counter() - t0
-print(json.dumps({"engine": "pytorch", "torch": torch.__version__, "threads": a.threads,
-                  "steps": a.steps, "tokens_per_s": a.steps * B * T / dt, "ms_per_step": 1000 * dt / a.steps}))
+if rank == 0:
+    print(json.dumps({"engine": "pytorch", "torch": torch.__version__, "threads": a.threads,
+                      "ranks": world, "steps": a.steps, "tokens_per_s": a.steps * local_b * world * T / dt,
+                      "ms_per_step": 1000 * dt / a.steps}))
+if world > 1:
+    dist.destroy_process_group()

@@ -14,7 +14,6 @@ use super::params::Parameters;
 use super::transformer::{Logits, Transformer};
 use crate::infer::kv_cache::KvCache;
 use crate::{Error, Result};
-use std::collections::HashMap;
 
 /// What one block's forward pass keeps for the backward pass; rows are the N = B * T positions
 /// of the batch.
@@ -62,24 +61,25 @@ impl Tape {
     }
 }
 
-/// Gradients by the name the model's tensor has (its GGUF name: `blk.0.attn_q.weight`), summed
-/// into the parameter buffer once the backward pass is done.
-#[derive(Debug, Default)]
-struct Grads {
-    by_name: HashMap<String, Vec<f32>>,
+/// The gradient buffer seen by the name the model's tensor has (its GGUF name:
+/// `blk.0.attn_q.weight`): each op's backward accumulates into its parameter's place directly.
+struct Grads<'a> {
+    config: &'a Config,
+    params: &'a Parameters,
+    buf: &'a mut [f32],
 }
 
-impl Grads {
-    fn entry(&mut self, name: &str, len: usize) -> &mut [f32] {
-        self.by_name
-            .entry(name.to_string())
-            .or_insert_with(|| vec![0.0; len])
+impl Grads<'_> {
+    fn entry(&mut self, name: &str, len: usize) -> Result<&mut [f32]> {
+        let range = self.params.locate(self.config, name, len)?;
+        Ok(&mut self.buf[range])
     }
 
-    fn add(&mut self, name: &str, g: &[f32]) {
-        for (a, b) in self.entry(name, g.len()).iter_mut().zip(g) {
+    fn add(&mut self, name: &str, g: &[f32]) -> Result<()> {
+        for (a, b) in self.entry(name, g.len())?.iter_mut().zip(g) {
             *a += b;
         }
+        Ok(())
     }
 }
 
@@ -129,6 +129,8 @@ impl Training {
                 c.vocab_size
             )));
         }
+        // The last batch's tape goes first, so that its memory serves this one's.
+        self.last = None;
         let model = Transformer::from_params(c, &self.params)?;
         trainable(&model)?;
         let mut caches: Vec<KvCache> = (0..b).map(|_| model.new_cache()).collect();
@@ -175,17 +177,14 @@ impl Training {
         })?;
         let mut dlogits = vec![0f32; last.probs.len()];
         cross_entropy_backward(&last.probs, &last.targets, &mut dlogits);
-        let mut g = Grads::default();
         // The same model as the forward pass's, over the same (unchanged) parameters.
         let model = Transformer::from_params(&self.config, &self.params)?;
-        backward(&model, &last.tape, &dlogits, &last.inputs, last.t, &mut g)?;
-        for (name, values) in g.by_name {
-            let range = self.params.locate(&self.config, &name, values.len())?;
-            for (a, b) in self.grads.data[range].iter_mut().zip(&values) {
-                *a += b;
-            }
-        }
-        Ok(())
+        let mut g = Grads {
+            config: &self.config,
+            params: &self.params,
+            buf: &mut self.grads.data,
+        };
+        backward(&model, &last.tape, &dlogits, &last.inputs, last.t, &mut g)
     }
 }
 
@@ -229,20 +228,27 @@ fn linear_grad(l: &Linear, dy: &[f32], x: &[f32], dx: &mut [f32], g: &mut Grads)
     let w = f32s(l)?;
     let name = &l.weight.name;
     let mut db = l.bias.as_ref().map(|b| vec![0f32; b.len()]);
-    let dw = g.entry(name, w.len());
+    let dw = g.entry(name, w.len())?;
     linear_backward(dy, x, w, l.out_features(), dx, dw, db.as_deref_mut());
     if let Some(db) = db {
-        g.add(&name.replace(".weight", ".bias"), &db);
+        g.add(&name.replace(".weight", ".bias"), &db)?;
     }
     Ok(())
 }
 
 /// A norm's backward: dx (N, C) += d norm(x) / dx · dy; the gain (and bias) gradients into `g`
 /// as `{name}.weight` (and `.bias`).
-fn norm_grad(norm: &Norm, name: &str, dy: &[f32], x: &[f32], dx: &mut [f32], g: &mut Grads) {
+fn norm_grad(
+    norm: &Norm,
+    name: &str,
+    dy: &[f32],
+    x: &[f32],
+    dx: &mut [f32],
+    g: &mut Grads,
+) -> Result<()> {
     match norm {
         Norm::Rms { weight, eps } => {
-            let dw = g.entry(&format!("{name}.weight"), weight.len());
+            let dw = g.entry(&format!("{name}.weight"), weight.len())?;
             rms_norm_backward(dy, x, weight, *eps, dx, dw);
         }
         Norm::Layer { weight, bias, eps } => {
@@ -253,10 +259,11 @@ fn norm_grad(norm: &Norm, name: &str, dy: &[f32], x: &[f32], dx: &mut [f32], g: 
             layer_norm_forward(x, weight, bias, *eps, &mut y, &mut mean, &mut rstd);
             let (mut dw, mut db) = (vec![0f32; c], vec![0f32; c]);
             layer_norm_backward(dy, x, weight, &mean, &rstd, dx, &mut dw, &mut db);
-            g.add(&format!("{name}.weight"), &dw);
-            g.add(&format!("{name}.bias"), &db);
+            g.add(&format!("{name}.weight"), &dw)?;
+            g.add(&format!("{name}.bias"), &db)?;
         }
     }
+    Ok(())
 }
 
 /// The backward pass of a training forward pass over B sequences of `t` tokens (`ids`, N),
@@ -282,7 +289,7 @@ fn backward(
         &tape.x_final,
         &mut dres,
         g,
-    );
+    )?;
     for (l, (block, lt)) in m.blocks.iter().zip(&tape.layers).enumerate().rev() {
         // x_out = x_mid + mlp(norm2(x_mid)): the MLP branch, then its norm.
         let mut dh2 = vec![0f32; n * d];
@@ -310,7 +317,7 @@ fn backward(
             &lt.x_mid,
             &mut dres,
             g,
-        );
+        )?;
 
         // x_mid = x + attn(norm1(x)): the attention branch, then its norm.
         let a = &block.attn;
@@ -368,18 +375,18 @@ fn backward(
             &lt.x,
             &mut dres,
             g,
-        );
+        )?;
     }
     // Each position's gradient flows into its token's row (and its position's).
     let emb = &m.token_embedding.table;
     let rows: Vec<usize> = ids.iter().map(|&id| id as usize).collect();
-    embedding_backward(&dres, &rows, g.entry(&emb.name, emb.rows * d));
+    embedding_backward(&dres, &rows, g.entry(&emb.name, emb.rows * d)?);
     if let Some(pe) = &m.position_embedding {
         let positions: Vec<usize> = (0..n).map(|r| r % t).collect();
         embedding_backward(
             &dres,
             &positions,
-            g.entry(&pe.table.name, pe.table.rows * d),
+            g.entry(&pe.table.name, pe.table.rows * d)?,
         );
     }
     Ok(())

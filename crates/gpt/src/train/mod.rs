@@ -4,6 +4,7 @@
 pub mod adamw;
 pub mod checkpoint;
 pub mod data;
+pub mod distributed;
 pub mod init;
 pub mod loss_curve;
 pub mod schedule;

@@ -5,6 +5,7 @@
 use super::adamw::{clip_grad_norm, AdamW, AdamWConfig};
 use super::checkpoint::{self, TokenizerFiles, TrainState};
 use super::data::{self, TokenFile};
+use super::distributed::{rows, Collective, SingleProcess};
 use super::schedule::Schedule;
 use crate::infer::sampling::Rng;
 use crate::model::config::{Arch, Config};
@@ -530,9 +531,29 @@ pub enum Start {
     Resume,
 }
 
-/// Runs (or continues) the training described by `c`. Returns the final state.
+/// Runs (or continues) the training described by `c` in this process. Returns the final state.
 pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result<TrainState> {
+    run_on(c, start, obs, &SingleProcess)
+}
+
+/// [`run`] as one rank of a data-parallel run over `comm` ([`super::distributed`]): this rank
+/// takes its rows of every global batch; rank 0 evaluates, samples and writes checkpoints (its
+/// state is the run's). Any number of ranks continues a run's checkpoint.
+pub fn run_on(
+    c: &TrainConfig,
+    start: Start,
+    obs: &mut dyn TrainObserver,
+    comm: &dyn Collective,
+) -> Result<TrainState> {
     let t0 = c.train.clone();
+    let leader = comm.rank() == 0;
+    if t0.batch_size < comm.size() {
+        return Err(Error::Invalid(format!(
+            "train.batch_size is {} but the run has {} ranks: each rank needs at least one sequence of every batch",
+            t0.batch_size,
+            comm.size()
+        )));
+    }
     let resume = start == Start::Resume;
     if start == Start::New {
         if let Some(what) = checkpoint::existing(&t0.out_dir) {
@@ -542,13 +563,23 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
             )));
         }
     }
-    let init = c
-        .model
-        .init
-        .as_deref()
-        .map(|m| crate::hub::resolve(m, &mut |w, d, t| obs.progress(w, d, t)))
-        .transpose()?;
-    let (tok, tok_files, train_data, val_data) = prepare_data(c, init.as_deref(), obs)?;
+    // Rank 0 fetches the model and writes the token files; the others read what it wrote.
+    let prepare = |obs: &mut dyn TrainObserver| -> Result<_> {
+        let init = c
+            .model
+            .init
+            .as_deref()
+            .map(|m| crate::hub::resolve(m, &mut |w, d, t| obs.progress(w, d, t)))
+            .transpose()?;
+        let data = prepare_data(c, init.as_deref(), obs)?;
+        Ok((init, data))
+    };
+    let prepared = if leader { Some(prepare(obs)?) } else { None };
+    comm.barrier();
+    let (init, (tok, tok_files, train_data, val_data)) = match prepared {
+        Some(p) => p,
+        None => prepare(obs)?,
+    };
     let m = &c.model;
     let (config, layout) = match &init {
         Some(path) => super::init::shape(path)?,
@@ -582,7 +613,8 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
         weight_decay: t0.weight_decay,
         decay_all: false,
     };
-    let (mut model, mut opt, mut state) = match resume
+    // Only rank 0 reads the checkpoint or the model's weights: the others get them from it.
+    let (mut model, mut opt, mut state) = match (leader && resume)
         .then(|| checkpoint::load_latest(&t0.out_dir))
         .transpose()?
         .flatten()
@@ -616,6 +648,7 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
                 obs.message("no checkpoint to resume from: starting from scratch");
             }
             let params = match &init {
+                _ if !leader => Parameters::with_specs(layout),
                 Some(path) => {
                     obs.message(&format!(
                         "starting from the weights of {} (as f32)",
@@ -638,7 +671,19 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
             )
         }
     };
-    let mut workers = DataParallel::new(&model, t0.batch_size)?;
+    if comm.size() > 1 {
+        // Rank 0's weights, optimizer state and step to every rank (as PyTorch's DDP sends its
+        // state at the start): every rank starts from the same bits, and a resume needs the
+        // checkpoint on rank 0's machine only.
+        comm.broadcast(bytemuck::cast_slice_mut(&mut model.params.data[..]));
+        comm.broadcast(bytemuck::cast_slice_mut(&mut opt.m[..]));
+        comm.broadcast(bytemuck::cast_slice_mut(&mut opt.v[..]));
+        let mut head = [opt.t, state.step as u64];
+        comm.broadcast(bytemuck::cast_slice_mut(&mut head[..]));
+        (opt.t, state.step) = (head[0], head[1] as usize);
+    }
+    let (lo, hi) = rows(t0.batch_size, comm.rank(), comm.size());
+    let mut workers = DataParallel::new(&model, hi - lo)?;
     let schedule = Schedule {
         max_lr: t0.learning_rate,
         min_lr: t0.min_lr,
@@ -651,7 +696,7 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
         model.params.len(),
         b * t * t0.grad_accum
     ));
-    if init.is_some() && state.step == 0 && t0.eval_every > 0 {
+    if leader && init.is_some() && state.step == 0 && t0.eval_every > 0 {
         // Where fine-tuning starts from: the model's own validation loss.
         let v = evaluate(&mut model, &val_data, b, t, t0.eval_batches, t0.seed)?;
         state.val_losses.push((0, v));
@@ -665,20 +710,31 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
         model.zero_grad();
         let mut loss = 0f32;
         for micro in 0..t0.grad_accum {
+            // The global batch; this rank's rows of it.
             let (x, y) = train_data.batch(b, t, &mut batch_rng(t0.seed, step, micro))?;
-            loss += workers.forward_backward(&mut model, &x, &y, b, t)?;
+            let (x, y) = (&x[lo * t..hi * t], &y[lo * t..hi * t]);
+            loss += workers.forward_backward(&mut model, x, y, hi - lo, t)?;
         }
         loss /= t0.grad_accum as f32;
+        if t0.grad_accum > 1 {
+            let s = 1.0 / t0.grad_accum as f32;
+            model.grads.data.iter_mut().for_each(|g| *g *= s);
+        }
+        if comm.size() > 1 {
+            // Each rank's loss and gradient are means over its rows: weighted by its share of
+            // the batch, their sum over ranks is the batch's mean (as DataParallel sums threads).
+            let share = (hi - lo) as f32 / b as f32;
+            model.grads.data.iter_mut().for_each(|g| *g *= share);
+            let mut l = [loss * share];
+            comm.sum_in_rank_order(&mut [&mut model.grads.data[..], &mut l[..]])?;
+            loss = l[0];
+        }
         if !loss.is_finite() {
             // Diverged: stop before a NaN reaches the weights or a checkpoint.
             return Err(Error::Invalid(format!(
                 "step {}: the loss is {loss}: training diverged (lower train.learning_rate or set train.grad_clip); the last checkpoint is intact",
                 step + 1
             )));
-        }
-        if t0.grad_accum > 1 {
-            let s = 1.0 / t0.grad_accum as f32;
-            model.grads.data.iter_mut().for_each(|g| *g *= s);
         }
         if t0.grad_clip > 0.0 {
             clip_grad_norm(&mut model.grads, t0.grad_clip);
@@ -689,18 +745,18 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
         let tps = (b * t * t0.grad_accum) as f64 / started.elapsed().as_secs_f64();
         obs.step(state.step, loss, lr, tps);
         let last = state.step == t0.max_steps;
-        if t0.eval_every > 0 && (state.step % t0.eval_every == 0 || last) {
+        if leader && t0.eval_every > 0 && (state.step % t0.eval_every == 0 || last) {
             let v = evaluate(&mut model, &val_data, b, t, t0.eval_batches, t0.seed)?;
             state.val_losses.push((state.step, v));
             obs.eval(state.step, v);
         }
-        if t0.sample_every > 0 && (state.step % t0.sample_every == 0 || last) {
+        if leader && t0.sample_every > 0 && (state.step % t0.sample_every == 0 || last) {
             obs.sample(
                 state.step,
                 &sample(&config, &model.params, &tok, t0.sample_tokens, t0.seed)?,
             );
         }
-        if t0.checkpoint_every > 0 && (state.step % t0.checkpoint_every == 0 || last) {
+        if leader && t0.checkpoint_every > 0 && (state.step % t0.checkpoint_every == 0 || last) {
             let dir = checkpoint::save(
                 &t0.out_dir,
                 &config,
@@ -717,7 +773,9 @@ pub fn run(c: &TrainConfig, start: Start, obs: &mut dyn TrainObserver) -> Result
             break;
         }
     }
-    super::loss_curve::write(&t0.out_dir.join("loss.svg"), &state)?;
+    if leader {
+        super::loss_curve::write(&t0.out_dir.join("loss.svg"), &state)?;
+    }
     Ok(state)
 }
 
@@ -806,14 +864,14 @@ impl DataParallel {
             return Ok(loss);
         }
         let k = self.replicas.len();
-        let rows = |i: usize| (i * b / k, (i + 1) * b / k); // sequences [lo, hi) of replica i
+        let part = |i: usize| rows(b, i, k); // sequences [lo, hi) of replica i
         let params = &model.params.data;
         let losses: Vec<Result<f32>> = self
             .replicas
             .par_iter_mut()
             .enumerate()
             .map(|(i, (r, pool))| {
-                let (lo, hi) = rows(i);
+                let (lo, hi) = part(i);
                 pool.install(|| {
                     r.params.data.copy_from_slice(params);
                     r.zero_grad();
@@ -825,7 +883,7 @@ impl DataParallel {
             .collect();
         let mut total = 0f32;
         for (i, (loss, (r, _))) in losses.into_iter().zip(&self.replicas).enumerate() {
-            let (lo, hi) = rows(i);
+            let (lo, hi) = part(i);
             let share = (hi - lo) as f32 / b as f32; // each replica's loss is a mean over its rows
             total += loss? * share;
             model
