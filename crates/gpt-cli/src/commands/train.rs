@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  gpt train configs/shakespeare-char.toml\n  gpt train configs/shakespeare-char.toml --resume\n  gpt generate \"ROMEO:\" --model out/shakespeare-char/latest\n\nThe config names the model size, the data (text files and a tokenizer: \"char\", or a folder\nwith tokenizer.json or encoder.json + vocab.bpe), and the loop (batch, steps, learning rate,\nevaluation, samples, checkpoints). Paths in it are relative to its own folder. Checkpoints are\nHugging Face GPT-2 folders under OUT/checkpoints; OUT/latest links to the newest; OUT/loss.svg\nis the loss curve."
+    after_help = "Examples:\n  gpt train configs/shakespeare-char.toml\n  gpt train configs/shakespeare-char.toml --resume\n  gpt generate \"ROMEO:\" --model out/shakespeare-char/latest\n  gpt train configs/finetune-smollm2-shakespeare.toml   (from the default model)\n  mpirun -np 2 gpt train CONFIG   (built with --features mpi)\n\nThe config names the model size, the data (text files and a tokenizer: \"char\", or a folder\nwith tokenizer.json or encoder.json + vocab.bpe), and the loop (batch, steps, learning rate,\nevaluation, samples, checkpoints). Paths in it are relative to its own folder. Checkpoints are\nHugging Face folders of the model's architecture under OUT/checkpoints; OUT/latest links to the newest; OUT/loss.svg\nis the loss curve."
 )]
 pub struct Args {
     pub config: PathBuf,

@@ -849,7 +849,10 @@ impl DataParallel {
         let replicas = (0..if n > 1 { n } else { 0 })
             .map(|_| {
                 let params = Parameters::zeros_like(&model.params);
-                Ok((Training::new(model.config.clone(), params), one_thread_pool()?))
+                Ok((
+                    Training::new(model.config.clone(), params),
+                    one_thread_pool()?,
+                ))
             })
             .collect::<Result<_>>()?;
         Ok(DataParallel {
