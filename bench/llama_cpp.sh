@@ -7,7 +7,8 @@
 # Never in CI.
 #
 # Usage: bench/llama_cpp.sh [MODEL.gguf] [THREADS...]   (default: the default model; 1 and 2 threads)
-# Prints both engines' pp128 and tg128 tokens/s, the ratio gpt-rs / llama.cpp (ROUNDS=N: see below)
+# PROMPT=N sets the prompt length (default 128; tg is always 128 tokens).
+# Prints both engines' ppN and tg128 tokens/s, the ratio gpt-rs / llama.cpp (ROUNDS=N: see below)
 # and both peak RSS figures (llama-bench's whole run; `gpt bench`'s, read before its copy test).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -24,11 +25,12 @@ threads="${*:-1 2}"
 # ROUNDS=N repeats each pair of runs N times, alternating the engines, and ends with the median
 # of each ratio: on a shared machine a burst of load hits one run, not the comparison.
 rounds="${ROUNDS:-1}"
+prompt="${PROMPT:-128}"
 for t in $threads; do
   ratios=()
   for _ in $(seq "$rounds"); do
     # llama-bench's peak RSS from its rusage (KiB), through python: /usr/bin/time is not everywhere.
-    ll=$(python3 - "$build/bin/llama-bench" -m "$model" -t "$t" -p 128 -n 128 -r 3 -o json <<'PY'
+    ll=$(python3 - "$build/bin/llama-bench" -m "$model" -t "$t" -p "$prompt" -n 128 -r 3 -o json <<'PY'
 import json, resource, subprocess, sys
 out = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True).stdout
 rows = json.loads(out)
@@ -38,17 +40,17 @@ PY
 )
     ll_pp=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print([r["avg_ts"] for r in d if r["n_prompt"]>0][0])' <<<"$ll")
     ll_tg=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print([r["avg_ts"] for r in d if r["n_gen"]>0][0])' <<<"$ll")
-    ours=$("$gpt" bench --model "$model" --threads "$t" -p 128 -g 128 -r 3 --json)
+    ours=$("$gpt" bench --model "$model" --threads "$t" -p "$prompt" -g 128 -r 3 --json)
     our_pp=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["pp_tokens_per_s"])' <<<"$ours")
     our_tg=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["tg_tokens_per_s"])' <<<"$ours")
     ll_rss=$(python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["peak_rss_bytes"])' <<<"$ll")
     our_rss=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["peak_rss_bytes"])' <<<"$ours")
     ratios+=("$ll_pp,$ll_tg,$our_pp,$our_tg")
-    python3 - "$t" "$ll_pp" "$ll_tg" "$our_pp" "$our_tg" "$ll_rss" "$our_rss" <<'PY'
+    python3 - "$t" "$prompt" "$ll_pp" "$ll_tg" "$our_pp" "$our_tg" "$ll_rss" "$our_rss" <<'PY'
 import sys
-t, lp, lt, op, ot, lr, orr = sys.argv[1], *map(float, sys.argv[2:])
+t, n, lp, lt, op, ot, lr, orr = sys.argv[1], sys.argv[2], *map(float, sys.argv[3:])
 mib = 2**20
-print(f"threads={t}: llama.cpp pp128 {lp:8.1f} tg128 {lt:7.1f} | gpt-rs pp128 {op:8.1f} tg128 {ot:7.1f} | ratio pp {op/lp:5.2f}x tg {ot/lt:5.2f}x | peak RSS llama.cpp {lr/mib:.0f} MiB gpt-rs {orr/mib:.0f} MiB")
+print(f"threads={t}: llama.cpp pp{n} {lp:8.1f} tg128 {lt:7.1f} | gpt-rs pp{n} {op:8.1f} tg128 {ot:7.1f} | ratio pp {op/lp:5.2f}x tg {ot/lt:5.2f}x | peak RSS llama.cpp {lr/mib:.0f} MiB gpt-rs {orr/mib:.0f} MiB")
 PY
   done
   if [ "$rounds" -gt 1 ]; then

@@ -6,14 +6,15 @@
 # 2. Its step-10 checkpoint, resumed by 1 process and by 3 ranks, continues it: 1 process gives the
 #    same losses bit for bit; 3 ranks split the batch otherwise (other float sums): within 1e-4.
 # 3. A rank killed mid-run ends the whole run (mpirun says which rank), and the last checkpoint
-#    still loads.
+#    still loads; a rank that fails ends the launch with its error.
 #
 # Usage: scripts/mpi_check.sh GPT   (a gpt built with `--features mpi`; mpirun on the PATH)
 set -euo pipefail
 gpt=$(realpath "${1:?usage: scripts/mpi_check.sh PATH-TO-GPT-BUILT-WITH-MPI}")
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+launcher=""
+trap '[ -z "$launcher" ] || kill "$launcher" 2>/dev/null; rm -rf "$work"' EXIT
 mpirun=(mpirun --allow-run-as-root --oversubscribe)
 failed=0
 check() { # what, command...
@@ -61,10 +62,15 @@ sys.exit(0 if (worst == 0 if tol == 0 else worst <= tol) else 1)
 PY
 }
 
+run() { # log command...: runs it, showing its log if it fails
+  local log=$1; shift
+  "$@" >"$log" 2>&1 || { cat "$log"; echo "FAILED: $*"; exit 1; }
+}
+
 config single 20
-"$gpt" train "$work/single.toml" -t 2 >"$work/single.log" 2>&1
+run "$work/single.log" "$gpt" train "$work/single.toml" -t 2
 config two 20
-"${mpirun[@]}" -np 2 "$gpt" train "$work/two.toml" -t 1 >"$work/two.log" 2>&1
+run "$work/two.log" "${mpirun[@]}" -np 2 "$gpt" train "$work/two.toml" -t 1
 grep -q "2 ranks, 1 threads each" "$work/two.log" || { cat "$work/two.log"; echo "FAILED: not 2 ranks"; exit 1; }
 check "2 ranks x 1 thread = 1 process x 2 threads, 20 steps, bit for bit" \
   same_losses "$work/two/latest/train_state.json" "$work/single/latest/train_state.json" 0
@@ -77,10 +83,10 @@ for n in 1 3; do
   cp -r "$work/two/data" "$work/resume$n/"
   ln -s checkpoints/step-000010 "$work/resume$n/latest"
   if [ "$n" = 1 ]; then
-    "$gpt" train "$work/resume$n.toml" --resume -t 2 >"$work/resume$n.log" 2>&1
+    run "$work/resume$n.log" "$gpt" train "$work/resume$n.toml" --resume -t 2
     tol=0
   else
-    "${mpirun[@]}" -np "$n" "$gpt" train "$work/resume$n.toml" --resume -t 1 >"$work/resume$n.log" 2>&1
+    run "$work/resume$n.log" "${mpirun[@]}" -np "$n" "$gpt" train "$work/resume$n.toml" --resume -t 1
     tol=1e-4
   fi
   check "the 2-rank run's step 10 resumed by $n rank(s) continues it (tolerance $tol)" \
@@ -92,13 +98,23 @@ config killed 100000
 "${mpirun[@]}" -np 2 "$gpt" train "$work/killed.toml" -t 1 >"$work/killed.log" 2>&1 &
 launcher=$!
 for _ in $(seq 600); do [ -e "$work/killed/latest" ] && break; sleep 0.1; done
-victim=$(pgrep -f "gpt train $work/killed.toml" | sort -n | tail -1)
+# The ranks (not mpirun itself, whose command line holds the same words).
+victim=$(pgrep -f "gpt train $work/killed.toml" | grep -vx "$launcher" | sort -n | tail -1 || true)
+[ -n "$victim" ] || { cat "$work/killed.log"; echo "FAILED: no rank to kill"; exit 1; }
 kill -9 "$victim"
 status=0
 wait "$launcher" || status=$?
+launcher=""
 check "the run ends when a rank dies (mpirun's exit status $status)" test "$status" -ne 0
 check "mpirun names the dead rank" grep -m1 "process rank [0-9]* .*exited on signal 9" "$work/killed.log"
 loads() { "$gpt" generate "ROMEO:" --model "$1" --max-tokens 5 --temperature 0 >/dev/null 2>&1; }
 check "the last checkpoint is intact" loads "$work/killed/latest"
+# A rank that fails ends the launch with its error (MPI_Abort), without hanging the others.
+config small 5
+sed -i 's/^batch_size = 8/batch_size = 1/' "$work/small.toml"
+status=0
+timeout 60 "${mpirun[@]}" -np 2 "$gpt" train "$work/small.toml" -t 1 >"$work/small.log" 2>&1 || status=$?
+check "a failing rank ends the launch (exit status $status, not a hang)" test "$status" -ne 0 -a "$status" -ne 124
+check "its error is said" grep -m1 "batch_size is 1 but the run has 2 ranks" "$work/small.log"
 [ "$failed" = 0 ] || { tail -n 20 "$work"/*.log; exit 1; }
 echo "mpi_check: all passed"

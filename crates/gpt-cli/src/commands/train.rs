@@ -101,20 +101,38 @@ struct Silent;
 
 impl TrainObserver for Silent {}
 
-/// The ranks an MPI launcher started on this machine, as its environment says.
-fn local_ranks() -> Option<usize> {
-    [
-        "OMPI_COMM_WORLD_LOCAL_SIZE",
-        "MPI_LOCALNRANKS",
-        "SLURM_NTASKS_PER_NODE",
-    ]
-    .iter()
-    .find_map(|v| std::env::var(v).ok()?.parse().ok())
+/// The first of these environment variables that holds a number.
+fn env_count(vars: &[&str]) -> Option<usize> {
+    vars.iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+}
+
+/// The threads of each rank when --threads does not say: a rank bound to some cores (OpenMPI
+/// binds each of 2 ranks to a core by default) uses them all; unbound ranks share the machine.
+fn threads_per_rank(local_ranks: usize) -> usize {
+    let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: sysconf only reads a system value.
+    let online =
+        usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).unwrap_or(usable);
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let online = usable;
+    if usable < online {
+        usable
+    } else {
+        (usable / local_ranks.max(1)).max(1)
+    }
 }
 
 pub fn run(a: Args) -> Result<()> {
     use gpt::train::distributed::{Collective, SingleProcess};
     keep_freed_memory();
+    let world = env_count(&["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]).filter(|&n| n > 1);
+    if cfg!(not(feature = "mpi")) && world.is_some() {
+        anyhow::bail!(
+            "started by an MPI launcher, but this gpt was built without MPI: build it with `cargo build --release -p gpt-cli --features mpi`"
+        );
+    }
     #[cfg(feature = "mpi")]
     let mpi = gpt::train::distributed::Mpi::join();
     #[cfg(feature = "mpi")]
@@ -124,16 +142,11 @@ pub fn run(a: Args) -> Result<()> {
     };
     #[cfg(not(feature = "mpi"))]
     let comm: &dyn Collective = &SingleProcess;
-    let launched = local_ranks().filter(|&n| n > 1);
-    if cfg!(not(feature = "mpi")) && launched.is_some() {
-        anyhow::bail!(
-            "started by an MPI launcher, but this gpt was built without MPI: build it with `cargo build --release --features mpi`"
-        );
-    }
-    // The ranks on one machine share its cores, unless --threads says otherwise.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    crate::common::init_threads(a.threads.or(launched.map(|n| (cores / n).max(1))));
-    let config = TrainConfig::from_file_init(&a.config, a.init.as_deref())?;
+    let local = env_count(&["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"]);
+    crate::common::init_threads(
+        a.threads
+            .or(world.map(|_| threads_per_rank(local.unwrap_or(1)))),
+    );
     let leader = comm.rank() == 0;
     let mut p = Progress {
         bar: None,
@@ -152,13 +165,18 @@ pub fn run(a: Args) -> Result<()> {
         ));
     }
     let obs: &mut dyn TrainObserver = if leader { &mut p } else { &mut Silent };
-    let state = match trainer::run_on(&config, start, obs, comm) {
-        Ok(s) => s,
-        // The other ranks would wait for this one forever: the launch ends here, for all.
-        Err(e) if comm.size() > 1 => comm.abort(&format!(
-            "error: {e}; the run stops (the last checkpoint is intact)"
-        )),
-        Err(e) => return Err(e.into()),
+    // Any failure of one rank, even a panic, ends the whole launch: the other ranks would wait
+    // for it in a collective forever.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let config = TrainConfig::from_file_init(&a.config, a.init.as_deref())?;
+        trainer::run_on(&config, start, obs, comm)
+    }));
+    let state = match outcome {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) if comm.size() > 1 => comm.abort(&format!("error: {e}")),
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) if comm.size() > 1 => comm.abort("panicked (see above)"),
+        Err(panic) => std::panic::resume_unwind(panic),
     };
     if let Some(b) = &p.bar {
         b.finish();

@@ -722,7 +722,9 @@ pub fn run_on(
         }
         if comm.size() > 1 {
             // Each rank's loss and gradient are means over its rows: weighted by its share of
-            // the batch, their sum over ranks is the batch's mean (as DataParallel sums threads).
+            // the batch, their sum over ranks is the batch's mean (as DataParallel sums threads;
+            // the same float operations in the same order when grad_accum is 1: with more
+            // micro-batches, threads sum per micro-batch and ranks once per step).
             let share = (hi - lo) as f32 / b as f32;
             model.grads.data.iter_mut().for_each(|g| *g *= share);
             let mut l = [loss * share];
@@ -769,7 +771,11 @@ pub fn run_on(
             super::loss_curve::write(&t0.out_dir.join("loss.svg"), &state)?;
             obs.checkpoint(state.step, &dir);
         }
-        if obs.should_stop(state.step) {
+        // Rank 0's observer decides for the run: a rank that left alone would leave the others
+        // waiting in the next step's collective.
+        let mut stop = [u8::from(obs.should_stop(state.step))];
+        comm.broadcast(&mut stop);
+        if stop[0] != 0 {
             break;
         }
     }
