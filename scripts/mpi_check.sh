@@ -16,6 +16,9 @@ work=$(mktemp -d)
 launcher=""
 trap '[ -z "$launcher" ] || kill "$launcher" 2>/dev/null; rm -rf "$work"' EXIT
 mpirun=(mpirun --allow-run-as-root --oversubscribe)
+# OpenMPI wants an ssh or rsh agent even to start ranks on this machine alone; without one, its
+# single-node launcher.
+command -v ssh >/dev/null || command -v rsh >/dev/null || mpirun+=(--mca plm isolated)
 failed=0
 check() { # what, command...
   local what=$1; shift
