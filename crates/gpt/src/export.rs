@@ -205,11 +205,10 @@ fn tokenizer_metadata(dir: &Path) -> Result<Vec<(String, Value)>> {
     let (config, tok_config) = (read_json("config.json"), read_json("tokenizer_config.json"));
     let mut spec = parsed.spec;
     let n = spec.tokens.len();
-    // A special token in tokenizer_config.json is a string or {"content": ...}; config.json
-    // gives ids (an id or a list: the first).
+    // tokenizer_config.json names special tokens; config.json gives ids (an id or a list: the
+    // first).
     let id_of = |key: &str| -> Option<u32> {
-        let t = &tok_config[format!("{key}_token")];
-        let text = t.as_str().or_else(|| t["content"].as_str());
+        let text = crate::tokenizer::io::special_token_text(&tok_config, &format!("{key}_token"));
         let by_text = text.and_then(|s| spec.tokens.iter().position(|x| x == s));
         let v = &config[format!("{key}_token_id")];
         let by_id = v.as_u64().or_else(|| v[0].as_u64()).map(|i| i as usize);

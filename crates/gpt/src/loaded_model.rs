@@ -131,11 +131,8 @@ impl LoadedModel {
         if let Some(e) = tokenizer.eos_id().filter(|e| !stop_ids.contains(e)) {
             stop_ids.push(e);
         }
-        // A special token in tokenizer_config.json is a string or {"content": ...}.
         let token_text = |k: &str| -> String {
-            let v = &tok_config[k];
-            v.as_str()
-                .or_else(|| v["content"].as_str())
+            crate::tokenizer::io::special_token_text(&tok_config, k)
                 .unwrap_or_default()
                 .to_string()
         };

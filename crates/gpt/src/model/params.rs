@@ -327,12 +327,10 @@ impl Parameters {
     /// Every parameter must come from the file; a tensor with no place here is an error.
     pub fn from_gguf(g: &crate::formats::gguf::GgufFile) -> Result<(Config, Parameters)> {
         use super::arch::Positions;
-        use super::config::Arch;
         use super::rope::{adjacent_to_halves, RopePairs};
         let mut c = Config::from_gguf(g)?;
         let has_output = g.tensor_info("output.weight").is_some();
-        // GPT-2 ties its unembedding; llama.cpp's converter writes it out as output.weight too.
-        let tied = c.arch == Arch::Gpt2 || !has_output;
+        let tied = gguf_ties(&c, g);
         let mut p = Parameters::with_specs(layout(&c, tied)?);
         let adjacent = matches!(
             c.arch.spec().positions,
@@ -465,6 +463,13 @@ impl Parameters {
             })
             .map(|s| s.name.as_str())
     }
+}
+
+/// Whether training's layout of this GGUF model ties the unembedding to the token embedding:
+/// GPT-2 always (llama.cpp's converter writes a copy as output.weight), others when the file has
+/// no output.weight.
+pub fn gguf_ties(c: &Config, g: &crate::formats::gguf::GgufFile) -> bool {
+    c.arch == super::config::Arch::Gpt2 || g.tensor_info("output.weight").is_none()
 }
 
 /// x (rows, cols) -> (cols, rows)

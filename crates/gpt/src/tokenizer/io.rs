@@ -614,6 +614,13 @@ fn pre_tokenizer_json(pre: Pretokenizer) -> Value {
     }
 }
 
+/// The text of special token `key` (`"bos_token"`, `"eos_token"`, ...) in a parsed
+/// tokenizer_config.json, which writes it as a string or as `{"content": ...}`.
+pub fn special_token_text<'a>(tokenizer_config: &'a Value, key: &str) -> Option<&'a str> {
+    let v = &tokenizer_config[key];
+    v.as_str().or_else(|| v["content"].as_str())
+}
+
 /// Writes a byte-level BPE as a Hugging Face `tokenizer.json`: model BPE with the vocabulary and
 /// merges ("a b" strings, which every version of `tokenizers` reads), the spec's split pattern
 /// with a ByteLevel pre-tokenizer (`add_prefix_space` false) and a ByteLevel decoder; special

@@ -157,11 +157,7 @@ impl TokenizerFiles {
             .unwrap_or_default();
         let mut special_ids = serde_json::Map::new();
         for (key, id_key) in [("bos_token", "bos_token_id"), ("eos_token", "eos_token_id")] {
-            // A special token in tokenizer_config.json is a string or {"content": ...}.
-            let v = &config[key];
-            if let Some(id) = v
-                .as_str()
-                .or_else(|| v["content"].as_str())
+            if let Some(id) = crate::tokenizer::io::special_token_text(&config, key)
                 .and_then(|t| tok.token_to_id(t))
             {
                 special_ids.insert(id_key.into(), id.into());

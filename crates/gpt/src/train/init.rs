@@ -36,8 +36,7 @@ pub fn shape(path: &Path) -> Result<(Config, Vec<ParamSpec>)> {
     } else {
         let g = GgufFile::open(path)?;
         let c = Config::from_gguf(&g)?;
-        let tied =
-            c.arch == crate::model::config::Arch::Gpt2 || g.tensor_info("output.weight").is_none();
+        let tied = crate::model::params::gguf_ties(&c, &g);
         (c, tied)
     };
     check(path, &config)?;
