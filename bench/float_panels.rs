@@ -2,7 +2,9 @@
 //! one thread, in two shapes: A, dot tiles of 4 tokens x 4 rows (lanes over k, one horizontal sum per
 //! output: the shape of `kernels::x86_64::float_rows`); B, weights packed K-major in 16-row panels,
 //! outputs in lanes, 12 tokens x 2 panels, each token value broadcast into the FMA. B keeps one
-//! sequential FMA chain per output whatever T (batch invariance). Not part of the build:
+//! sequential FMA chain per output whatever T (batch invariance). B is now the float kernel of
+//! gpt-rs (`kernels::x86_64::float_panels_avx512`, weights packed at load); `cargo bench --bench
+//! kernels -- matmul/F32` measures it in place. This file keeps the measured case. Not part of the build:
 //!   rustc -O -C target-cpu=native bench/float_panels.rs -o /tmp/float_panels && /tmp/float_panels
 use std::arch::x86_64::*;
 use std::time::Instant;

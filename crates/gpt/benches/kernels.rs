@@ -6,7 +6,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gpt::kernels::quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, BlockQ8x2, QK};
-use gpt::kernels::{Isa, MatRef, Precision};
+use gpt::kernels::{Isa, MatRef, PackedWeights, Precision};
 use gpt::tensor::DType;
 use half::f16;
 use std::time::{Duration, Instant};
@@ -329,6 +329,12 @@ fn bench_matmul(c: &mut Criterion) {
         (DType::Q8_0, 1536, 576, 64, Precision::Q8),
         (DType::Q4_1, 1536, 576, 64, Precision::F32),
         (DType::F16, 1536, 576, 1, Precision::Fast),
+        (DType::F16, 1536, 576, 64, Precision::Fast),
+        (DType::BF16, 1536, 576, 1, Precision::Fast),
+        (DType::BF16, 1536, 576, 64, Precision::Fast),
+        (DType::F32, 1536, 576, 1, Precision::Fast),
+        (DType::F32, 1536, 576, 64, Precision::Fast),
+        (DType::F32, 576, 1536, 512, Precision::Fast),
         // Gemma 3 270M Q4_K_M's MLP (C = 640, 2048 wide): Q5_0 gate/up, Q4_K or Q6_K down.
         (DType::Q5_0, 2048, 640, 1, Precision::Fast),
         (DType::Q5_0, 2048, 640, 1, Precision::Q8),
@@ -355,7 +361,9 @@ fn bench_matmul(c: &mut Criterion) {
         let mut out = vec![0f32; t * n];
         group.throughput(Throughput::Bytes(w.len() as u64));
         let name = format!("{dtype}/{n}x{k}/T={t}/{precision:?}");
-        let mut run = |isa: Isa, label: &str| {
+        // As a model holds it: repacked at load, where the kernel set has panels for the type.
+        let packed = PackedWeights::new(m, |_| {});
+        let mut run = |isa: Isa, m: MatRef, label: &str| {
             let id = BenchmarkId::new(&name, label);
             group.bench_function(id, |b| {
                 b.iter_custom(|iters| {
@@ -369,11 +377,18 @@ fn bench_matmul(c: &mut Criterion) {
                 })
             });
         };
-        run(isa, isa.name());
+        run(isa, m, isa.name());
+        if let Some(p) = &packed {
+            let mp = MatRef {
+                packed: Some(p),
+                ..m
+            };
+            run(isa, mp, &format!("{}/packed", isa.name()));
+        }
         if (dtype == DType::Q4_1 && n == 1536 || dtype == DType::Q4_K && t == 1)
             && precision == Precision::Fast
         {
-            run(Isa::Reference, Isa::Reference.name());
+            run(Isa::Reference, m, Isa::Reference.name());
         }
         if t == 1 && dtype == DType::Q4_1 && precision == Precision::Fast {
             let id = BenchmarkId::new(&name, format!("{}/outside-pool", isa.name()));

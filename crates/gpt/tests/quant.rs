@@ -701,6 +701,53 @@ fn matmul_of_t_tokens_matches_t_single_token_calls() {
     }
 }
 
+/// Float weights repacked at load (where the kernel set has float panels) run the panel kernel
+/// at every T and precision: each output is the chain of fused multiply-adds over k in order,
+/// [`reference::dot_f32_fused`], bit for bit, in bands of any width and with a partial panel.
+#[test]
+fn packed_float_matmul_is_the_fused_dot_chain() {
+    let mut rng = Rng(17);
+    for (n, k) in [(5, 64), (33, 7), (130, 576), (300, 1536)] {
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let buf = random_weights(&mut rng, dtype, n, k);
+            let w = MatRef::new(dtype, n, k, &buf[1..]);
+            let Some(packed) = PackedWeights::new(w, |_| {}) else {
+                eprintln!(
+                    "{dtype}: no float panels on this CPU ({:?})",
+                    Isa::detected()
+                );
+                continue;
+            };
+            let wp = MatRef {
+                packed: Some(&packed),
+                ..w
+            };
+            let rows: Vec<Vec<f32>> = (0..n)
+                .map(|r| {
+                    let mut row = vec![0f32; k];
+                    w.dequantize_row(r, &mut row);
+                    row
+                })
+                .collect();
+            for precision in [Precision::Fast, Precision::Q8, Precision::F32] {
+                for t in [1, 2, 5, 13, 40] {
+                    let x = rng.vec(t * k, 1.0);
+                    let got = run(Isa::detected(), wp, &x, t, precision);
+                    for (i, &g) in got.iter().enumerate() {
+                        let (ti, r) = (i / n, i % n);
+                        let want = reference::dot_f32_fused(&rows[r], &x[ti * k..(ti + 1) * k]);
+                        assert!(
+                            g.to_bits() == want.to_bits(),
+                            "{dtype} packed {precision:?} ({n}, {k}) T={t} token {ti} row {r}: \
+                             {g} is not the fused chain's {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn matmul_kernel_sets_agree_with_reference() {
     let mut rng = Rng(8);

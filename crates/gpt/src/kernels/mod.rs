@@ -22,9 +22,14 @@
 //!   vpdpbusd adds 4 elements of 16 rows. A matrix that was not repacked is packed per band
 //!   and call for T >= 5. Elsewhere (AVX2, the reference set, Q2_K weights, K-quants at Q8
 //!   precision) row kernels run, one unpacked weight block serving up to 4 tokens.
-//! - Float weights, or [`Precision::F32`]: f32 dots of each row with every token, in register
-//!   tiles of a few tokens x a few rows (f16/bf16 rows widened as they load; quantized rows
-//!   dequantized a few at a time).
+//! - Float weights (F32, F16, BF16): on AVX-512, repacked once at load into K-major panels of 16
+//!   rows in the file's type, which every T reads: each load of 16 rows' weights at one column
+//!   serves a tile of up to 12 tokens, whose values are broadcast inside the FMAs, and each
+//!   output is one FMA chain over k. Elsewhere, and for matrices that were not repacked: f32
+//!   dots of each row with every token, in register tiles of a few tokens x a few rows (f16/bf16
+//!   rows widened as they load).
+//! - [`Precision::F32`] against quantized weights: rows dequantized a few at a time, then the
+//!   float dots above.
 //!
 //! Batch invariance: in the forms a loaded model uses (repacked where the kernel set has
 //! panels, float rows, F32 precision), a token's output is bit for bit the same whatever T and
@@ -129,19 +134,31 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// A quantized weight matrix repacked once, at model load, into the panels that the AVX-512
-/// VNNI kernels read (16 rows in the lanes of a register, see `x86_64.rs`), so that no matmul
-/// repacks it: generation (T = 1) runs on panels too, where one vpdpbusd serves 16 rows instead
-/// of one row kernel step per row. A panel stores its quants in as few bits as the type needs,
-/// and the file's scales: about the size of the rows it holds.
+/// A weight matrix repacked once, at model load, into the panels that the AVX-512 kernels read
+/// (16 rows in the lanes of a register, see `x86_64.rs`), so that no matmul repacks it:
+/// generation (T = 1) runs on panels too. Quantized panels: one vpdpbusd serves 16 rows instead
+/// of one row kernel step per row; they store the quants in as few bits as the type needs, and
+/// the file's scales. Float panels (F32, F16, BF16): the file's values, K-major, so that one
+/// load of 16 rows' weights serves a tile of tokens. Either is about the size of the rows it
+/// holds.
 pub struct PackedWeights {
-    #[cfg(target_arch = "x86_64")]
-    ty: x86_64::PanelType,
     /// The (rows, cols) of the matrix packed.
     shape: (usize, usize),
     #[cfg(target_arch = "x86_64")]
-    panels: Vec<x86_64::Panel>,
+    form: PackedForm,
     bytes: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+enum PackedForm {
+    Quant {
+        ty: x86_64::PanelType,
+        panels: Vec<x86_64::Panel>,
+    },
+    Float {
+        dtype: DType,
+        panels: Vec<x86_64::FloatPanel>,
+    },
 }
 
 impl std::fmt::Debug for PackedWeights {
@@ -152,7 +169,7 @@ impl std::fmt::Debug for PackedWeights {
 
 impl PackedWeights {
     /// `w` repacked for [`Isa::detected`], if that kernel set has panels for its type (the
-    /// quantized types but Q2_K and Q8_K, on AVX-512 VNNI); None otherwise. `packed` is told
+    /// float types and the quantized ones but Q2_K and Q8_K, on AVX-512 VNNI); None otherwise. `packed` is told
     /// each range of w's bytes as soon as it has been packed (so that a caller can let the
     /// pages of a mapped file go while a large matrix is still being packed).
     pub fn new(w: MatRef, packed: impl Fn(Range<usize>)) -> Option<PackedWeights> {
@@ -164,14 +181,17 @@ impl PackedWeights {
         self.bytes
     }
 
-    /// Whether matmuls at `precision` read this packed form (F32 precision reads the rows;
-    /// so does Q8 against K-quants, whose Q8_K activations run in the row kernels).
+    /// Whether matmuls at `precision` read this packed form. Quantized panels: not at F32
+    /// precision (which dequantizes the rows), nor at Q8 against K-quants (whose Q8_K
+    /// activations run in the row kernels). Float panels: at every precision but Dense.
     pub fn read_at(&self, precision: Precision) -> bool {
         #[cfg(target_arch = "x86_64")]
-        return match precision {
-            Precision::Fast => true,
-            Precision::Q8 => !self.ty.is_k(),
-            Precision::F32 | Precision::Dense => false,
+        return match (&self.form, precision) {
+            (_, Precision::Dense) => false,
+            (PackedForm::Float { .. }, _) => true,
+            (PackedForm::Quant { .. }, Precision::Fast) => true,
+            (PackedForm::Quant { ty, .. }, Precision::Q8) => !ty.is_k(),
+            (PackedForm::Quant { .. }, Precision::F32) => false,
         };
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -445,8 +465,9 @@ impl Isa {
     /// With [`Precision::Fast`] or [`Precision::Q8`] and quantized weights, each token's
     /// activations are quantized once (Fast: two-plane blocks; Q8: Q8_1 against Q4_1/Q5_1, Q8_0
     /// against Q4_0/Q5_0/Q8_0, Q8_K against the K-quants) and every block product runs in
-    /// integers. Otherwise (float weights, Q8_K weights, or [`Precision::F32`]) each weight row
-    /// is widened to f32 once and dotted with all T tokens.
+    /// integers. Float weights repacked at load run the float panels (one FMA chain per output);
+    /// otherwise (float weights not repacked, Q8_K weights, or [`Precision::F32`]) each weight
+    /// row is widened to f32 once and dotted with all T tokens.
     /// A token's result depends on T only through the order of f32 sums (T = 1 and T > 1 run
     /// different kernels); integer block sums are exact either way.
     pub fn matmul(self, w: MatRef, x: &[f32], t: usize, out: &mut [f32], precision: Precision) {
@@ -476,37 +497,34 @@ impl Isa {
     pub fn pack(self, w: MatRef, packed: impl Fn(Range<usize>)) -> Option<PackedWeights> {
         #[cfg(target_arch = "x86_64")]
         if self.usable() == Isa::Avx512Vnni {
-            use x86_64::PANEL_ROWS;
+            use x86_64::{FloatPanel, PANEL_ROWS};
+            let shape = (w.rows, w.cols);
+            let rows_of = |p: usize| -> Vec<&[u8]> {
+                (p * PANEL_ROWS..((p + 1) * PANEL_ROWS).min(w.rows))
+                    .map(|r| w.row(r))
+                    .collect()
+            };
+            if matches!(w.dtype, DType::F32 | DType::F16 | DType::BF16) {
+                let size = w.dtype.type_size();
+                let pack = |p: usize| FloatPanel::pack(&rows_of(p), w.cols, size);
+                let panels = pack_in_batches(w, &packed, pack);
+                let bytes = panels.iter().map(|p| p.bytes()).sum();
+                let dtype = w.dtype;
+                let form = PackedForm::Float { dtype, panels };
+                return Some(PackedWeights { shape, form, bytes });
+            }
             let ty = panel_type(w.dtype)?;
             let kb = w.cols / QK;
-            let pack_one = |p: usize| {
-                let r0 = p * PANEL_ROWS;
-                let rows: Vec<&[u8]> = (r0..(r0 + PANEL_ROWS).min(w.rows))
-                    .map(|r| w.row(r))
-                    .collect();
+            let pack = |p: usize| {
                 let (mut panel, mut scratch) = (x86_64::Panel::default(), Vec::new());
                 // SAFETY: usable() checked AVX-512 VNNI; each row holds kb blocks of `ty`.
-                unsafe { x86_64::pack_panel(ty, &rows, kb, &mut panel, &mut scratch) };
+                unsafe { x86_64::pack_panel(ty, &rows_of(p), kb, &mut panel, &mut scratch) };
                 panel
             };
-            // Panels in batches of PACK_BATCH_ROWS rows, each batch on the team.
-            let n_panels = w.rows.div_ceil(PANEL_ROWS);
-            let per_batch = PACK_BATCH_ROWS / PANEL_ROWS;
-            let mut panels = Vec::with_capacity(n_panels);
-            for p0 in (0..n_panels).step_by(per_batch) {
-                let p1 = (p0 + per_batch).min(n_panels);
-                panels.extend(team::parallel_map(p1 - p0, |i| pack_one(p0 + i)));
-                let rows = p0 * PANEL_ROWS..(p1 * PANEL_ROWS).min(w.rows);
-                packed(rows.start * w.row_bytes()..rows.end * w.row_bytes());
-            }
+            let panels = pack_in_batches(w, &packed, pack);
             let bytes = panels.iter().map(|p| p.bytes()).sum();
-            let shape = (w.rows, w.cols);
-            return Some(PackedWeights {
-                ty,
-                shape,
-                panels,
-                bytes,
-            });
+            let form = PackedForm::Quant { ty, panels };
+            return Some(PackedWeights { shape, form, bytes });
         }
         let _ = (w, packed);
         None
@@ -550,6 +568,13 @@ impl Isa {
             }
         }
         let isa = self.usable();
+        #[cfg(target_arch = "x86_64")]
+        if let Some(PackedForm::Float { dtype, panels }) = w.packed.map(|p| &p.form) {
+            let fits = *dtype == w.dtype && w.packed.is_some_and(|p| p.shape == (n, k));
+            if isa == Isa::Avx512Vnni && fits && precision != Precision::Dense {
+                return float_panel_matmul(*dtype, panels, w, x, t, out);
+            }
+        }
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Avx512Vnni && (t >= PANEL_MIN_TOKENS || w.packed.is_some()) {
             if let (Some(ty), Some(acts_kind)) = (panel_type(w.dtype), panel_acts(precision)) {
@@ -1461,7 +1486,10 @@ fn panel_matmul(
     use x86_64::{ActSum, PanelActs, PANEL_ROWS};
     let (n, kb) = (w.rows, w.cols / QK);
     // A repacked matrix of another type or shape would be a caller's bug: pack per call then.
-    let packed = w.packed.filter(|p| p.ty == ty && p.shape == (n, w.cols));
+    let packed = w.packed.and_then(|p| match &p.form {
+        PackedForm::Quant { ty: pt, panels } if *pt == ty && p.shape == (n, w.cols) => Some(panels),
+        _ => None,
+    });
     // Activations as raw blocks (T, kb), plus each block's scale and sum against the types without a min.
     let run = |acts: &[u8], block_bytes: usize, sums: &[ActSum], out: &mut [f32]| {
         let act = |ti: usize| acts[ti * kb * block_bytes..].as_ptr();
@@ -1472,7 +1500,7 @@ fn panel_matmul(
             while r0 < band.rows.end {
                 let r1 = (r0 + PANEL_ROWS).min(band.rows.end);
                 let panel = match packed {
-                    Some(p) => &p.panels[r0 / PANEL_ROWS],
+                    Some(panels) => &panels[r0 / PANEL_ROWS],
                     None => {
                         let mut rows: [&[u8]; PANEL_ROWS] = [&[]; PANEL_ROWS];
                         for (slot, r) in rows.iter_mut().zip(r0..r1) {
@@ -1533,6 +1561,55 @@ fn panel_matmul(
 /// Rows packed between two calls of [`PackedWeights::new`]'s `packed`: 64 panels.
 #[cfg(target_arch = "x86_64")]
 const PACK_BATCH_ROWS: usize = 1024;
+
+/// The panels of w's rows, `pack(p)` making panel p (rows 16p..16p + 16), in batches of
+/// [`PACK_BATCH_ROWS`] rows on the team; `packed` is told each batch's bytes once it is done.
+#[cfg(target_arch = "x86_64")]
+fn pack_in_batches<P: Send>(
+    w: MatRef,
+    packed: &impl Fn(Range<usize>),
+    pack: impl Fn(usize) -> P + Sync,
+) -> Vec<P> {
+    use x86_64::PANEL_ROWS;
+    let n_panels = w.rows.div_ceil(PANEL_ROWS);
+    let per_batch = PACK_BATCH_ROWS / PANEL_ROWS;
+    let mut panels = Vec::with_capacity(n_panels);
+    for p0 in (0..n_panels).step_by(per_batch) {
+        let p1 = (p0 + per_batch).min(n_panels);
+        panels.extend(team::parallel_map(p1 - p0, |i| pack(p0 + i)));
+        let rows = p0 * PANEL_ROWS..(p1 * PANEL_ROWS).min(w.rows);
+        packed(rows.start * w.row_bytes()..rows.end * w.row_bytes());
+    }
+    panels
+}
+
+/// Float weights repacked at load ([`PackedForm::Float`]), on AVX-512, at any T: `out (T, N)`
+/// from x (T, K), 16 rows at a time. Each output is one FMA chain over k whatever T (see
+/// `x86_64.rs`), so a token's result does not depend on the batch. The caller checked the CPU.
+#[cfg(target_arch = "x86_64")]
+fn float_panel_matmul(
+    dtype: DType,
+    panels: &[x86_64::FloatPanel],
+    w: MatRef,
+    x: &[f32],
+    t: usize,
+    out: &mut [f32],
+) {
+    use x86_64::PANEL_ROWS;
+    let (n, k) = (w.rows, w.cols);
+    for_each_band(n, t, n * k * t, PANEL_ROWS, out, |band| {
+        let p0 = band.rows.start / PANEL_ROWS;
+        let p1 = band.rows.end.div_ceil(PANEL_ROWS);
+        let set = |ti: usize, p: usize, vals: &[f32; PANEL_ROWS]| {
+            let r0 = (p0 + p) * PANEL_ROWS;
+            let r1 = (r0 + PANEL_ROWS).min(band.rows.end);
+            band.set_run(ti, r0, &vals[..r1 - r0]);
+        };
+        // SAFETY: the caller checked AVX-512; each panel holds k columns of 16 rows of dtype,
+        // and x is (T, K).
+        unsafe { for_float_row!(dtype, float_panels_avx512(&panels[p0..p1], x, k, &set)) }
+    });
+}
 
 /// Rows dequantized at a time for the f32 products of quantized weights at F32 precision.
 const DEQUANT_ROWS: usize = 8;

@@ -11,6 +11,12 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// sum(a[i] * b[i]) as one chain of fused multiply-adds in order of i, each rounded once: the
+/// twin of the float panel kernels, which give each output exactly this.
+pub fn dot_f32_fused(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).fold(0.0, |s, (x, y)| x.mul_add(*y, s))
+}
+
 /// sum over blocks of d_w * d_a * sum((q_w - 8) * q_a)
 pub fn dot_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
     let mut acc = 0f32;

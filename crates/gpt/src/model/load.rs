@@ -406,7 +406,7 @@ fn build(mut config: Config, src: &dyn Source, tied: bool) -> Result<Transformer
             tied: true,
         }
     };
-    let mut model = Transformer {
+    Ok(Transformer {
         config,
         token_embedding,
         position_embedding,
@@ -414,8 +414,13 @@ fn build(mut config: Config, src: &dyn Source, tied: bool) -> Result<Transformer
         final_norm,
         unembedding,
         precision: Precision::default(),
-    };
-    // Once here, so that no matmul of generation or of a prompt repacks its weights.
+    })
+}
+
+/// [`build`] for inference: the weights repacked once here, so that no matmul of generation or
+/// of a prompt repacks them.
+fn build_packed(config: Config, src: &dyn Source, tied: bool) -> Result<Transformer> {
+    let mut model = build(config, src, tied)?;
     model.pack_weights();
     Ok(model)
 }
@@ -423,7 +428,7 @@ fn build(mut config: Config, src: &dyn Source, tied: bool) -> Result<Transformer
 impl Transformer {
     /// Builds the model from a parsed GGUF file (weights stay memory-mapped).
     pub fn from_gguf(g: &GgufFile) -> Result<Transformer> {
-        build(Config::from_gguf(g)?, &GgufSource { g }, false)
+        build_packed(Config::from_gguf(g)?, &GgufSource { g }, false)
     }
 
     /// Builds the model from a Hugging Face folder: config.json + model.safetensors (or shards).
@@ -449,7 +454,7 @@ impl Transformer {
             prefixes: vec![prefix.to_string(), String::new()],
             norm_plus_one: spec.hf_norm_plus_one,
         };
-        build(hf.config.clone(), &src, hf.tied)
+        build_packed(hf.config.clone(), &src, hf.tied)
     }
 
     /// The model of training parameters (f32), its matrices borrowed from their buffer: what
