@@ -748,6 +748,62 @@ fn packed_float_matmul_is_the_fused_dot_chain() {
     }
 }
 
+/// Matrices that read the same input, multiplied in one parallel loop (`matmuls_acts`: Q, K and
+/// V; gate and up), give each matrix's own matmul, bit for bit: mixed types (as K-quant files
+/// mix them), repacked or not, every kernel set, precision and a few T.
+#[test]
+fn grouped_matmuls_equal_each_matmul() {
+    let mut rng = Rng(19);
+    let k = 768; // a multiple of the K-quants' 256
+    let group = [
+        (DType::Q4_0, 576),
+        (DType::Q8_0, 192),
+        (DType::F16, 192),
+        (DType::Q6_K, 64),
+    ];
+    let bufs: Vec<Vec<u8>> = group
+        .iter()
+        .map(|&(dtype, n)| random_weights(&mut rng, dtype, n, k))
+        .collect();
+    let ws: Vec<MatRef> = group
+        .iter()
+        .zip(&bufs)
+        .map(|(&(dtype, n), b)| MatRef::new(dtype, n, k, &b[1..]))
+        .collect();
+    let packed: Vec<Option<PackedWeights>> =
+        ws.iter().map(|&w| PackedWeights::new(w, |_| {})).collect();
+    let ws_packed: Vec<MatRef> = ws
+        .iter()
+        .zip(&packed)
+        .map(|(&w, p)| MatRef {
+            packed: p.as_ref(),
+            ..w
+        })
+        .collect();
+    for (form, ws) in [("", &ws), (" packed", &ws_packed)] {
+        for isa in supported() {
+            for precision in [Precision::Fast, Precision::Q8, Precision::F32] {
+                for t in [1, 7, 40] {
+                    let x = rng.vec(t * k, 1.0);
+                    let acts = isa.activations(&x, t);
+                    let mut ys: Vec<Vec<f32>> =
+                        ws.iter().map(|w| vec![f32::NAN; t * w.rows]).collect();
+                    let mut outs: Vec<&mut [f32]> = ys.iter_mut().map(|y| &mut y[..]).collect();
+                    isa.matmuls_acts(ws, &acts, &mut outs, precision);
+                    for (w, y) in ws.iter().zip(&ys) {
+                        let one = run(isa, *w, &x, t, precision);
+                        assert!(
+                            one == *y,
+                            "{isa:?} {}{form} {precision:?} T={t}: the grouped product differs",
+                            w.dtype
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn matmul_kernel_sets_agree_with_reference() {
     let mut rng = Rng(8);

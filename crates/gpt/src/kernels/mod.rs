@@ -42,7 +42,8 @@
 //! quantization and elementwise steps of a prompt) run on [`team`], the kernels' own workers,
 //! which stay awake between the many short loops of a forward pass and claim tasks one at a time.
 //! The width is rayon's: `ThreadPool::install` (or `--threads`) around the forward pass sets it.
-//! An input that several matrices read is quantized once ([`Activations`]).
+//! An input that several matrices read is quantized once ([`Activations`]), and their products
+//! run as one parallel loop ([`matmuls_acts`]).
 #![allow(unsafe_code)]
 
 pub mod cpu;
@@ -212,6 +213,12 @@ pub fn matmul(w: MatRef, x: &[f32], t: usize, out: &mut [f32], precision: Precis
 /// [`matmul`] of an input prepared once for several weight matrices: `out (T, N) = x @ w^T`.
 pub fn matmul_acts(w: MatRef, x: &Activations, out: &mut [f32], precision: Precision) {
     x.isa.matmul_acts(w, x, out, precision)
+}
+
+/// [`matmul_acts`] of several weight matrices that read the same input (Q, K and V; gate and
+/// up), in one parallel loop: `outs[i] (T, N_i) = x @ ws[i]^T`.
+pub fn matmuls_acts(ws: &[MatRef], x: &Activations, outs: &mut [&mut [f32]], precision: Precision) {
+    x.isa.matmuls_acts(ws, x, outs, precision)
 }
 
 /// The input of one or more matmuls, x (T, K), with each quantized form made on first use and
@@ -532,6 +539,55 @@ impl Isa {
 
     /// [`Isa::matmul`] of prepared activations, made by [`Isa::activations`] for this set.
     pub fn matmul_acts(self, w: MatRef, acts: &Activations, out: &mut [f32], precision: Precision) {
+        self.matmul_job(w, acts, out, precision, &mut |job| run_jobs(&[job]))
+    }
+
+    /// [`Isa::matmul_acts`] of several matrices that read the same activations, their bands in
+    /// one parallel loop of the team: one start and one join instead of one per matrix (at T = 1
+    /// the key and value projections of a small model are a few microseconds of work each).
+    pub fn matmuls_acts(
+        self,
+        ws: &[MatRef],
+        acts: &Activations,
+        outs: &mut [&mut [f32]],
+        precision: Precision,
+    ) {
+        assert_eq!(ws.len(), outs.len(), "matmuls: one output per matrix");
+        self.nest_jobs(ws, acts, outs, precision, &[]);
+    }
+
+    /// The jobs of `ws` after those in `done`, then all of them in one loop: each matrix's job
+    /// lives in the frame of its [`matmul_job`](Self::matmul_job), so the next is made inside it.
+    fn nest_jobs(
+        self,
+        ws: &[MatRef],
+        acts: &Activations,
+        outs: &mut [&mut [f32]],
+        precision: Precision,
+        done: &[&BandJob],
+    ) {
+        let (Some((w, ws)), Some((out, outs))) = (ws.split_first(), outs.split_first_mut()) else {
+            return run_jobs(done);
+        };
+        let mut ran = false;
+        self.matmul_job(*w, acts, out, precision, &mut |job| {
+            let all: Vec<&BandJob> = done.iter().copied().chain([job]).collect();
+            self.nest_jobs(ws, acts, outs, precision, &all);
+            ran = true;
+        });
+        assert!(ran, "matmul_job ended without its job");
+    }
+
+    /// The matmul of [`Isa::matmul_acts`] as a job of bands, handed to `then` (exactly once)
+    /// and computed when `then` runs it ([`run_jobs`]).
+    fn matmul_job(
+        self,
+        w: MatRef,
+        acts: &Activations,
+        out: &mut [f32],
+        precision: Precision,
+        then: Then,
+    ) {
         let (x, t) = (acts.x, acts.t);
         let (n, k) = (w.rows, w.cols);
         assert_eq!(
@@ -548,7 +604,7 @@ impl Isa {
             "matmul: K is not a multiple of the block size"
         );
         if t == 0 || n == 0 {
-            return;
+            return then(&BandJob::DONE);
         }
         // Quantizing activations turns a NaN into 0 (the cast to i8), which would hide a model's
         // NaN weights behind finite garbage: such activations take the f32 path, where NaN and
@@ -564,7 +620,8 @@ impl Isa {
         if precision == Precision::Dense && w.dtype == DType::F32 {
             if let Ok(wf) = bytemuck::try_cast_slice::<u8, f32>(w.data) {
                 use gemm::{sgemm, Operand};
-                return sgemm(t, n, k, Operand::new(x), Operand::t(wf), out, false);
+                sgemm(t, n, k, Operand::new(x), Operand::t(wf), out, false);
+                return then(&BandJob::DONE);
             }
         }
         let isa = self.usable();
@@ -572,7 +629,7 @@ impl Isa {
         if let Some(PackedForm::Float { dtype, panels }) = w.packed.map(|p| &p.form) {
             let fits = *dtype == w.dtype && w.packed.is_some_and(|p| p.shape == (n, k));
             if isa == Isa::Avx512Vnni && fits && precision != Precision::Dense {
-                return float_panel_matmul(*dtype, panels, w, x, t, out);
+                return float_panel_matmul(*dtype, panels, w, x, t, out, then);
             }
         }
         #[cfg(target_arch = "x86_64")]
@@ -581,39 +638,33 @@ impl Isa {
                 // K-quant panels hold groups of 32 for two-plane activations; Q8 precision
                 // keeps llama.cpp's Q8_K activations, through the row kernels.
                 if !(ty.is_k() && acts_kind == x86_64::PanelActs::Q8) {
-                    return panel_matmul(ty, acts_kind, w, acts, out);
+                    return panel_matmul(ty, acts_kind, w, acts, out, then);
                 }
             }
         }
-        match (precision, w.dtype) {
-            (Precision::Fast, dtype)
-                if QuantKernel::<BlockQ8x2>::for_dtype(dtype, isa).is_some() =>
-            {
-                if let Some(kern) = QuantKernel::<BlockQ8x2>::for_dtype(dtype, isa) {
-                    quant_matmul(&kern, w, acts.q8x2(), t, out);
-                }
+        let q8x2 = QuantKernel::<BlockQ8x2>::for_dtype(w.dtype, isa);
+        let q8_k = QuantKernel::<BlockQ8_K>::for_dtype(w.dtype, isa);
+        match (precision, w.dtype, q8x2, q8_k) {
+            (Precision::Fast, _, Some(kern), _) => {
+                quant_matmul(&kern, w, acts.q8x2(), t, out, then)
             }
-            (Precision::Q8, DType::Q4_1 | DType::Q5_1) => {
+            (Precision::Q8, DType::Q4_1 | DType::Q5_1, ..) => {
                 let kern = match w.dtype {
                     DType::Q4_1 => QuantKernel::q4_1(isa),
                     _ => QuantKernel::q5_1(isa),
                 };
-                quant_matmul(&kern, w, acts.q8_1(), t, out);
+                quant_matmul(&kern, w, acts.q8_1(), t, out, then);
             }
-            (Precision::Q8, DType::Q4_0 | DType::Q5_0 | DType::Q8_0) => {
+            (Precision::Q8, DType::Q4_0 | DType::Q5_0 | DType::Q8_0, ..) => {
                 let kern = match w.dtype {
                     DType::Q4_0 => QuantKernel::q4_0(isa),
                     DType::Q5_0 => QuantKernel::q5_0(isa),
                     _ => QuantKernel::q8_0(isa),
                 };
-                quant_matmul(&kern, w, acts.q8_0(), t, out);
+                quant_matmul(&kern, w, acts.q8_0(), t, out, then);
             }
-            (Precision::Q8, dtype) if QuantKernel::<BlockQ8_K>::for_dtype(dtype, isa).is_some() => {
-                if let Some(kern) = QuantKernel::<BlockQ8_K>::for_dtype(dtype, isa) {
-                    quant_matmul(&kern, w, acts.q8_k(), t, out);
-                }
-            }
-            _ => float_matmul(isa, w, x, t, out),
+            (Precision::Q8, _, _, Some(kern)) => quant_matmul(&kern, w, acts.q8_k(), t, out, then),
+            _ => float_matmul(isa, w, x, t, out, then),
         }
     }
 
@@ -1353,9 +1404,48 @@ impl OutBand<'_> {
     }
 }
 
-/// Splits the N rows of `out (T, N)` into bands and runs `band` on each, on the team.
-/// `macs` is the call's total work, which decides whether threads pay off.
-/// Bands other than the last have a multiple of `row_multiple` rows.
+/// What a path of [`Isa::matmul_job`] does with its job: runs it, or makes the next matrix's
+/// job inside it and runs them together ([`Isa::matmuls_acts`]).
+type Then<'a> = &'a mut dyn FnMut(&BandJob);
+
+/// One matmul's `out (T, N)`, ready to be computed in bands of rows by `f`: each band writes only
+/// its own rows. `macs` (multiply-adds) decides whether the work is worth a second thread.
+struct BandJob<'a> {
+    out: SharedOut,
+    macs: usize,
+    /// Bands hold a multiple of this many rows (a panel kernel's 16).
+    row_multiple: usize,
+    f: &'a (dyn Fn(OutBand) + Sync),
+}
+
+impl BandJob<'_> {
+    /// A matmul already computed (or empty): no bands.
+    const DONE: BandJob<'static> = BandJob {
+        out: SharedOut {
+            ptr: std::ptr::null_mut(),
+            n: 0,
+            t: 0,
+        },
+        macs: 0,
+        row_multiple: 1,
+        f: &|_| {},
+    };
+
+    /// Rows per band on `threads` threads. Generation (T = 1): few bands, since each task
+    /// costs a claim and the rows are uniform work. Prompts: smaller bands balance the load;
+    /// each re-reads the tokens' activations, which stay in L2.
+    fn rows_per_band(&self, threads: usize) -> usize {
+        let n = self.out.n;
+        let rows = if self.out.t == 1 {
+            n.div_ceil(threads * BANDS_PER_THREAD_T1).max(16)
+        } else {
+            n.div_ceil(threads * 8).clamp(4, 64)
+        };
+        rows.next_multiple_of(self.row_multiple)
+    }
+}
+
+/// Hands `then` the job of computing out (T, N) by bands of rows, `band(rows)` each.
 fn for_each_band(
     n: usize,
     t: usize,
@@ -1363,31 +1453,51 @@ fn for_each_band(
     row_multiple: usize,
     out: &mut [f32],
     band: impl Fn(OutBand) + Sync,
+    then: Then,
 ) {
-    let shared = SharedOut {
+    assert_eq!(out.len(), n * t, "for_each_band: out is not (T, N)");
+    let out = SharedOut {
         ptr: out.as_mut_ptr(),
         n,
         t,
     };
+    then(&BandJob {
+        out,
+        macs,
+        row_multiple,
+        f: &band,
+    })
+}
+
+/// Runs the bands of every job in one parallel loop of the team (on the calling thread alone
+/// when the work is too small for two).
+fn run_jobs(jobs: &[&BandJob]) {
     let threads = team::width();
+    let macs: usize = jobs.iter().map(|j| j.macs).sum();
     if threads == 1 || macs < MIN_PARALLEL_MACS {
-        // SAFETY: the only band.
-        return band(unsafe { shared.band(0..n) });
+        for job in jobs {
+            // SAFETY: the job's only band.
+            (job.f)(unsafe { job.out.band(0..job.out.n) });
+        }
+        return;
     }
-    // Generation (T = 1): one band per thread, since each task costs a wake-up and a join, and
-    // the rows are uniform work. Prompts: smaller bands balance the load; each re-reads the
-    // tokens' activations, which stay in L2.
-    let rows_per_band = if t == 1 {
-        n.div_ceil(threads * BANDS_PER_THREAD_T1).max(16)
-    } else {
-        n.div_ceil(threads * 8).clamp(4, 64)
-    };
-    let rows_per_band = rows_per_band.next_multiple_of(row_multiple);
-    let bands = n.div_ceil(rows_per_band);
-    team::parallel_for(bands, |b| {
-        let rows = b * rows_per_band..((b + 1) * rows_per_band).min(n);
-        // SAFETY: bands b are disjoint ranges of rows.
-        band(unsafe { shared.band(rows) })
+    let sizes: Vec<usize> = jobs.iter().map(|j| j.rows_per_band(threads)).collect();
+    let counts: Vec<usize> = jobs
+        .iter()
+        .zip(&sizes)
+        .map(|(j, &s)| j.out.n.div_ceil(s))
+        .collect();
+    team::parallel_for(counts.iter().sum(), |mut b| {
+        let mut m = 0;
+        while b >= counts[m] {
+            b -= counts[m];
+            m += 1;
+        }
+        let (job, size) = (jobs[m], sizes[m]);
+        let rows = b * size..((b + 1) * size).min(job.out.n);
+        // SAFETY: the bands b of a job are disjoint ranges of its rows, and jobs write to
+        // distinct outputs.
+        (job.f)(unsafe { job.out.band(rows) })
     });
 }
 
@@ -1399,36 +1509,45 @@ fn quant_matmul<A: Sync + Elems>(
     acts: &[A],
     t: usize,
     out: &mut [f32],
+    then: Then,
 ) {
     let (n, kb) = (w.rows, w.cols / QK);
     let per_token = w.cols / A::N;
     assert_eq!(acts.len(), t * per_token);
     let act = |ti: usize| acts[ti * per_token..].as_ptr();
-    for_each_band(n, t, n * w.cols * t, 1, out, |band| {
-        for t0 in (0..t).step_by(TOKEN_TILE) {
-            let t1 = (t0 + TOKEN_TILE).min(t);
-            for r in band.rows.clone() {
-                let wr = w.row(r).as_ptr();
-                let mut ti = t0;
-                while ti + 4 <= t1 {
-                    let ptrs = [act(ti), act(ti + 1), act(ti + 2), act(ti + 3)];
-                    // SAFETY: row r holds kb blocks, each token's activations kb blocks; the
-                    // kernel set was checked usable() when `kern` was chosen.
-                    let res = unsafe { (kern.four)(wr, ptrs, kb) };
-                    for (i, v) in res.into_iter().enumerate() {
-                        band.set(ti + i, r, v);
+    for_each_band(
+        n,
+        t,
+        n * w.cols * t,
+        1,
+        out,
+        |band| {
+            for t0 in (0..t).step_by(TOKEN_TILE) {
+                let t1 = (t0 + TOKEN_TILE).min(t);
+                for r in band.rows.clone() {
+                    let wr = w.row(r).as_ptr();
+                    let mut ti = t0;
+                    while ti + 4 <= t1 {
+                        let ptrs = [act(ti), act(ti + 1), act(ti + 2), act(ti + 3)];
+                        // SAFETY: row r holds kb blocks, each token's activations kb blocks; the
+                        // kernel set was checked usable() when `kern` was chosen.
+                        let res = unsafe { (kern.four)(wr, ptrs, kb) };
+                        for (i, v) in res.into_iter().enumerate() {
+                            band.set(ti + i, r, v);
+                        }
+                        ti += 4;
                     }
-                    ti += 4;
-                }
-                while ti < t1 {
-                    // SAFETY: as above.
-                    let [v] = unsafe { (kern.one)(wr, [act(ti)], kb) };
-                    band.set(ti, r, v);
-                    ti += 1;
+                    while ti < t1 {
+                        // SAFETY: as above.
+                        let [v] = unsafe { (kern.one)(wr, [act(ti)], kb) };
+                        band.set(ti, r, v);
+                        ti += 1;
+                    }
                 }
             }
-        }
-    });
+        },
+        then,
+    );
 }
 
 /// From this many tokens on, AVX-512 VNNI repacks weights into panels (see `x86_64`): the panel
@@ -1481,6 +1600,7 @@ fn panel_matmul(
     w: MatRef,
     acts: &Activations,
     out: &mut [f32],
+    then: Then,
 ) {
     let t = acts.t;
     use x86_64::{ActSum, PanelActs, PANEL_ROWS};
@@ -1491,49 +1611,57 @@ fn panel_matmul(
         _ => None,
     });
     // Activations as raw blocks (T, kb), plus each block's scale and sum against the types without a min.
-    let run = |acts: &[u8], block_bytes: usize, sums: &[ActSum], out: &mut [f32]| {
+    let mut run = |acts: &[u8], block_bytes: usize, sums: &[ActSum], out: &mut [f32]| {
         let act = |ti: usize| acts[ti * kb * block_bytes..].as_ptr();
         let sum = |ti: usize| sums.get(ti * kb..).map_or(std::ptr::null(), |s| s.as_ptr());
-        for_each_band(n, t, n * w.cols * t, PANEL_ROWS, out, |band| {
-            let mut scratch = PANEL_SCRATCH.take();
-            let mut r0 = band.rows.start;
-            while r0 < band.rows.end {
-                let r1 = (r0 + PANEL_ROWS).min(band.rows.end);
-                let panel = match packed {
-                    Some(panels) => &panels[r0 / PANEL_ROWS],
-                    None => {
-                        let mut rows: [&[u8]; PANEL_ROWS] = [&[]; PANEL_ROWS];
-                        for (slot, r) in rows.iter_mut().zip(r0..r1) {
-                            *slot = w.row(r);
+        for_each_band(
+            n,
+            t,
+            n * w.cols * t,
+            PANEL_ROWS,
+            out,
+            |band| {
+                let mut scratch = PANEL_SCRATCH.take();
+                let mut r0 = band.rows.start;
+                while r0 < band.rows.end {
+                    let r1 = (r0 + PANEL_ROWS).min(band.rows.end);
+                    let panel = match packed {
+                        Some(panels) => &panels[r0 / PANEL_ROWS],
+                        None => {
+                            let mut rows: [&[u8]; PANEL_ROWS] = [&[]; PANEL_ROWS];
+                            for (slot, r) in rows.iter_mut().zip(r0..r1) {
+                                *slot = w.row(r);
+                            }
+                            let (panel, bytes) = &mut scratch;
+                            // SAFETY: the caller checked AVX-512 VNNI; each row holds kb blocks of `ty`.
+                            unsafe { x86_64::pack_panel(ty, &rows[..r1 - r0], kb, panel, bytes) };
+                            &scratch.0
                         }
-                        let (panel, bytes) = &mut scratch;
-                        // SAFETY: the caller checked AVX-512 VNNI; each row holds kb blocks of `ty`.
-                        unsafe { x86_64::pack_panel(ty, &rows[..r1 - r0], kb, panel, bytes) };
-                        &scratch.0
-                    }
-                };
-                let mut ti = 0;
-                while ti < t {
-                    let res: &[[f32; PANEL_ROWS]] = if ti + 4 <= t {
-                        let a = [act(ti), act(ti + 1), act(ti + 2), act(ti + 3)];
-                        let s = [sum(ti), sum(ti + 1), sum(ti + 2), sum(ti + 3)];
-                        // SAFETY: the panel holds kb packed blocks; each token's activations
-                        // (and sums, against the types without a min) hold kb blocks of `acts_kind`.
-                        &unsafe { x86_64::panel_dots::<4>(ty, acts_kind, panel, kb, a, s) }
-                    } else {
-                        let (a, s) = ([act(ti)], [sum(ti)]);
-                        // SAFETY: as above.
-                        &unsafe { x86_64::panel_dots::<1>(ty, acts_kind, panel, kb, a, s) }
                     };
-                    for (i, vals) in res.iter().enumerate() {
-                        band.set_run(ti + i, r0, &vals[..r1 - r0]);
+                    let mut ti = 0;
+                    while ti < t {
+                        let res: &[[f32; PANEL_ROWS]] = if ti + 4 <= t {
+                            let a = [act(ti), act(ti + 1), act(ti + 2), act(ti + 3)];
+                            let s = [sum(ti), sum(ti + 1), sum(ti + 2), sum(ti + 3)];
+                            // SAFETY: the panel holds kb packed blocks; each token's activations
+                            // (and sums, against the types without a min) hold kb blocks of `acts_kind`.
+                            &unsafe { x86_64::panel_dots::<4>(ty, acts_kind, panel, kb, a, s) }
+                        } else {
+                            let (a, s) = ([act(ti)], [sum(ti)]);
+                            // SAFETY: as above.
+                            &unsafe { x86_64::panel_dots::<1>(ty, acts_kind, panel, kb, a, s) }
+                        };
+                        for (i, vals) in res.iter().enumerate() {
+                            band.set_run(ti + i, r0, &vals[..r1 - r0]);
+                        }
+                        ti += res.len();
                     }
-                    ti += res.len();
+                    r0 = r1;
                 }
-                r0 = r1;
-            }
-            PANEL_SCRATCH.set(scratch);
-        });
+                PANEL_SCRATCH.set(scratch);
+            },
+            then,
+        );
     };
     let none: &[ActSum] = &[];
     match acts_kind {
@@ -1594,21 +1722,30 @@ fn float_panel_matmul(
     x: &[f32],
     t: usize,
     out: &mut [f32],
+    then: Then,
 ) {
     use x86_64::PANEL_ROWS;
     let (n, k) = (w.rows, w.cols);
-    for_each_band(n, t, n * k * t, PANEL_ROWS, out, |band| {
-        let p0 = band.rows.start / PANEL_ROWS;
-        let p1 = band.rows.end.div_ceil(PANEL_ROWS);
-        let set = |ti: usize, p: usize, vals: &[f32; PANEL_ROWS]| {
-            let r0 = (p0 + p) * PANEL_ROWS;
-            let r1 = (r0 + PANEL_ROWS).min(band.rows.end);
-            band.set_run(ti, r0, &vals[..r1 - r0]);
-        };
-        // SAFETY: the caller checked AVX-512; each panel holds k columns of 16 rows of dtype,
-        // and x is (T, K).
-        unsafe { for_float_row!(dtype, float_panels_avx512(&panels[p0..p1], x, k, &set)) }
-    });
+    for_each_band(
+        n,
+        t,
+        n * k * t,
+        PANEL_ROWS,
+        out,
+        |band| {
+            let p0 = band.rows.start / PANEL_ROWS;
+            let p1 = band.rows.end.div_ceil(PANEL_ROWS);
+            let set = |ti: usize, p: usize, vals: &[f32; PANEL_ROWS]| {
+                let r0 = (p0 + p) * PANEL_ROWS;
+                let r1 = (r0 + PANEL_ROWS).min(band.rows.end);
+                band.set_run(ti, r0, &vals[..r1 - r0]);
+            };
+            // SAFETY: the caller checked AVX-512; each panel holds k columns of 16 rows of dtype,
+            // and x is (T, K).
+            unsafe { for_float_row!(dtype, float_panels_avx512(&panels[p0..p1], x, k, &set)) }
+        },
+        then,
+    );
 }
 
 /// Rows dequantized at a time for the f32 products of quantized weights at F32 precision.
@@ -1618,31 +1755,39 @@ const DEQUANT_ROWS: usize = 8;
 /// a few tokens x a few rows whose weights and activations stay in registers (float rows read
 /// in place, quantized ones dequantized a few rows at a time). Each output is the dot the
 /// one-token product computes, bit for bit, so a token's result does not depend on T.
-fn float_matmul(isa: Isa, w: MatRef, x: &[f32], t: usize, out: &mut [f32]) {
+fn float_matmul(isa: Isa, w: MatRef, x: &[f32], t: usize, out: &mut [f32], then: Then) {
     let (n, k) = (w.rows, w.cols);
-    for_each_band(n, t, n * k * t, 1, out, |band| {
-        let set = |ti: usize, r: usize, v: f32| band.set(ti, r, v);
-        if matches!(w.dtype, DType::F32 | DType::F16 | DType::BF16) {
-            return isa.float_rows(
-                w.dtype,
-                w.data,
-                w.row_bytes(),
-                band.rows.clone(),
-                x,
-                k,
-                &set,
-            );
-        }
-        with_scratch(&ROW_SCRATCH, DEQUANT_ROWS * k, |rows| {
-            for r0 in band.rows.clone().step_by(DEQUANT_ROWS) {
-                let r1 = (r0 + DEQUANT_ROWS).min(band.rows.end);
-                for (r, dst) in (r0..r1).zip(rows.chunks_exact_mut(k)) {
-                    isa.dequantize_row(w.dtype, w.row(r), dst);
-                }
-                let shifted = |ti: usize, r: usize, v: f32| band.set(ti, r0 + r, v);
-                let bytes: &[u8] = bytemuck::cast_slice(&rows[..(r1 - r0) * k]);
-                isa.float_rows(DType::F32, bytes, k * 4, 0..r1 - r0, x, k, &shifted);
+    for_each_band(
+        n,
+        t,
+        n * k * t,
+        1,
+        out,
+        |band| {
+            let set = |ti: usize, r: usize, v: f32| band.set(ti, r, v);
+            if matches!(w.dtype, DType::F32 | DType::F16 | DType::BF16) {
+                return isa.float_rows(
+                    w.dtype,
+                    w.data,
+                    w.row_bytes(),
+                    band.rows.clone(),
+                    x,
+                    k,
+                    &set,
+                );
             }
-        });
-    });
+            with_scratch(&ROW_SCRATCH, DEQUANT_ROWS * k, |rows| {
+                for r0 in band.rows.clone().step_by(DEQUANT_ROWS) {
+                    let r1 = (r0 + DEQUANT_ROWS).min(band.rows.end);
+                    for (r, dst) in (r0..r1).zip(rows.chunks_exact_mut(k)) {
+                        isa.dequantize_row(w.dtype, w.row(r), dst);
+                    }
+                    let shifted = |ti: usize, r: usize, v: f32| band.set(ti, r0 + r, v);
+                    let bytes: &[u8] = bytemuck::cast_slice(&rows[..(r1 - r0) * k]);
+                    isa.float_rows(DType::F32, bytes, k * 4, 0..r1 - r0, x, k, &shifted);
+                }
+            });
+        },
+        then,
+    );
 }

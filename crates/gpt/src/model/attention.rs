@@ -73,9 +73,9 @@ impl Attention {
         let kw = self.n_kv_head * hs;
         let n = x.len() / self.wq.in_features();
         let xa = Activations::new(x, n);
-        let mut q = self.wq.forward_acts(&xa, precision); // (N, NH * HS)
-        let mut k = self.wk.forward_acts(&xa, precision); // (N, NKV * HS)
-        let v = self.wv.forward_acts(&xa, precision); // (N, NKV * HS)
+        // q (N, NH * HS), k and v (N, NKV * HS)
+        let [mut q, mut k, v] =
+            Linear::forward_group([&self.wq, &self.wk, &self.wv], &xa, precision);
         if let Some(qn) = &self.q_norm {
             q = qn.forward(&q); // each HS-wide head of each row
         }

@@ -33,16 +33,31 @@ impl Linear {
     /// [`forward`](Self::forward) of an input that several layers read (Q, K and V; gate and
     /// up), quantized once for all of them: x (T, in) -> (T, out).
     pub fn forward_acts(&self, x: &Activations, precision: Precision) -> Vec<f32> {
-        let mut y = vec![0f32; x.tokens() * self.out_features()];
-        kernels::matmul_acts(self.weight.as_ref(), x, &mut y, precision);
-        if let Some(b) = &self.bias {
-            for row in y.chunks_exact_mut(b.len()) {
-                for (yi, bi) in row.iter_mut().zip(b) {
-                    *yi += bi;
+        let [y] = Linear::forward_group([self], x, precision);
+        y
+    }
+
+    /// The layers that read the same input (Q, K and V; gate and up), their products in one
+    /// parallel loop: x (T, in) -> each layer's (T, out).
+    pub fn forward_group<const M: usize>(
+        layers: [&Linear; M],
+        x: &Activations,
+        precision: Precision,
+    ) -> [Vec<f32>; M] {
+        let mut ys = layers.map(|l| vec![0f32; x.tokens() * l.out_features()]);
+        let ws = layers.map(|l| l.weight.as_ref());
+        let mut outs: Vec<&mut [f32]> = ys.iter_mut().map(|y| y.as_mut_slice()).collect();
+        kernels::matmuls_acts(&ws, x, &mut outs, precision);
+        for (y, l) in ys.iter_mut().zip(layers) {
+            if let Some(b) = &l.bias {
+                for row in y.chunks_exact_mut(b.len()) {
+                    for (yi, bi) in row.iter_mut().zip(b) {
+                        *yi += bi;
+                    }
                 }
             }
         }
-        y
+        ys
     }
 }
 

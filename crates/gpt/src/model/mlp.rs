@@ -118,9 +118,8 @@ impl Mlp {
         let (pre, up, h, out) = match self {
             Mlp::SwiGlu { gate, up, down } => {
                 let xa = Activations::new(x, t);
-                let mut g = gate.forward_acts(&xa, precision); // (T, F)
-                let u = up.forward_acts(&xa, precision); // (T, F)
-                                                         // The gate's values are kept for the backward pass only when it will run.
+                let [mut g, u] = Linear::forward_group([gate, up], &xa, precision); // (T, F) each
+                                                                                    // The gate's values are kept for the backward pass only when it will run.
                 let mut h = if keep {
                     g.clone()
                 } else {
@@ -132,8 +131,7 @@ impl Mlp {
             }
             Mlp::GeGlu { gate, up, down } => {
                 let xa = Activations::new(x, t);
-                let g = gate.forward_acts(&xa, precision); // (T, F)
-                let mut h = up.forward_acts(&xa, precision); // (T, F)
+                let [g, mut h] = Linear::forward_group([gate, up], &xa, precision); // (T, F) each
                 combine(&mut h, &g, |u, g| gelu(g) * u);
                 let out = down.forward(&h, t, precision);
                 (g, Vec::new(), h, out)
