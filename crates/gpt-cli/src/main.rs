@@ -53,6 +53,7 @@ enum Command {
 }
 
 fn main() {
+    common::keep_freed_memory();
     common::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {

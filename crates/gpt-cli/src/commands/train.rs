@@ -80,21 +80,6 @@ impl TrainObserver for Progress {
     fn progress(&mut self, _what: &str, _done: u64, _total: u64) {}
 }
 
-/// Every step frees and allocates again the same large buffers (the tape, the logits and their
-/// gradients: gigabytes for a 135M model). glibc gives blocks that large back to the kernel at
-/// once, and the next step faults every page in again, zeroed: on SmolLM2-135M that was a third
-/// of a step. Kept in the heap, they are reused.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only tunes glibc's allocator; it is called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        // And the heap grows by a gigabyte of address space at a time (pages are still
-        // touched only when used), not by each request.
-        libc::mallopt(libc::M_TOP_PAD, 1 << 30);
-    }
-}
 
 /// What the other ranks of a data-parallel run report: nothing (rank 0 speaks for the run).
 struct Silent;
@@ -126,7 +111,6 @@ fn threads_per_rank(local_ranks: usize) -> usize {
 
 pub fn run(a: Args) -> Result<()> {
     use gpt::train::distributed::{Collective, SingleProcess};
-    keep_freed_memory();
     let world = env_count(&["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]).filter(|&n| n > 1);
     if cfg!(not(feature = "mpi")) && world.is_some() {
         anyhow::bail!(
