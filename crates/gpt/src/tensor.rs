@@ -182,6 +182,12 @@ impl Bytes {
         })
     }
 
+    /// Whether the bytes are a file's mapped pages (which [`release_pages`](Self::release_pages)
+    /// can drop), not an owned buffer.
+    pub fn is_mapped(&self) -> bool {
+        self.map.is_some()
+    }
+
     /// Tells the kernel that this process will not read these bytes soon: the whole pages of a
     /// file mapping are dropped from the process (they stay in the page cache, and a later read
     /// maps them again, with the file's bytes); owned buffers are left alone. For weights that
@@ -292,7 +298,14 @@ impl Matrix {
 
     /// Repacks the weights once for the detected kernels' panels (where they have them for
     /// this type), so that no matmul repacks them; see [`crate::kernels::PackedWeights`].
+    ///
+    /// Float matrices are packed only from a file's mapped pages: a float panel is as large as
+    /// the rows, and an owned buffer (GPT-2's transposed Conv1D weights, say) cannot be let go,
+    /// so packing it would hold the matrix twice; such matrices keep the row kernels.
     pub fn pack(&mut self) {
+        if !self.dtype.is_quantized() && !self.data.is_mapped() {
+            return;
+        }
         if self.packed.is_none() {
             // Matmuls read the panels now; the file's bytes are read again only by rare paths
             // (an embedding row of tied weights, F32 precision, inspection), so their pages go

@@ -80,7 +80,6 @@ impl TrainObserver for Progress {
     fn progress(&mut self, _what: &str, _done: u64, _total: u64) {}
 }
 
-
 /// What the other ranks of a data-parallel run report: nothing (rank 0 speaks for the run).
 struct Silent;
 
