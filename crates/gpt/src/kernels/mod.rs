@@ -553,6 +553,10 @@ impl Isa {
         precision: Precision,
     ) {
         assert_eq!(ws.len(), outs.len(), "matmuls: one output per matrix");
+        assert!(
+            ws.len() <= MAX_GROUP,
+            "matmuls: at most {MAX_GROUP} matrices"
+        );
         self.nest_jobs(ws, acts, outs, precision, &[]);
     }
 
@@ -571,8 +575,10 @@ impl Isa {
         };
         let mut ran = false;
         self.matmul_job(*w, acts, out, precision, &mut |job| {
-            let all: Vec<&BandJob> = done.iter().copied().chain([job]).collect();
-            self.nest_jobs(ws, acts, outs, precision, &all);
+            let mut all = [&BandJob::DONE; MAX_GROUP];
+            all[..done.len()].copy_from_slice(done);
+            all[done.len()] = job;
+            self.nest_jobs(ws, acts, outs, precision, &all[..=done.len()]);
             ran = true;
         });
         assert!(ran, "matmul_job ended without its job");
@@ -1404,6 +1410,9 @@ impl OutBand<'_> {
     }
 }
 
+/// The most matrices [`Isa::matmuls_acts`] runs together (Q, K and V are three).
+const MAX_GROUP: usize = 4;
+
 /// What a path of [`Isa::matmul_job`] does with its job: runs it, or makes the next matrix's
 /// job inside it and runs them together ([`Isa::matmuls_acts`]).
 type Then<'a> = &'a mut dyn FnMut(&BandJob);
@@ -1481,23 +1490,23 @@ fn run_jobs(jobs: &[&BandJob]) {
         }
         return;
     }
-    let sizes: Vec<usize> = jobs.iter().map(|j| j.rows_per_band(threads)).collect();
-    let counts: Vec<usize> = jobs
-        .iter()
-        .zip(&sizes)
-        .map(|(j, &s)| j.out.n.div_ceil(s))
-        .collect();
-    team::parallel_for(counts.iter().sum(), |mut b| {
-        let mut m = 0;
-        while b >= counts[m] {
-            b -= counts[m];
-            m += 1;
+    // (rows per band, bands) of a job: a few integer operations, recomputed rather than kept in
+    // a vector (this runs a few hundred times per token).
+    let bands = |job: &BandJob| {
+        let size = job.rows_per_band(threads);
+        (size, job.out.n.div_ceil(size))
+    };
+    team::parallel_for(jobs.iter().map(|j| bands(j).1).sum(), |mut b| {
+        for job in jobs {
+            let (size, count) = bands(job);
+            if b < count {
+                let rows = b * size..((b + 1) * size).min(job.out.n);
+                // SAFETY: the bands b of a job are disjoint ranges of its rows, and jobs write
+                // to distinct outputs.
+                return (job.f)(unsafe { job.out.band(rows) });
+            }
+            b -= count;
         }
-        let (job, size) = (jobs[m], sizes[m]);
-        let rows = b * size..((b + 1) * size).min(job.out.n);
-        // SAFETY: the bands b of a job are disjoint ranges of its rows, and jobs write to
-        // distinct outputs.
-        (job.f)(unsafe { job.out.band(rows) })
     });
 }
 
@@ -1742,7 +1751,7 @@ fn float_panel_matmul(
             };
             // SAFETY: the caller checked AVX-512; each panel holds k columns of 16 rows of dtype,
             // and x is (T, K).
-            unsafe { for_float_row!(dtype, float_panels_avx512(&panels[p0..p1], x, k, &set)) }
+            unsafe { for_float_row!(dtype, float_panels_avx512(&panels[p0..p1], x, t, k, &set)) }
         },
         then,
     );

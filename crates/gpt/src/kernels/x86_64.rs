@@ -416,12 +416,13 @@ unsafe fn float_panel_tile<R: FloatRow, const TT: usize, const P: usize>(
 pub(super) unsafe fn float_panels_avx512<R: FloatRow>(
     panels: &[FloatPanel],
     x: &[f32],
+    t: usize,
     k: usize,
     set: &impl Fn(usize, usize, &[f32; PANEL_ROWS]),
 ) {
     // Panels in groups that stay in L2 while every token tile goes by them.
     const GROUP: usize = 4;
-    let t = x.len() / k;
+    debug_assert_eq!(x.len(), t * k);
     debug_assert!(panels.iter().all(|p| p.bytes() >= k * PANEL_ROWS * R::SIZE));
     for g0 in (0..panels.len()).step_by(GROUP) {
         let group = g0..(g0 + GROUP).min(panels.len());
