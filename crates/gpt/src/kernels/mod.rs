@@ -632,10 +632,14 @@ impl Isa {
         }
         let isa = self.usable();
         #[cfg(target_arch = "x86_64")]
-        if let Some(PackedForm::Float { dtype, panels }) = w.packed.map(|p| &p.form) {
-            let fits = *dtype == w.dtype && w.packed.is_some_and(|p| p.shape == (n, k));
-            if isa == Isa::Avx512Vnni && fits && precision != Precision::Dense {
-                return float_panel_matmul(*dtype, panels, w, x, t, out, then);
+        if let Some(p) = w
+            .packed
+            .filter(|p| p.read_at(precision) && p.shape == (n, k))
+        {
+            if let PackedForm::Float { dtype, panels } = &p.form {
+                if isa == Isa::Avx512Vnni && *dtype == w.dtype {
+                    return float_panel_matmul(*dtype, panels, w, x, t, out, then);
+                }
             }
         }
         #[cfg(target_arch = "x86_64")]
@@ -1455,7 +1459,7 @@ impl BandJob<'_> {
 }
 
 /// Hands `then` the job of computing out (T, N) by bands of rows, `band(rows)` each.
-fn for_each_band(
+fn band_job(
     n: usize,
     t: usize,
     macs: usize,
@@ -1464,7 +1468,7 @@ fn for_each_band(
     band: impl Fn(OutBand) + Sync,
     then: Then,
 ) {
-    assert_eq!(out.len(), n * t, "for_each_band: out is not (T, N)");
+    assert_eq!(out.len(), n * t, "band_job: out is not (T, N)");
     let out = SharedOut {
         ptr: out.as_mut_ptr(),
         n,
@@ -1524,7 +1528,7 @@ fn quant_matmul<A: Sync + Elems>(
     let per_token = w.cols / A::N;
     assert_eq!(acts.len(), t * per_token);
     let act = |ti: usize| acts[ti * per_token..].as_ptr();
-    for_each_band(
+    band_job(
         n,
         t,
         n * w.cols * t,
@@ -1623,7 +1627,7 @@ fn panel_matmul(
     let mut run = |acts: &[u8], block_bytes: usize, sums: &[ActSum], out: &mut [f32]| {
         let act = |ti: usize| acts[ti * kb * block_bytes..].as_ptr();
         let sum = |ti: usize| sums.get(ti * kb..).map_or(std::ptr::null(), |s| s.as_ptr());
-        for_each_band(
+        band_job(
             n,
             t,
             n * w.cols * t,
@@ -1735,7 +1739,7 @@ fn float_panel_matmul(
 ) {
     use x86_64::PANEL_ROWS;
     let (n, k) = (w.rows, w.cols);
-    for_each_band(
+    band_job(
         n,
         t,
         n * k * t,
@@ -1766,7 +1770,7 @@ const DEQUANT_ROWS: usize = 8;
 /// one-token product computes, bit for bit, so a token's result does not depend on T.
 fn float_matmul(isa: Isa, w: MatRef, x: &[f32], t: usize, out: &mut [f32], then: Then) {
     let (n, k) = (w.rows, w.cols);
-    for_each_band(
+    band_job(
         n,
         t,
         n * k * t,
