@@ -20,8 +20,8 @@
 //!   AVX-512 VNNI, a model's matrices are repacked once at load into panels of 16 rows
 //!   ([`PackedWeights`], see `x86_64.rs`), which every T reads, generation included: one
 //!   vpdpbusd adds 4 elements of 16 rows. A matrix that was not repacked is packed per band
-//!   and call for T >= 5. Elsewhere (AVX2, the reference set, Q2_K weights, K-quants at Q8
-//!   precision) row kernels run, one unpacked weight block serving up to 4 tokens.
+//!   and call for T >= 5. Elsewhere (AVX2, the reference set, K-quants at Q8 precision) row
+//!   kernels run, one unpacked weight block serving up to 4 tokens.
 //! - Float weights (F32, F16, BF16): on AVX-512, repacked once at load into K-major panels of 16
 //!   rows in the file's type, which every T reads: each load of 16 rows' weights at one column
 //!   serves a tile of up to 12 tokens, whose values are broadcast inside the FMAs, and each
@@ -170,8 +170,8 @@ impl std::fmt::Debug for PackedWeights {
 
 impl PackedWeights {
     /// `w` repacked for [`Isa::detected`], if that kernel set has panels for its type (the
-    /// float types and the quantized ones but Q2_K and Q8_K, on AVX-512 VNNI); None otherwise. `packed` is told
-    /// each range of w's bytes as soon as it has been packed (so that a caller can let the
+    /// float types and the quantized ones but Q8_K, on AVX-512 VNNI); None otherwise. `packed` is
+    /// told each range of w's bytes as soon as it has been packed (so that a caller can let the
     /// pages of a mapped file go while a large matrix is still being packed).
     pub fn new(w: MatRef, packed: impl Fn(Range<usize>)) -> Option<PackedWeights> {
         Isa::detected().pack(w, packed)
@@ -1583,6 +1583,7 @@ fn panel_type(dtype: DType) -> Option<x86_64::PanelType> {
         DType::Q5_K => Some(x86_64::PanelType::Q5_K),
         DType::Q6_K => Some(x86_64::PanelType::Q6_K),
         DType::Q3_K => Some(x86_64::PanelType::Q3_K),
+        DType::Q2_K => Some(x86_64::PanelType::Q2_K),
         _ => None,
     }
 }
@@ -1623,7 +1624,7 @@ fn panel_matmul(
         PackedForm::Quant { ty: pt, panels } if *pt == ty && p.shape == (n, w.cols) => Some(panels),
         _ => None,
     });
-    // Activations as raw blocks (T, kb), plus each block's scale and sum against the types without a min.
+    // Activations as raw blocks (T, kb), plus each block's scale and sums where the kernel reads them.
     let mut run = |acts: &[u8], block_bytes: usize, sums: &[ActSum], out: &mut [f32]| {
         let act = |ti: usize| acts[ti * kb * block_bytes..].as_ptr();
         let sum = |ti: usize| sums.get(ti * kb..).map_or(std::ptr::null(), |s| s.as_ptr());
@@ -1679,7 +1680,11 @@ fn panel_matmul(
     let none: &[ActSum] = &[];
     match acts_kind {
         PanelActs::Q8x2 => {
-            let sums = if ty.has_min() { none } else { acts.q8x2_sums() };
+            let sums = if ty.reads_sums() {
+                acts.q8x2_sums()
+            } else {
+                none
+            };
             let block_bytes = std::mem::size_of::<BlockQ8x2>();
             run(bytemuck::cast_slice(acts.q8x2()), block_bytes, sums, out)
         }

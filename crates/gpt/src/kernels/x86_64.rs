@@ -2006,6 +2006,8 @@ const PANEL_BLOCK_BYTES: usize = QK * PANEL_ROWS;
 /// ([`PanelType`]). They are stored in [`PanelType::bits`] bits, [`PanelType::column_bytes`] per
 /// column, so that a panel is about as large as the rows it holds:
 /// - 8 bits: group g's 64 bytes at 64g;
+/// - 2 bits: byte i of chunk c (bytes 64c..64c+64, c < 2) holds group c + 2s at bits
+///   2s..2s+2, for s < 4;
 /// - 4 bits: byte i of chunk c (bytes 64c..64c+64, c < 4) holds group c in its low nibble and
 ///   group c+4 in its high nibble;
 /// - 5 bits: the low 4 bits as for 4, then at 256 + 8g the u64 whose bit i is bit 4 of group
@@ -2028,9 +2030,9 @@ pub(super) struct Panel {
     /// row's block min m. K-quants: (kb / 8, 16), each row's super-block dmin.
     m: Vec<u16>,
     /// K-quants: (kb, 16), each row's integer scale of the group (of its elements 0..16 where
-    /// scales change every 16: Q6_K, Q3_K), as i8.
+    /// scales change every 16: Q6_K, Q3_K, Q2_K), as i8; Q2_K keeps its byte sc | m << 4.
     sc: Vec<i8>,
-    /// Q6_K and Q3_K: (kb, 16), the integer scale of elements 16..32 of each row's group.
+    /// Q6_K, Q3_K and Q2_K: (kb, 16), as `sc` for elements 16..32 of each row's group.
     sc2: Vec<i8>,
     /// Q4_K and Q5_K: (kb, 16), each row's integer min of the group.
     mn: Vec<i8>,
@@ -2070,12 +2072,19 @@ pub(super) enum PanelType {
     Q6_K,
     /// Q3_K: q + 4 in 0..8 (offset 4), scales as [`PanelType::Q6_K`].
     Q3_K,
+    /// Q2_K: q in 0..4, a scale and a min per 16 elements: value = d * sc - dmin * m, with
+    /// `sc` and `sc2` holding the file's bytes sc | m << 4 of each group's two halves.
+    Q2_K,
 }
 
 impl PanelType {
     fn offset(self) -> i32 {
         match self {
-            PanelType::Q4_1 | PanelType::Q5_1 | PanelType::Q4_K | PanelType::Q5_K => 0,
+            PanelType::Q4_1
+            | PanelType::Q5_1
+            | PanelType::Q4_K
+            | PanelType::Q5_K
+            | PanelType::Q2_K => 0,
             PanelType::Q4_0 => 8,
             PanelType::Q5_0 => 16,
             PanelType::Q6_K => 32,
@@ -2088,26 +2097,33 @@ impl PanelType {
     pub(super) fn has_min(self) -> bool {
         matches!(
             self,
-            PanelType::Q4_1 | PanelType::Q5_1 | PanelType::Q4_K | PanelType::Q5_K
+            PanelType::Q4_1 | PanelType::Q5_1 | PanelType::Q4_K | PanelType::Q5_K | PanelType::Q2_K
         )
+    }
+
+    /// The kernels read the activation blocks' [`ActSum`]s: to undo an offset, or for mins
+    /// per 16 elements (Q2_K). The other types with a min take it from the blocks' float sum.
+    pub(super) fn reads_sums(self) -> bool {
+        !self.has_min() || self.scale_per_16()
     }
 
     /// A K-quant: rows hold super-blocks of 256, packed as 8 groups of 32.
     pub(super) fn is_k(self) -> bool {
         matches!(
             self,
-            PanelType::Q4_K | PanelType::Q5_K | PanelType::Q6_K | PanelType::Q3_K
+            PanelType::Q4_K | PanelType::Q5_K | PanelType::Q6_K | PanelType::Q3_K | PanelType::Q2_K
         )
     }
 
-    /// Scales change every 16 elements (`Panel::d2`).
+    /// Scales change every 16 elements (`Panel::sc2`).
     fn scale_per_16(self) -> bool {
-        matches!(self, PanelType::Q6_K | PanelType::Q3_K)
+        matches!(self, PanelType::Q6_K | PanelType::Q3_K | PanelType::Q2_K)
     }
 
     /// Bits each stored quant (offset applied) needs: how a [`Panel`] lays them out.
     pub(super) fn bits(self) -> usize {
         match self {
+            PanelType::Q2_K => 2,
             PanelType::Q4_1 | PanelType::Q4_0 | PanelType::Q4_K | PanelType::Q3_K => 4,
             PanelType::Q5_1 | PanelType::Q5_0 | PanelType::Q5_K => 5,
             PanelType::Q6_K => 6,
@@ -2124,6 +2140,7 @@ impl PanelType {
 /// Bytes of quants per block column stored in `bits` bits (see [`Panel`]).
 const fn column_bytes(bits: usize) -> usize {
     match bits {
+        2 => 128,
         4 => 256,
         5 => 256 + 64,
         6 => 256 + 128,
@@ -2138,6 +2155,19 @@ unsafe fn compress_column(bits: usize, src: *const u8, dst: *mut u8) {
     let group = |g: usize| _mm512_loadu_si512(src.add(64 * g) as *const _);
     if bits == 8 {
         std::ptr::copy_nonoverlapping(src, dst, PANEL_BLOCK_BYTES);
+        return;
+    }
+    if bits == 2 {
+        for c in 0..2 {
+            let v = _mm512_or_si512(
+                _mm512_or_si512(group(c), _mm512_slli_epi16::<2>(group(c + 2))),
+                _mm512_or_si512(
+                    _mm512_slli_epi16::<4>(group(c + 4)),
+                    _mm512_slli_epi16::<6>(group(c + 6)),
+                ),
+            );
+            _mm512_storeu_si512(dst.add(64 * c) as *mut _, v);
+        }
         return;
     }
     let low = _mm512_set1_epi8(0x0f);
@@ -2176,6 +2206,17 @@ unsafe fn panel_quants<const BITS: usize>(q: *const u8) -> [__m512i; 8] {
     if BITS == 8 {
         for (g, wg) in w.iter_mut().enumerate() {
             *wg = load(g);
+        }
+        return w;
+    }
+    if BITS == 2 {
+        let three = _mm512_set1_epi8(3);
+        for c in 0..2 {
+            let v = load(c);
+            w[c] = _mm512_and_si512(v, three);
+            w[c + 2] = _mm512_and_si512(_mm512_srli_epi16::<2>(v), three);
+            w[c + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), three);
+            w[c + 6] = _mm512_and_si512(_mm512_srli_epi16::<6>(v), three);
         }
         return w;
     }
@@ -2227,6 +2268,7 @@ pub(super) unsafe fn pack_panel(
         PanelType::Q5_K => Q5KW::BYTES,
         PanelType::Q6_K => Q6KW::BYTES,
         PanelType::Q3_K => Q3KW::BYTES,
+        PanelType::Q2_K => Q2KW::BYTES,
     };
     // Weight blocks per row: kb groups of 32, or kb / 8 super-blocks.
     let row_blocks = if ty.is_k() { kb / 8 } else { kb };
@@ -2243,9 +2285,13 @@ pub(super) unsafe fn pack_panel(
     panel.d.resize(scale_blocks * PANEL_ROWS, 0);
     panel.m.clear();
     panel.m.resize(per(ty.has_min(), scale_blocks), 0);
+    let sub_scale_bytes = |p: *const u8| read_unaligned(p as *const [u8; 16]);
     fill(&mut panel.sc, per(k, kb));
     fill(&mut panel.sc2, per(ty.scale_per_16(), kb));
-    fill(&mut panel.mn, per(k && ty.has_min(), kb));
+    fill(
+        &mut panel.mn,
+        per(k && ty.has_min() && !ty.scale_per_16(), kb),
+    );
     let half = |p: *const u8| read_unaligned(p as *const u16);
     // Dword g of a row's 32 bytes goes to group g: 16 dwords apart.
     let groups = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
@@ -2256,17 +2302,24 @@ pub(super) unsafe fn pack_panel(
             let dst = bytes.as_mut_ptr().add(b * PANEL_BLOCK_BYTES);
             if ty.scale_per_16() {
                 let (p, g) = (row.as_ptr().add(b / 8 * block_bytes), b % 8);
-                let (q, h) = if ty == PanelType::Q6_K {
-                    (Q6KW::quants(p, g), Q6KW::header(p))
-                } else {
-                    (Q3KW::quants(p, g), Q3KW::header(p))
+                // Each 16 elements' scale (Q2_K: scale and min) as one byte.
+                let (q, sc, d_at) = match ty {
+                    PanelType::Q6_K => {
+                        (Q6KW::quants(p, g), Q6KW::header(p).sc.map(|s| s as u8), 208)
+                    }
+                    PanelType::Q3_K => {
+                        (Q3KW::quants(p, g), Q3KW::header(p).sc.map(|s| s as u8), 108)
+                    }
+                    _ => (Q2KW::quants(p, g), sub_scale_bytes(p), 80),
                 };
                 let q = _mm256_add_epi8(q, _mm256_set1_epi8(ty.offset() as i8));
                 _mm256_i32scatter_epi32::<4>(dst as *mut i32, index, q);
-                let d_at = if ty == PanelType::Q6_K { 208 } else { 108 };
                 panel.d[b / 8 * PANEL_ROWS + j] = half(p.add(d_at));
-                panel.sc[b * PANEL_ROWS + j] = h.sc[2 * g] as i8;
-                panel.sc2[b * PANEL_ROWS + j] = h.sc[2 * g + 1] as i8;
+                if ty.has_min() {
+                    panel.m[b / 8 * PANEL_ROWS + j] = half(p.add(d_at + 2));
+                }
+                panel.sc[b * PANEL_ROWS + j] = sc[2 * g] as i8;
+                panel.sc2[b * PANEL_ROWS + j] = sc[2 * g + 1] as i8;
                 continue;
             }
             if ty.is_k() {
@@ -2299,9 +2352,11 @@ pub(super) unsafe fn pack_panel(
                 PanelType::Q5_0 => {
                     _mm256_or_si256(unpack_nibbles(p.add(6)), q5_high_bits(p.add(2)))
                 }
-                PanelType::Q4_K | PanelType::Q5_K | PanelType::Q6_K | PanelType::Q3_K => {
-                    unreachable!("packed above")
-                }
+                PanelType::Q4_K
+                | PanelType::Q5_K
+                | PanelType::Q6_K
+                | PanelType::Q3_K
+                | PanelType::Q2_K => unreachable!("packed above"),
             };
             _mm256_i32scatter_epi32::<4>(dst as *mut i32, index, q);
             panel.d[b * PANEL_ROWS + j] = half(p);
@@ -2329,7 +2384,7 @@ pub(super) unsafe fn pack_panel(
 pub(super) struct ActSum {
     pub d: f32,
     pub sum: i32,
-    /// The same sum over the block's first 16 elements (for scales per 16: Q6_K, Q3_K).
+    /// The same sum over the block's first 16 elements (for scales per 16: Q6_K, Q3_K, Q2_K).
     pub half: i32,
 }
 
@@ -2345,7 +2400,7 @@ pub(super) enum PanelActs {
 /// out[i][j] = dot(panel row j, token i) for N tokens.
 /// `acts[i]` points at the token's `kb` activation blocks: Q8_1 (panels with a min, Q4_1 and
 /// Q5_1) or Q8_0 (the others) for [`PanelActs::Q8`], [`BlockQ8x2`] for [`PanelActs::Q8x2`].
-/// Against panels without a min `sums[i]` points at their `kb` [`ActSum`]s; otherwise it is
+/// Where [`PanelType::reads_sums`], `sums[i]` points at their `kb` [`ActSum`]s; otherwise it is
 /// unused.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn panel_dots<const N: usize>(
@@ -2362,8 +2417,10 @@ pub(super) unsafe fn panel_dots<const N: usize>(
     assert!(!ty.has_min() || panel.m.len() >= scale_blocks * PANEL_ROWS);
     assert!(!ty.is_k() || panel.sc.len() >= kb * PANEL_ROWS);
     assert!(!ty.scale_per_16() || panel.sc2.len() >= kb * PANEL_ROWS);
-    assert!(!(ty.is_k() && ty.has_min()) || panel.mn.len() >= kb * PANEL_ROWS);
+    let k_min32 = ty.is_k() && ty.has_min() && !ty.scale_per_16();
+    assert!(!k_min32 || panel.mn.len() >= kb * PANEL_ROWS);
     match ty.bits() {
+        2 => panel_dots_bits::<N, 2>(ty, acts_kind, panel, kb, acts, sums),
         4 => panel_dots_bits::<N, 4>(ty, acts_kind, panel, kb, acts, sums),
         5 => panel_dots_bits::<N, 5>(ty, acts_kind, panel, kb, acts, sums),
         6 => panel_dots_bits::<N, 6>(ty, acts_kind, panel, kb, acts, sums),
@@ -2401,6 +2458,9 @@ unsafe fn panel_dots_kind<const N: usize, const BITS: usize, const K: bool>(
 ) -> [[f32; PANEL_ROWS]; N] {
     let offset = ty.offset();
     match (ty, acts_kind) {
+        (_, PanelActs::Q8x2) if ty.scale_per_16() && ty.has_min() => {
+            panel_dots_impl::<N, BITS, K, true, true, true>(offset, panel, kb, acts, sums)
+        }
         (_, PanelActs::Q8x2) if ty.scale_per_16() => {
             panel_dots_impl::<N, BITS, K, false, true, true>(offset, panel, kb, acts, sums)
         }
@@ -2431,14 +2491,14 @@ unsafe fn i8x16(p: *const i8) -> __m512 {
     _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i)))
 }
 
-/// Block column b's scales for the 16 rows of a panel: (d, m, d2) with m the min to add
-/// (`MIN`; zero otherwise) and d2 the scale of elements 16..32 (`S16`; d otherwise). K-quants
-/// multiply out d * sc and -(dmin * m), each rounded once, as the row kernels do.
+/// Block column b's scales for the 16 rows of a panel: (d, m, d2, m2) with m the min to add
+/// (`MIN`; zero otherwise), d2 and m2 those of elements 16..32 (`S16`; d and m otherwise).
+/// K-quants multiply out d * sc and -(dmin * m), each rounded once, as the row kernels do.
 #[inline(always)]
 unsafe fn column_scales<const K: bool, const MIN: bool, const S16: bool>(
     panel: &Panel,
     b: usize,
-) -> (__m512, __m512, __m512) {
+) -> (__m512, __m512, __m512, __m512) {
     let at = |v: &[i8]| v.as_ptr().add(b * PANEL_ROWS);
     if !K {
         let d = f16x16(panel.d.as_ptr().add(b * PANEL_ROWS));
@@ -2447,17 +2507,30 @@ unsafe fn column_scales<const K: bool, const MIN: bool, const S16: bool>(
         } else {
             _mm512_setzero_ps()
         };
-        return (d, m, d);
+        return (d, m, d, m);
     }
     let sb = b / 8 * PANEL_ROWS;
     let d_super = f16x16(panel.d.as_ptr().add(sb));
+    let times_min = |m: __m512| {
+        let dmin = f16x16(panel.m.as_ptr().add(sb));
+        _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, m))
+    };
+    if MIN && S16 {
+        // Q2_K: each byte is sc | m << 4.
+        let nibbles = |v: &[i8]| {
+            let bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(at(v) as *const __m128i));
+            let low = _mm512_and_si512(bytes, _mm512_set1_epi32(0x0f));
+            let high = _mm512_srli_epi32::<4>(bytes);
+            (_mm512_cvtepi32_ps(low), _mm512_cvtepi32_ps(high))
+        };
+        let ((sc, mn), (sc2, mn2)) = (nibbles(&panel.sc), nibbles(&panel.sc2));
+        let d = _mm512_mul_ps(d_super, sc);
+        let d2 = _mm512_mul_ps(d_super, sc2);
+        return (d, times_min(mn), d2, times_min(mn2));
+    }
     let d = _mm512_mul_ps(d_super, i8x16(at(&panel.sc)));
     let m = if MIN {
-        let dmin = f16x16(panel.m.as_ptr().add(sb));
-        _mm512_sub_ps(
-            _mm512_setzero_ps(),
-            _mm512_mul_ps(dmin, i8x16(at(&panel.mn))),
-        )
+        times_min(i8x16(at(&panel.mn)))
     } else {
         _mm512_setzero_ps()
     };
@@ -2466,7 +2539,7 @@ unsafe fn column_scales<const K: bool, const MIN: bool, const S16: bool>(
     } else {
         d
     };
-    (d, m, d2)
+    (d, m, d2, m)
 }
 
 /// 254 * x in each lane (the weight of the high plane, [`Q8X2_LO_SCALE`]) as 256x - 2x: two
@@ -2478,13 +2551,15 @@ unsafe fn times_lo_scale(x: __m512i) -> __m512i {
 }
 
 /// The panel kernel. With two planes (`X2`) each token's block takes 16 vpdpbusd instead of 8,
-/// in two independent chains (hi and lo), joined in integers as 254 * hi + lo.
+/// in two independent chains (hi and lo), joined in integers as 254 * hi + lo. Weights with a
+/// `MIN` take the activations' sum from each block's float s, or per 16 elements from the
+/// [`ActSum`]s where scales change every 16 (`S16`: Q2_K).
 #[inline(always)]
 unsafe fn panel_dots_impl<
     const N: usize,
     const BITS: usize,
     const K: bool,
-    const Q4_1: bool,
+    const MIN: bool,
     const X2: bool,
     const S16: bool,
 >(
@@ -2497,7 +2572,7 @@ unsafe fn panel_dots_impl<
     // Q8_1 and BlockQ8x2 both start with d and s as f32; their quants follow at byte 8.
     let (block_bytes, qs_at) = if X2 {
         (std::mem::size_of::<BlockQ8x2>(), 8)
-    } else if Q4_1 {
+    } else if MIN {
         (std::mem::size_of::<BlockQ8_1>(), 8)
     } else {
         (std::mem::size_of::<BlockQ8_0>(), 2)
@@ -2506,7 +2581,7 @@ unsafe fn panel_dots_impl<
     let mut acc_m = [_mm512_setzero_ps(); N];
     for b in 0..kb {
         let w = panel_quants::<BITS>(panel.q.as_ptr().add(b * column_bytes(BITS)));
-        let (d, m, d2) = column_scales::<K, Q4_1, S16>(panel, b);
+        let (d, m, d2, m2) = column_scales::<K, MIN, S16>(panel, b);
         for i in 0..N {
             let ab = acts[i].add(b * block_bytes);
             let qs = ab.add(qs_at);
@@ -2530,9 +2605,16 @@ unsafe fn panel_dots_impl<
                 let corr = |sum: i32| _mm512_set1_epi32(offset * sum);
                 let h0 = _mm512_sub_epi32(half[0], corr(s.half));
                 let h1 = _mm512_sub_epi32(half[1], corr(s.sum - s.half));
-                let da = _mm512_set1_ps(s.d / Q8X2_LO_SCALE);
-                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h0), _mm512_mul_ps(d, da), acc[i]);
-                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h1), _mm512_mul_ps(d2, da), acc[i]);
+                let da = s.d / Q8X2_LO_SCALE;
+                let dav = _mm512_set1_ps(da);
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h0), _mm512_mul_ps(d, dav), acc[i]);
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h1), _mm512_mul_ps(d2, dav), acc[i]);
+                if MIN {
+                    // A min per 16 elements (Q2_K) times the sum of those activations.
+                    let (s0, s1) = (s.half as f32 * da, (s.sum - s.half) as f32 * da);
+                    acc_m[i] = _mm512_fmadd_ps(m, _mm512_set1_ps(s0), acc_m[i]);
+                    acc_m[i] = _mm512_fmadd_ps(m2, _mm512_set1_ps(s1), acc_m[i]);
+                }
                 continue;
             }
             let mut isum = _mm512_setzero_si512();
@@ -2549,7 +2631,7 @@ unsafe fn panel_dots_impl<
                 }
                 isum = _mm512_add_epi32(times_lo_scale(isum), isum_lo);
             }
-            let (mut da, sa) = if Q4_1 {
+            let (mut da, sa) = if MIN {
                 let ds = ab as *const f32;
                 (*ds, *ds.add(1))
             } else {
@@ -2562,7 +2644,7 @@ unsafe fn panel_dots_impl<
             }
             let dd = _mm512_mul_ps(d, _mm512_set1_ps(da));
             acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dd, acc[i]);
-            if Q4_1 {
+            if MIN {
                 acc_m[i] = _mm512_fmadd_ps(m, _mm512_set1_ps(sa), acc_m[i]);
             }
         }
