@@ -33,8 +33,9 @@ if [ ! -d "$work/src/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION/vendor/llama.cpp
 fi
 src="$work/src/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION/vendor/llama.cpp"
 
-# Every SIMD extension this CPU reports, but AMX: its tile instructions fault here (the kernel does
-# not grant AMX state to processes), and GGML_NATIVE=ON would compile them in. Asked one by one:
+# Every SIMD extension this CPU reports, but AMX: llama.cpp's AMX kernels stop with SIGILL here (a
+# tilezero in tinygemm_kernel_amx, seen in gdb; the tile state itself is granted, BENCHMARKS.md
+# "AMX tiles"), and GGML_NATIVE=ON would compile them in. Asked one by one:
 # a flag the CPU lacks (AVX-VNNI, the VEX form, on CPUs with only AVX512-VNNI) is SIGILL in the
 # kernels that use it.
 cpu_flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
